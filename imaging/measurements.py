@@ -1,0 +1,182 @@
+"""The in-memory form of a measurement file (DESIGN.md section 3).
+
+A :class:`Measurements` holds exactly the keys of the file contract and validates them
+on construction, so every consumer (solvers, CLI, GUI, batch) can rely on consistent
+shapes, dtypes and finite values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+MODALITIES = ("tomography", "mri")
+
+
+class MeasurementError(ValueError):
+    """Raised for measurement data that violate the file contract."""
+
+
+def _require_finite(name: str, array: np.ndarray) -> None:
+    if not np.all(np.isfinite(array)):
+        raise MeasurementError(f"'{name}' contains NaN or infinite values")
+
+
+@dataclass
+class Measurements:
+    """Dynamic measurements of one 2D slice, time first.
+
+    Tomography: ``sinogram`` float32 (P, V, D), ``angles`` float64 (P, V) radians,
+    ``detector_spacing``, ``image_shape`` (N, N).
+    MRI: ``kspace`` complex64 (P, C, H, W), ``mask`` bool (P, H, W), optional
+    ``coil_maps`` complex64 (C, H, W); ``image_shape`` is (H, W).
+    Optional for both: ``ground_truth`` float32 (P, N, N) (scoring only) and ``noise_std``.
+    """
+
+    modality: str
+    image_shape: tuple[int, int]
+    sinogram: np.ndarray | None = None
+    angles: np.ndarray | None = None
+    detector_spacing: float = 1.0
+    kspace: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    coil_maps: np.ndarray | None = None
+    ground_truth: np.ndarray | None = None
+    noise_std: float | None = None
+    extra: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.sinogram.shape[0] if self.modality == "tomography" else self.kspace.shape[0])
+
+    @property
+    def data(self) -> np.ndarray:
+        """The measured array: the sinogram (tomography) or the k-space (MRI)."""
+        return self.sinogram if self.modality == "tomography" else self.kspace
+
+    def validate(self) -> None:
+        """Check modality, shapes, dtypes and finiteness; normalise dtypes in place."""
+        if self.modality not in MODALITIES:
+            raise MeasurementError(f"'modality' must be one of {MODALITIES}, got {self.modality!r}")
+        shape = tuple(int(s) for s in np.asarray(self.image_shape).ravel())
+        if len(shape) != 2 or min(shape) < 2:
+            raise MeasurementError(f"'image_shape' must be two integers >= 2, got {self.image_shape!r}")
+        self.image_shape = shape
+        if self.modality == "tomography":
+            self._validate_tomography()
+        else:
+            self._validate_mri()
+        if self.ground_truth is not None:
+            gt = np.asarray(self.ground_truth)
+            expected = (self.n_frames, *self.image_shape)
+            if gt.shape != expected:
+                raise MeasurementError(f"'ground_truth' must have shape {expected}, got {gt.shape}")
+            if not np.issubdtype(gt.dtype, np.floating) and not np.issubdtype(gt.dtype, np.integer):
+                raise MeasurementError(f"'ground_truth' must be real-valued, got dtype {gt.dtype}")
+            _require_finite("ground_truth", gt)
+            self.ground_truth = gt.astype(np.float32, copy=False)
+        if self.noise_std is not None:
+            noise_std = float(self.noise_std)
+            if not np.isfinite(noise_std) or noise_std < 0:
+                raise MeasurementError(f"'noise_std' must be a finite number >= 0, got {self.noise_std!r}")
+            self.noise_std = noise_std
+
+    def _validate_tomography(self) -> None:
+        for key in ("sinogram", "angles"):
+            if getattr(self, key) is None:
+                raise MeasurementError(f"tomography measurements need '{key}'")
+        sinogram = np.asarray(self.sinogram)
+        angles = np.asarray(self.angles)
+        if sinogram.ndim != 3:
+            raise MeasurementError(f"'sinogram' must have shape (P, V, D), got {sinogram.shape}")
+        if not np.issubdtype(sinogram.dtype, np.floating) and not np.issubdtype(sinogram.dtype, np.integer):
+            raise MeasurementError(f"'sinogram' must be real-valued, got dtype {sinogram.dtype}")
+        if angles.ndim == 1 and sinogram.shape[1] == 1:
+            angles = angles[:, None]
+        if angles.shape != sinogram.shape[:2]:
+            raise MeasurementError(
+                f"'angles' has shape {angles.shape} but the sinogram has {sinogram.shape[0]} frames "
+                f"of {sinogram.shape[1]} views: angles must have shape {sinogram.shape[:2]}"
+            )
+        if not np.issubdtype(angles.dtype, np.floating) and not np.issubdtype(angles.dtype, np.integer):
+            raise MeasurementError(f"'angles' must be real-valued, got dtype {angles.dtype}")
+        if self.image_shape[0] != self.image_shape[1]:
+            raise MeasurementError(f"tomography needs a square 'image_shape', got {self.image_shape}")
+        _require_finite("sinogram", sinogram)
+        _require_finite("angles", angles)
+        spacing = float(self.detector_spacing)
+        if not np.isfinite(spacing) or spacing <= 0:
+            raise MeasurementError(f"'detector_spacing' must be positive, got {self.detector_spacing!r}")
+        self.sinogram = sinogram.astype(np.float32, copy=False)
+        self.angles = angles.astype(np.float64, copy=False)
+        self.detector_spacing = spacing
+
+    def _validate_mri(self) -> None:
+        for key in ("kspace", "mask"):
+            if getattr(self, key) is None:
+                raise MeasurementError(f"mri measurements need '{key}'")
+        kspace = np.asarray(self.kspace)
+        mask = np.asarray(self.mask)
+        if kspace.ndim != 4:
+            raise MeasurementError(f"'kspace' must have shape (P, C, H, W), got {kspace.shape}")
+        if kspace.shape[2:] != self.image_shape:
+            raise MeasurementError(
+                f"'kspace' frames are {kspace.shape[2:]} but 'image_shape' is {self.image_shape}"
+            )
+        if mask.shape != (kspace.shape[0], *kspace.shape[2:]):
+            raise MeasurementError(
+                f"'mask' must have shape {(kspace.shape[0], *kspace.shape[2:])}, got {mask.shape}"
+            )
+        if mask.dtype != bool:
+            if not (np.issubdtype(mask.dtype, np.integer) and np.all(np.isin(mask, (0, 1)))):
+                raise MeasurementError(f"'mask' must be boolean, got dtype {mask.dtype}")
+            mask = mask.astype(bool)
+        if not np.issubdtype(kspace.dtype, np.number) or kspace.dtype.kind not in "fc":
+            raise MeasurementError(f"'kspace' must be complex, got dtype {kspace.dtype}")
+        _require_finite("kspace", kspace)
+        if self.coil_maps is not None:
+            coil_maps = np.asarray(self.coil_maps)
+            expected = (kspace.shape[1], *self.image_shape)
+            if coil_maps.shape != expected:
+                raise MeasurementError(f"'coil_maps' must have shape {expected}, got {coil_maps.shape}")
+            if coil_maps.dtype.kind not in "fc":
+                raise MeasurementError(f"'coil_maps' must be complex, got dtype {coil_maps.dtype}")
+            _require_finite("coil_maps", coil_maps)
+            self.coil_maps = coil_maps.astype(np.complex64, copy=False)
+        elif kspace.shape[1] != 1:
+            raise MeasurementError(f"'kspace' has {kspace.shape[1]} coils but no 'coil_maps' were given")
+        self.kspace = kspace.astype(np.complex64, copy=False)
+        self.mask = mask
+
+    def operator(self, device="cpu", **options):
+        """The forward operator of these measurements (imaging.operators)."""
+        from .operators import DynamicMRI, DynamicTomography
+
+        if self.modality == "tomography":
+            return DynamicTomography(
+                self.angles,
+                self.image_shape,
+                n_detectors=self.sinogram.shape[2],
+                detector_spacing=self.detector_spacing,
+                device=device,
+                **options,
+            )
+        return DynamicMRI(self.mask, self.coil_maps, device=device, **options)
+
+    def to_dict(self) -> dict:
+        """The file-contract keys present, as numpy values (for saving)."""
+        out = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if f.name == "image_shape":
+                value = np.asarray(value, dtype=np.int64)
+            out[f.name] = value
+        return out

@@ -1,0 +1,87 @@
+"""Dynamic Cartesian MRI: per-frame k-space sampling masks, single or multiple coils.
+
+``forward``: image stack (P, H, W) -> k-space (P, C, H, W) complex64 with
+``y[p, c] = mask[p] * F(coil_maps[c] * x[p])`` where ``F`` is the orthonormal centred 2D
+FFT ``fftshift(fft2(ifftshift(.), norm="ortho"))``. Unsampled locations are zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import LinearOperator, resolve_device
+
+
+def fft2c(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal centred 2D FFT over the last two axes."""
+    return torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(x, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
+
+
+def ifft2c(k: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`fft2c`."""
+    return torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(k, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
+
+
+class DynamicMRI(LinearOperator):
+    """Dynamic Cartesian MRI with k-t sampling.
+
+    Parameters
+    ----------
+    mask : array_like bool, shape (P, H, W)
+        Sampled k-space locations of each frame (centred k-space layout).
+    coil_maps : array_like complex, shape (C, H, W), optional
+        Coil sensitivities; single coil with unit sensitivity when omitted.
+    device : {"cpu", "cuda", "auto"}
+    complex_image : bool
+        False (default): the image is real, ``forward`` takes float32 (P, H, W) and
+        ``adjoint`` returns the real part (the exact adjoint for the real inner product).
+        True: complex64 images.
+    """
+
+    def __init__(self, mask, coil_maps=None, device="cpu", complex_image=False):
+        mask = np.asarray(mask)
+        if mask.ndim != 3 or min(mask.shape) < 1:
+            raise ValueError(f"mask must have shape (P, H, W), got {mask.shape}")
+        if mask.dtype != bool:
+            if not np.all(np.isin(mask, (0, 1))):
+                raise ValueError("mask must be boolean (or hold only 0 and 1)")
+            mask = mask.astype(bool)
+        n_frames, height, width = mask.shape
+        if coil_maps is None:
+            coil_maps = np.ones((1, height, width), dtype=np.complex64)
+        coil_maps = np.asarray(coil_maps)
+        if coil_maps.ndim != 3 or coil_maps.shape[1:] != (height, width):
+            raise ValueError(f"coil_maps must have shape (C, {height}, {width}), got {coil_maps.shape}")
+        if not np.all(np.isfinite(coil_maps)):
+            raise ValueError("coil_maps contain NaN or infinite values")
+        self.device = resolve_device(device)
+        self.complex_image = bool(complex_image)
+        self.mask = torch.from_numpy(mask).to(self.device)
+        self.coil_maps = torch.from_numpy(coil_maps.astype(np.complex64)).to(self.device)
+        n_coils = coil_maps.shape[0]
+        self.image_shape = (height, width)
+        self.domain_shape = (n_frames, height, width)
+        self.range_shape = (n_frames, n_coils, height, width)
+        self.domain_dtype = torch.complex64 if self.complex_image else torch.float32
+        self.range_dtype = torch.complex64
+
+    @property
+    def n_frames(self) -> int:
+        return self.domain_shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(P, H, W) image -> (P, C, H, W) complex k-space, zero where unsampled."""
+        x = self._check_input(x, self.domain_shape, "forward")
+        x = x.to(torch.complex64) if (self.complex_image or x.is_complex()) else x.to(torch.float32)
+        if not self.complex_image and x.is_complex():
+            raise ValueError("this DynamicMRI operator takes real images; build it with complex_image=True")
+        coil_images = self.coil_maps[None] * x[:, None]
+        return fft2c(coil_images) * self.mask[:, None]
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """(P, C, H, W) k-space -> (P, H, W) image (real part unless complex_image)."""
+        y = self._check_input(y, self.range_shape, "adjoint").to(torch.complex64)
+        coil_images = ifft2c(y * self.mask[:, None])
+        image = torch.sum(torch.conj(self.coil_maps)[None] * coil_images, dim=1)
+        return image if self.complex_image else image.real

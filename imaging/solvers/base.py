@@ -1,0 +1,130 @@
+"""The algorithm side of a reconstruction (SigPy's ``Alg``): state plus one ``step``.
+
+A solver owns its iterates and knows how to advance them by one outer iteration, when
+its own stopping rule (no ground truth) is met, and how to save and restore its state.
+Looping, timing, callbacks, metrics against a reference and checkpoints belong to the
+runner (:mod:`imaging.solvers.runner`), which every front end (API, CLI, GUI, batch)
+drives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class ParameterError(ValueError):
+    """An impossible or unknown solver parameter."""
+
+
+def param(default, help: str, **metadata):
+    """A solver parameter with its help text (shown as CLI help and GUI tooltip)."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclasses.dataclass
+class SolverParams:
+    """Parameters shared by every solver."""
+
+    max_iter: int = param(1, "maximum number of outer iterations")
+    seed: int = param(0, "seed of every random choice the solver makes")
+
+    def validate(self) -> None:
+        """Raise :class:`ParameterError` for impossible values (extended by subclasses)."""
+        if self.max_iter < 1:
+            raise ParameterError(f"max_iter must be >= 1, got {self.max_iter}")
+
+
+class Solver:
+    """Base class of reconstruction algorithms.
+
+    Subclasses define ``name``, ``Params`` (a :class:`SolverParams` dataclass),
+    optionally ``presets`` (name -> parameter overrides) and ``modalities``, and
+    implement :meth:`step` and :meth:`estimate`.
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[SolverParams]] = SolverParams
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    modalities: ClassVar[tuple[str, ...]] = ("tomography", "mri")
+
+    def __init__(self, measurements, params: SolverParams, device="cpu"):
+        if measurements.modality not in self.modalities:
+            raise ParameterError(
+                f"method '{self.name}' does not handle {measurements.modality} data "
+                f"(it handles: {', '.join(self.modalities)})"
+            )
+        self.measurements = measurements
+        self.params = params
+        self.device = device
+        self.iteration = 0
+
+    @classmethod
+    def make_params(cls, preset: str | None = None, **overrides) -> SolverParams:
+        """Defaults, then the preset's values, then ``overrides``; validated."""
+        values: dict[str, Any] = {}
+        if preset is not None:
+            if preset not in cls.presets:
+                known = ", ".join(sorted(cls.presets)) or "none"
+                raise ParameterError(f"method '{cls.name}' has no preset {preset!r} (presets: {known})")
+            values.update(cls.presets[preset])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known_fields = {f.name: f for f in dataclasses.fields(cls.Params)}
+        unknown = sorted(set(values) - set(known_fields))
+        if unknown:
+            raise ParameterError(
+                f"method '{cls.name}' has no parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known_fields))}"
+            )
+        for key, value in list(values.items()):
+            default = known_fields[key].default
+            if isinstance(default, bool) and not isinstance(value, bool):
+                raise ParameterError(f"parameter {key} must be true or false, got {value!r}")
+            if isinstance(default, (int, float)) and not isinstance(default, bool):
+                try:
+                    values[key] = type(default)(value)
+                except (TypeError, ValueError):
+                    raise ParameterError(f"parameter {key} must be a number, got {value!r}") from None
+                if isinstance(default, int) and float(value) != int(value):
+                    raise ParameterError(f"parameter {key} must be an integer, got {value!r}")
+        params = cls.Params(**values)
+        params.validate()
+        return params
+
+    @classmethod
+    def describe_params(cls) -> list[dict[str, Any]]:
+        """Name, default and help text of every parameter (for CLI help and GUI tooltips)."""
+        return [
+            {"name": f.name, "default": f.default, "help": f.metadata.get("help", "")}
+            for f in dataclasses.fields(cls.Params)
+        ]
+
+    # -- the algorithm ------------------------------------------------------------------
+    def step(self) -> dict[str, float]:
+        """Advance one outer iteration; return this iteration's log entries.
+
+        The entries must include ``data_residual`` (relative, ||A f - g|| / ||g||).
+        """
+        raise NotImplementedError
+
+    def converged(self) -> bool:
+        """The solver's own stopping rule, evaluated after :meth:`step` (no ground truth)."""
+        return False
+
+    def estimate(self) -> np.ndarray:
+        """Current reconstruction, numpy float32 (P, N, N)."""
+        raise NotImplementedError
+
+    def extras(self) -> dict[str, np.ndarray]:
+        """Optional by-products saved with the result (e.g. PSM factors)."""
+        return {}
+
+    # -- checkpoints --------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit: tensors, numbers, lists (no objects)."""
+        return {"iteration": self.iteration}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.iteration = int(state["iteration"])

@@ -1,0 +1,221 @@
+"""The runner (SigPy's ``App``): loop, timing, callbacks, metrics, checkpoints.
+
+:func:`iterate` is a generator that yields one :class:`IterationInfo` per outer
+iteration and returns the :class:`ReconstructionResult`; napari's ``thread_worker``
+runs it directly. :func:`reconstruct` drives the same generator with an optional
+callback; the CLI and batch jobs call it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import ParameterError, Solver
+
+
+@dataclasses.dataclass
+class IterationInfo:
+    """What a callback or a GUI sees after each outer iteration."""
+
+    iteration: int
+    max_iter: int
+    entry: dict[str, Any]
+    solver: Solver
+
+    def estimate(self) -> np.ndarray:
+        """The current reconstruction (P, N, N) float32."""
+        return self.solver.estimate()
+
+
+@dataclasses.dataclass
+class ReconstructionResult:
+    """A finished (or stopped) reconstruction, as written to the reconstruction file."""
+
+    reconstruction: np.ndarray
+    method: str
+    params: dict[str, Any]
+    history: list[dict[str, Any]]
+    elapsed_seconds: float
+    stop_reason: str
+    extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+def get_solver(method: str) -> type[Solver]:
+    """The solver class registered under ``method``."""
+    from . import METHODS
+
+    try:
+        return METHODS[method]
+    except KeyError:
+        raise ParameterError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}") from None
+
+
+def _reference_metrics(estimate: np.ndarray, reference: np.ndarray, with_ssim: bool) -> dict[str, float]:
+    from .. import metrics
+
+    out = {"psnr": metrics.psnr(estimate, reference), "psnr_frame_mean": metrics.psnr_frames(estimate, reference).mean()}
+    if with_ssim:
+        out["ssim"] = metrics.ssim(estimate, reference)
+    return {k: float(v) for k, v in out.items()}
+
+
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_checkpoint(path: Path, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a corrupt or foreign file
+        raise ParameterError(f"cannot resume: {path} is not a readable checkpoint ({exc})") from None
+    if payload.get("method") != method or json.loads(payload.get("params", "{}")) != params:
+        raise ParameterError(
+            f"cannot resume: checkpoint {path} was written by a run with other settings "
+            f"(method {payload.get('method')!r}); remove it or use the same settings"
+        )
+    return payload
+
+
+def iterate(
+    measurements,
+    method: str = "red-psm",
+    *,
+    device: str = "cpu",
+    preset: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 10,
+    resume: bool = False,
+    metrics_every: int = 10,
+    **params,
+) -> Generator[IterationInfo, Any, ReconstructionResult]:
+    """Run a reconstruction step by step.
+
+    Yields an :class:`IterationInfo` after every outer iteration; sending (or the caller
+    closing the generator) stops it. Returns the :class:`ReconstructionResult`.
+
+    Parameters
+    ----------
+    measurements : Measurements
+    method : str
+        A key of :data:`imaging.solvers.METHODS`.
+    device : {"cpu", "cuda", "auto"}
+    preset : str, optional
+        A named set of parameters of the method (e.g. "fast", "paper").
+    checkpoint : path, optional
+        Where to save the solver state every ``checkpoint_every`` iterations.
+    resume : bool
+        Continue from ``checkpoint`` if it exists (same method and parameters required).
+    metrics_every : int
+        With a ground truth, SSIM is logged every this many iterations (PSNR every one).
+    **params
+        The method's parameters (see ``get_solver(method).describe_params()``).
+    """
+    from ..operators import resolve_device
+
+    solver_cls = get_solver(method)
+    solver_params = solver_cls.make_params(preset, **params)
+    params_dict = dataclasses.asdict(solver_params)
+    device = str(resolve_device(device))
+    torch.manual_seed(solver_params.seed)
+    np.random.seed(solver_params.seed % (2**32))
+    start = time.perf_counter()
+    solver = solver_cls(measurements, solver_params, device=device)
+    history: list[dict[str, Any]] = []
+    elapsed_before = 0.0
+    checkpoint_path = Path(checkpoint) if checkpoint is not None else None
+    if resume and checkpoint_path is not None and checkpoint_path.exists():
+        payload = _load_checkpoint(checkpoint_path, method, params_dict)
+        solver.load_state_dict(payload["solver"])
+        history = json.loads(payload["history"])
+        elapsed_before = float(payload["elapsed"])
+        torch.set_rng_state(payload["torch_rng"])
+        start = time.perf_counter()
+    reference = measurements.ground_truth
+    stop_reason = "max_iter"
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - start
+
+    while solver.iteration < solver_params.max_iter:
+        entry = {k: float(v) for k, v in solver.step().items()}
+        solver.iteration += 1
+        entry = {"iteration": solver.iteration, **entry, "elapsed_seconds": elapsed()}
+        finished = solver.converged() or solver.iteration >= solver_params.max_iter
+        if reference is not None:
+            with_ssim = finished or solver.iteration % max(1, metrics_every) == 0
+            entry.update(_reference_metrics(solver.estimate(), reference, with_ssim))
+        history.append(entry)
+        if checkpoint_path is not None and (solver.iteration % max(1, checkpoint_every) == 0 or finished):
+            _save_checkpoint(
+                checkpoint_path,
+                {
+                    "method": method,
+                    "params": json.dumps(params_dict, sort_keys=True),
+                    "solver": solver.state_dict(),
+                    "history": json.dumps(history),
+                    "elapsed": elapsed(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+            )
+        stop_requested = yield IterationInfo(solver.iteration, solver_params.max_iter, entry, solver)
+        if stop_requested:
+            stop_reason = "stopped"
+            break
+        if solver.converged():
+            stop_reason = "converged"
+            break
+    return ReconstructionResult(
+        reconstruction=solver.estimate(),
+        method=method,
+        params=params_dict,
+        history=history,
+        elapsed_seconds=elapsed(),
+        stop_reason=stop_reason,
+        extras=solver.extras(),
+    )
+
+
+def reconstruct(
+    measurements,
+    method: str = "red-psm",
+    callback: Callable[[IterationInfo], Any] | None = None,
+    **kwargs,
+) -> ReconstructionResult:
+    """Reconstruct ``measurements`` with ``method``.
+
+    ``callback(info)`` is called after every outer iteration with an
+    :class:`IterationInfo`; returning ``False`` or raising ``StopIteration`` stops the
+    run, which then returns the current estimate. Other keyword arguments are those of
+    :func:`iterate` and the method's parameters.
+    """
+    run = iterate(measurements, method, **kwargs)
+    stop = None
+    try:
+        while True:
+            info = run.send(stop)
+            stop = None
+            if callback is not None:
+                try:
+                    stop = callback(info) is False
+                except StopIteration:
+                    stop = True
+    except StopIteration as finished:
+        return finished.value
