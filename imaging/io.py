@@ -1,0 +1,558 @@
+"""Measurement and reconstruction files (DESIGN.md sections 3 and 4).
+
+Files are untrusted input. Reading never unpickles: NumPy object arrays and HDF5
+object, variable-length (other than a scalar string), reference, compound, linked or
+externally stored datasets are refused, and the size each array declares (shape times
+item size) is checked against a limit before any memory is allocated for it. Content
+checks (shapes, dtypes, NaN/inf, consistency) are those of
+:class:`imaging.measurements.Measurements`.
+
+Writing is atomic: the data go to a temporary file in the destination directory, which
+is flushed to disk and then renamed onto the final name, so an interrupted or failed
+write leaves neither a half-written file nor a temporary behind, and an existing file of
+that name stays intact.
+
+Layout: ``.npz`` holds one ``.npy`` member per key (strings as 0-d unicode arrays,
+scalars as 0-d arrays); ``.h5``/``.hdf5`` holds the same names as top-level datasets
+(strings as UTF-8 scalar strings).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .measurements import MODALITIES, MeasurementError, Measurements
+
+#: Largest total array size (bytes) a file may declare before it is refused (8 GiB).
+DEFAULT_MAX_BYTES = 8 * 1024**3
+
+NPZ_SUFFIXES = (".npz",)
+HDF5_SUFFIXES = (".h5", ".hdf5")
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+#: Measurement keys of the file contract and the kind of value each holds.
+_STRING_KEYS = ("modality",)
+_SCALAR_KEYS = ("detector_spacing", "noise_std")
+_CONTRACT_KEYS = {
+    "tomography": ("image_shape", "sinogram", "angles", "detector_spacing", "ground_truth", "noise_std"),
+    "mri": ("image_shape", "kspace", "mask", "coil_maps", "ground_truth", "noise_std"),
+}
+_REQUIRED_KEYS = {
+    "tomography": ("modality", "image_shape", "sinogram", "angles"),
+    "mri": ("modality", "image_shape", "kspace", "mask"),
+}
+
+#: Prefix of a solver's extra arrays (e.g. the PSM factors) in a reconstruction file.
+EXTRAS_PREFIX = "extras/"
+_RECONSTRUCTION_KEYS = ("reconstruction", "method", "params", "history", "elapsed_seconds")
+
+_PICKLE_MESSAGE = "file carries pickled Python objects; refusing to load"
+
+
+class FileFormatError(ValueError):
+    """Raised for a file that is not a readable measurement or reconstruction file."""
+
+
+# ---------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def _atomic_write(path, write: Callable[[str], None]) -> Path:
+    """Run ``write(temporary_path)`` and rename the result onto ``path``.
+
+    The temporary lives next to ``path`` (a rename across file systems is not atomic),
+    is created with the usual permissions (``0o666`` minus the umask) and is removed
+    if anything fails.
+    """
+    path = Path(path)
+    directory = path.parent
+    if not directory.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: directory {directory} does not exist")
+    temporary = directory / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    try:
+        write(str(temporary))
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _string_array(text: str) -> np.ndarray:
+    """A 0-d unicode array (never an object array)."""
+    return np.array(str(text), dtype=np.str_)
+
+
+def _plain_array(name: str, value) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.hasobject:
+        raise ValueError(f"cannot save {name!r}: object arrays cannot be stored without pickling")
+    return array
+
+
+def _write_npz(arrays: dict[str, np.ndarray]) -> Callable[[str], None]:
+    def write(temporary: str) -> None:
+        # An open file keeps numpy from appending ".npz" to the temporary name.
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    return write
+
+
+def _write_h5(arrays: dict[str, np.ndarray]) -> Callable[[str], None]:
+    def write(temporary: str) -> None:
+        import h5py
+
+        with h5py.File(temporary, "w") as handle:
+            for name, array in arrays.items():
+                if array.dtype.kind == "U":
+                    handle.create_dataset(name, data=str(array[()]), dtype=h5py.string_dtype("utf-8"))
+                else:
+                    handle.create_dataset(name, data=array)
+
+    return write
+
+
+def _suffix(path: Path, allowed: tuple[str, ...], what: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in allowed:
+        raise FileFormatError(
+            f"unknown file extension {path.suffix or '(none)'!r} for {what} {path}; "
+            f"expected one of {', '.join(allowed)}"
+        )
+    return suffix
+
+
+def save_measurements(path, measurements: Measurements) -> Path:
+    """Write measurements as ``.npz`` or ``.h5`` (chosen by the extension), atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination ending in ``.npz``, ``.h5`` or ``.hdf5``; its directory must exist.
+    measurements : Measurements
+        Validated again before writing. Entries of ``measurements.extra`` are written
+        too (as arrays), after the contract keys.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    path = Path(path)
+    suffix = _suffix(path, NPZ_SUFFIXES + HDF5_SUFFIXES, "a measurement file")
+    if not isinstance(measurements, Measurements):
+        raise TypeError(f"save_measurements expects a Measurements object, got {type(measurements).__name__}")
+    measurements.validate()
+    arrays = {}
+    for name, value in measurements.to_dict().items():
+        arrays[name] = _string_array(value) if name in _STRING_KEYS else _plain_array(name, value)
+    for name, value in measurements.extra.items():
+        if name in arrays:
+            raise ValueError(f"extra entry {name!r} clashes with a key of the measurement file contract")
+        arrays[name] = _plain_array(name, value)
+    if suffix in HDF5_SUFFIXES:
+        for name, array in arrays.items():
+            if array.dtype.kind == "U" and array.ndim > 0:
+                raise ValueError(f"cannot save {name!r} to HDF5: only single strings are stored, not arrays of text")
+    writer = _write_npz(arrays) if suffix in NPZ_SUFFIXES else _write_h5(arrays)
+    return _atomic_write(path, writer)
+
+
+# ---------------------------------------------------------------------------------------
+# Safe reading
+
+
+class _SizeBudget:
+    """Refuses arrays whose declared size would exceed the limit, one by one and in total."""
+
+    def __init__(self, path: Path, max_bytes: int):
+        self.path = path
+        self.max_bytes = int(max_bytes)
+        self.total = 0
+
+    def claim(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        size = math.prod(int(s) for s in shape) * dtype.itemsize
+        self.total += size
+        if size > self.max_bytes or self.total > self.max_bytes:
+            raise FileFormatError(
+                f"{self.path}: array {name!r} declares shape {tuple(shape)} of {dtype} ({size} bytes), "
+                f"which takes the file over the limit of {self.max_bytes} bytes"
+            )
+
+
+def _check_dtype(path: Path, name: str, dtype: np.dtype) -> None:
+    if dtype.hasobject:
+        raise FileFormatError(f"{path}: array {name!r}: {_PICKLE_MESSAGE}")
+    if dtype.kind not in "biufcSU":
+        raise FileFormatError(f"{path}: array {name!r} has unsupported dtype {dtype} (structured or raw data)")
+
+
+def _read_npy_header(handle) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return shape, dtype
+
+
+def _read_npz(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
+    if not zipfile.is_zipfile(path):
+        raise FileFormatError(f"{path} is not a .npz file (not a zip archive)")
+    budget = _SizeBudget(path, max_bytes)
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [info for info in archive.infolist() if info.filename.endswith(".npy")]
+            headers = {}
+            for info in members:
+                name = info.filename[: -len(".npy")]
+                with archive.open(info) as handle:
+                    shape, dtype = _read_npy_header(handle)
+                _check_dtype(path, name, dtype)
+                budget.claim(name, shape, dtype)
+                headers[name] = info
+            for name, info in headers.items():
+                with archive.open(info) as handle:
+                    arrays[name] = np.lib.format.read_array(handle, allow_pickle=False)
+    except FileFormatError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError) as exc:
+        raise FileFormatError(f"{path} is not a readable .npz file: {exc}") from None
+    return arrays
+
+
+def _read_h5(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        raise FileFormatError(f"{path} is not an HDF5 file")
+    budget = _SizeBudget(path, max_bytes)
+    values: dict[str, np.ndarray] = {}
+    try:
+        with h5py.File(path, "r") as handle:
+            datasets = {}
+            for name in handle:
+                link = handle.get(name, getlink=True)
+                if not isinstance(link, h5py.HardLink):
+                    raise FileFormatError(f"{path}: {name!r} is a soft or external link; refusing to follow it")
+                item = handle[name]
+                if isinstance(item, h5py.Group):
+                    continue  # groups are not part of the contract
+                if item.is_virtual or item.external:
+                    raise FileFormatError(f"{path}: dataset {name!r} stores its data in other files; refusing to load")
+                if item.shape is None:
+                    raise FileFormatError(f"{path}: dataset {name!r} is empty (no shape)")
+                string_info = h5py.check_string_dtype(item.dtype)
+                if string_info is not None:
+                    if item.shape != ():
+                        raise FileFormatError(f"{path}: dataset {name!r} holds an array of strings; expected a scalar")
+                    # One string declares no length, but it cannot outgrow the file: HDF5 keeps
+                    # variable-length data uncompressed in the file's heap.
+                    datasets[name] = ("string", item)
+                    continue
+                if item.dtype.kind == "O" or item.dtype.kind == "V":
+                    raise FileFormatError(
+                        f"{path}: dataset {name!r} holds object, reference, variable-length or compound "
+                        "data; refusing to load"
+                    )
+                _check_dtype(path, name, item.dtype)
+                budget.claim(name, item.shape, item.dtype)
+                datasets[name] = ("array", item)
+            for name, (kind, item) in datasets.items():
+                # Strings come back as 0-d unicode arrays, as from a .npz file.
+                values[name] = np.array(item.asstr()[()], dtype=np.str_) if kind == "string" else np.asarray(item[()])
+    except FileFormatError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"{path} is not a readable HDF5 file: {exc}") from None
+    return values
+
+
+def _read_arrays(path, max_bytes: int, what: str, suffixes: tuple[str, ...]) -> tuple[Path, dict[str, np.ndarray]]:
+    path = Path(path)
+    suffix = _suffix(path, suffixes, what)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
+    if suffix in NPZ_SUFFIXES:
+        return path, _read_npz(path, max_bytes)
+    return path, _read_h5(path, max_bytes)
+
+
+def _as_string(path: Path, name: str, value) -> str:
+    array = np.asarray(value)
+    if array.ndim != 0 or array.dtype.kind not in "US":
+        raise FileFormatError(f"{path}: {name!r} must be a string, got {array.dtype} array of shape {array.shape}")
+    item = array[()]
+    try:
+        return item.decode("utf-8") if isinstance(item, bytes) else str(item)
+    except UnicodeDecodeError:
+        raise FileFormatError(f"{path}: {name!r} is not valid UTF-8 text") from None
+
+
+def _as_scalar(path: Path, name: str, value) -> float:
+    array = np.asarray(value)
+    if array.size != 1 or array.dtype.kind not in "biuf":
+        raise FileFormatError(
+            f"{path}: {name!r} must be a single real number, got {array.dtype} of shape {array.shape}"
+        )
+    return float(array.reshape(()))
+
+
+def load_measurements(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Measurements:
+    """Read and validate a measurement file (``.npz``, ``.h5`` or ``.hdf5``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    max_bytes : int
+        Refuse the file when its arrays declare more than this many bytes (each or
+        together), checked before they are read.
+
+    Returns
+    -------
+    Measurements
+        Keys outside the contract of its modality are kept in ``Measurements.extra``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    FileFormatError
+        Unknown extension, not a zip/HDF5 file, pickled or object data, oversize
+        arrays, missing keys, unknown modality, non-string/non-scalar entries.
+    MeasurementError
+        Contents violate the contract (shapes, dtypes, NaN/inf, consistency).
+    """
+    path, values = _read_arrays(path, max_bytes, "measurement file", NPZ_SUFFIXES + HDF5_SUFFIXES)
+    if "modality" not in values:
+        raise FileFormatError(f"{path}: missing required key 'modality'")
+    modality = _as_string(path, "modality", values["modality"])
+    if modality not in MODALITIES:
+        raise FileFormatError(f"{path}: unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
+    missing = [key for key in _REQUIRED_KEYS[modality] if key not in values]
+    if missing:
+        raise FileFormatError(f"{path}: {modality} file is missing required key(s): {', '.join(missing)}")
+    fields: dict[str, Any] = {"modality": modality}
+    extra = {}
+    for name, value in values.items():
+        if name in _STRING_KEYS:
+            continue
+        if name not in _CONTRACT_KEYS[modality]:
+            extra[name] = value
+        elif name in _SCALAR_KEYS:
+            fields[name] = _as_scalar(path, name, value)
+        else:
+            if value.dtype.kind in "US":
+                raise FileFormatError(f"{path}: {name!r} must be a numeric array, got text")
+            fields[name] = value
+    if fields["image_shape"].dtype.kind not in "iu":
+        raise FileFormatError(f"{path}: 'image_shape' must hold integers, got dtype {fields['image_shape'].dtype}")
+    try:
+        return Measurements(**fields, extra=extra)
+    except MeasurementError as exc:
+        raise MeasurementError(f"{path}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------
+# Reconstruction files
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"value of type {type(value).__name__} is not JSON serialisable")
+
+
+def _reconstruction_array(reconstruction) -> np.ndarray:
+    array = np.asarray(reconstruction)
+    if array.ndim != 3 or array.dtype.kind not in "biuf":
+        raise ValueError(
+            f"'reconstruction' must be a real (P, N, N) array, got {array.dtype} of shape {array.shape}"
+        )
+    return array.astype(np.float32, copy=False)
+
+
+def save_reconstruction(path, result) -> Path:
+    """Write a reconstruction result atomically: ``.npz`` (all of it) or ``.tif`` (images).
+
+    ``.npz`` keys: ``reconstruction`` float32 (P, N, N), ``method`` str, ``params`` JSON
+    str, ``history`` JSON str, ``elapsed_seconds`` float64, ``stop_reason`` str, and each
+    solver extra ``name`` as ``extras/name``. ``.tif``/``.tiff``: the (P, N, N) float32
+    stack as an ImageJ hyperstack (axes TYX) whose ``Info`` property holds the other
+    fields as JSON.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination ending in ``.npz``, ``.tif`` or ``.tiff``; its directory must exist.
+    result : imaging.solvers.ReconstructionResult
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    path = Path(path)
+    suffix = _suffix(path, NPZ_SUFFIXES + TIFF_SUFFIXES, "a reconstruction file")
+    reconstruction = _reconstruction_array(result.reconstruction)
+    metadata = {
+        "method": str(result.method),
+        "params": json.dumps(result.params, default=_json_default, allow_nan=True),
+        "history": json.dumps(result.history, default=_json_default, allow_nan=True),
+        "elapsed_seconds": float(result.elapsed_seconds),
+        "stop_reason": str(result.stop_reason),
+    }
+    if suffix in TIFF_SUFFIXES:
+        import tifffile
+
+        def write(temporary: str) -> None:
+            tifffile.imwrite(
+                temporary,
+                reconstruction,
+                imagej=True,
+                metadata={"axes": "TYX", "Info": json.dumps(metadata)},
+            )
+
+        return _atomic_write(path, write)
+    arrays = {
+        "reconstruction": reconstruction,
+        "method": _string_array(metadata["method"]),
+        "params": _string_array(metadata["params"]),
+        "history": _string_array(metadata["history"]),
+        "elapsed_seconds": np.float64(metadata["elapsed_seconds"]),
+        "stop_reason": _string_array(metadata["stop_reason"]),
+    }
+    for name, value in (result.extras or {}).items():
+        arrays[EXTRAS_PREFIX + str(name)] = _plain_array(f"extras[{name!r}]", value)
+    return _atomic_write(path, _write_npz(arrays))
+
+
+def _parse_json(path: Path, name: str, text: str, expected: type):
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise FileFormatError(f"{path}: {name!r} is not valid JSON text ({exc})") from None
+    if not isinstance(value, expected):
+        raise FileFormatError(f"{path}: {name!r} must be a JSON {expected.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _read_tiff(path: Path, max_bytes: int) -> tuple[np.ndarray, dict[str, Any]]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as handle:
+            if not handle.series:
+                raise FileFormatError(f"{path}: the TIFF file holds no image")
+            series = handle.series[0]
+            _check_dtype(path, "reconstruction", np.dtype(series.dtype))
+            _SizeBudget(path, max_bytes).claim("reconstruction", series.shape, np.dtype(series.dtype))
+            stack = series.asarray()
+            info = (handle.imagej_metadata or {}).get("Info")
+    except FileFormatError:
+        raise
+    except (tifffile.TiffFileError, ValueError, OSError) as exc:
+        raise FileFormatError(f"{path} is not a readable TIFF file: {exc}") from None
+    if stack.ndim == 2:
+        stack = stack[None]
+    # A TIFF from another program may carry any text as Info; only ours is JSON metadata.
+    try:
+        metadata = json.loads(info) if info else {}
+    except json.JSONDecodeError:
+        metadata = {}
+    return stack, metadata if isinstance(metadata, dict) else {}
+
+
+def load_reconstruction(path, *, max_bytes: int = DEFAULT_MAX_BYTES):
+    """Read a reconstruction file written by :func:`save_reconstruction`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``.npz`` (all contract keys required) or ``.tif``/``.tiff`` (the image stack;
+        the other fields come from its ImageJ ``Info`` when present, else defaults).
+    max_bytes : int
+        Refuse arrays that declare more than this many bytes, before reading them.
+
+    Returns
+    -------
+    imaging.solvers.ReconstructionResult
+        ``reconstruction`` float32 (P, N, N); ``extras`` the ``extras/`` arrays.
+
+    Raises
+    ------
+    FileNotFoundError, FileFormatError
+        As :func:`load_measurements`; also for a reconstruction that is not a finite
+        real (P, N, N) array or params/history that are not JSON.
+    """
+    # Imported here: the solver package imports solvers that may import this module.
+    from .solvers.runner import ReconstructionResult
+
+    path = Path(path)
+    if _suffix(path, NPZ_SUFFIXES + TIFF_SUFFIXES, "a reconstruction file") in TIFF_SUFFIXES:
+        if not path.is_file():
+            raise FileNotFoundError(f"reconstruction file {path} does not exist")
+        reconstruction, metadata = _read_tiff(path, max_bytes)
+        fields = {
+            "method": str(metadata.get("method", "")),
+            "params": _parse_json(path, "params", metadata.get("params", "{}"), dict),
+            "history": _parse_json(path, "history", metadata.get("history", "[]"), list),
+            "elapsed_seconds": _as_scalar(path, "elapsed_seconds", metadata.get("elapsed_seconds", 0.0)),
+            "stop_reason": str(metadata.get("stop_reason", "")),
+        }
+        extras = {}
+    else:
+        path, values = _read_arrays(path, max_bytes, "reconstruction file", NPZ_SUFFIXES)
+        missing = [key for key in _RECONSTRUCTION_KEYS if key not in values]
+        if missing:
+            raise FileFormatError(f"{path}: reconstruction file is missing required key(s): {', '.join(missing)}")
+        reconstruction = values["reconstruction"]
+        fields = {
+            "method": _as_string(path, "method", values["method"]),
+            "params": _parse_json(path, "params", _as_string(path, "params", values["params"]), dict),
+            "history": _parse_json(path, "history", _as_string(path, "history", values["history"]), list),
+            "elapsed_seconds": _as_scalar(path, "elapsed_seconds", values["elapsed_seconds"]),
+            "stop_reason": _as_string(path, "stop_reason", values.get("stop_reason", np.str_(""))),
+        }
+        extras = {
+            name[len(EXTRAS_PREFIX) :]: value for name, value in values.items() if name.startswith(EXTRAS_PREFIX)
+        }
+    if reconstruction.ndim != 3 or reconstruction.dtype.kind not in "biuf":
+        raise FileFormatError(
+            f"{path}: 'reconstruction' must be a real (P, N, N) array, got {reconstruction.dtype} "
+            f"of shape {reconstruction.shape}"
+        )
+    if not np.all(np.isfinite(reconstruction)):
+        raise FileFormatError(f"{path}: 'reconstruction' contains NaN or infinite values")
+    return ReconstructionResult(reconstruction=reconstruction.astype(np.float32, copy=False), extras=extras, **fields)
+
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "FileFormatError",
+    "load_measurements",
+    "save_measurements",
+    "load_reconstruction",
+    "save_reconstruction",
+]

@@ -1,0 +1,230 @@
+"""Sampling orders: view angles for dynamic tomography and k-t masks for dynamic MRI.
+
+View angles
+-----------
+An acquisition of ``P`` frames with ``V`` views per frame has ``M = P * V`` acquisition
+instants in time order; frame ``p`` is measured at instants ``p * V ... p * V + V - 1``.
+Each schedule assigns one angle in ``[0, pi)`` to every instant (parallel-beam
+projections at ``theta`` and ``theta + pi`` are mirror images, so half a turn suffices).
+
+K-t masks
+---------
+Cartesian sampling in centred k-space layout (DC at row ``H // 2``): every frame
+samples whole rows (phase-encode lines, ``ky``) with a full readout along the columns
+(``kx``). A block of ``center_lines`` rows around DC is sampled in every frame.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SCHEDULES = ("bit-reversal", "golden-angle", "linear", "random")
+MASK_PATTERNS = ("variable-density", "golden-ratio", "equispaced")
+
+#: The golden angle for half-turn schedules, ``pi / phi = pi * (sqrt(5) - 1) / 2``
+#: (111.246 degrees): successive views split the largest remaining gap of ``[0, pi)``
+#: close to the golden ratio, whatever the number of views acquired so far.
+GOLDEN_ANGLE = math.pi * (math.sqrt(5.0) - 1.0) / 2.0
+
+#: ``1 / phi``, the fractional step of the golden-ratio line order.
+_INVERSE_GOLDEN_RATIO = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+def _check_count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def bit_reversal_order(n: int) -> np.ndarray:
+    """A permutation of ``0 .. n-1`` that visits the range coarse-to-fine.
+
+    For ``n`` a power of two this is the bit-reversal permutation: entry ``k`` is ``k``
+    with its ``log2(n)`` bits reversed (``0, n/2, n/4, 3n/4, ...``). Otherwise it is the
+    bit-reversal permutation of the next power of two with the entries ``>= n`` left
+    out, which keeps the coarse-to-fine property and is still a permutation.
+
+    Parameters
+    ----------
+    n : int
+        Length of the permutation, ``n >= 1``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 (n,).
+    """
+    n = _check_count("n", n)
+    bits = max(0, (n - 1).bit_length())
+    indices = np.arange(1 << bits, dtype=np.int64)
+    reversed_indices = np.zeros_like(indices)
+    for bit in range(bits):
+        reversed_indices |= ((indices >> bit) & 1) << (bits - 1 - bit)
+    return reversed_indices[reversed_indices < n]
+
+
+def view_angles(schedule: str, frames: int, views_per_frame: int = 1, seed: int = 0) -> np.ndarray:
+    """View angles of a dynamic parallel-beam acquisition.
+
+    Parameters
+    ----------
+    schedule : {"bit-reversal", "golden-angle", "linear", "random"}
+        Order of the ``M = frames * views_per_frame`` acquisition instants ``k``:
+
+        - ``"linear"``: ``theta_k = pi * k / M`` (one sweep of the half turn);
+        - ``"bit-reversal"``: ``theta_k = pi / M * bitrev(k)``, the paper's schedule
+          (``0, pi/2, pi/4, 3pi/4, ...`` for ``M = 256``). When ``M`` is not a power of
+          two, ``bitrev`` is the bit-reversal permutation of the next power of two with
+          the out-of-range entries skipped (see :func:`bit_reversal_order`), so the
+          angles are still a permutation of the linear ones;
+        - ``"golden-angle"``: ``theta_k = (k * GOLDEN_ANGLE) mod pi`` with the golden
+          angle ``pi (sqrt 5 - 1) / 2`` (111.246 degrees, taken modulo 180 degrees);
+        - ``"random"``: independent uniform angles in ``[0, pi)`` from
+          ``numpy.random.default_rng(seed)``.
+    frames : int
+        Number of time frames ``P >= 1``.
+    views_per_frame : int
+        Views per frame ``V >= 1``; frame ``p`` gets instants ``p*V .. p*V + V - 1``.
+    seed : int
+        Seed of the ``"random"`` schedule (the other schedules are deterministic).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (P, V), radians in ``[0, pi)``, ASTRA's parallel-beam convention.
+    """
+    frames = _check_count("frames", frames)
+    views_per_frame = _check_count("views_per_frame", views_per_frame)
+    n_instants = frames * views_per_frame
+    instants = np.arange(n_instants, dtype=np.float64)
+    if schedule == "linear":
+        angles = math.pi * instants / n_instants
+    elif schedule == "bit-reversal":
+        angles = math.pi / n_instants * bit_reversal_order(n_instants).astype(np.float64)
+    elif schedule == "golden-angle":
+        angles = np.mod(instants * GOLDEN_ANGLE, math.pi)
+        # Rounding in the modulo can land exactly on pi, which is the same view as 0.
+        angles[angles >= math.pi] = 0.0
+    elif schedule == "random":
+        angles = np.random.default_rng(seed).uniform(0.0, math.pi, size=n_instants)
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+    return angles.reshape(frames, views_per_frame)
+
+
+def center_rows(height: int, center_lines: int) -> np.ndarray:
+    """Row indices of the ``center_lines`` rows around DC (row ``height // 2``), int64."""
+    first = height // 2 - center_lines // 2
+    return np.arange(first, first + center_lines, dtype=np.int64)
+
+
+def _variable_density_rows(candidates, height, n_lines, frames, rng):
+    # Density (1 - |ky| / ky_max)^2 with ky_max just beyond the edge, so that the outermost
+    # lines keep a small, non-zero chance of being picked.
+    distance = np.abs(candidates - height // 2) / (height / 2.0 + 1.0)
+    weights = (1.0 - distance) ** 2
+    weights /= weights.sum()
+    return [rng.choice(candidates, size=n_lines, replace=False, p=weights) for _ in range(frames)]
+
+
+def _golden_ratio_rows(candidates, n_lines, frames):
+    # The k-th acquired line sits at frac(k / phi) of the candidate rows; the counter runs
+    # on across frames, and a position already taken in the current frame is skipped.
+    n_candidates = len(candidates)
+    rows, counter = [], 0
+    for _ in range(frames):
+        chosen: list[int] = []
+        while len(chosen) < n_lines:
+            position = int(((counter * _INVERSE_GOLDEN_RATIO) % 1.0) * n_candidates)
+            counter += 1
+            if position not in chosen:
+                chosen.append(position)
+        rows.append(candidates[chosen])
+    return rows
+
+
+def _equispaced_rows(candidates, n_lines, frames):
+    # A regular lattice of step n_candidates / n_lines whose offset moves by one line per
+    # frame and wraps after ceil(step) frames, so consecutive frames fill each other's gaps.
+    n_candidates = len(candidates)
+    step = n_candidates / n_lines
+    base = np.floor(np.arange(n_lines) * step).astype(np.int64)
+    period = math.ceil(step)
+    return [candidates[(base + frame % period) % n_candidates] for frame in range(frames)]
+
+
+def kt_mask(
+    pattern: str,
+    frames: int,
+    shape,
+    lines_per_frame: int,
+    center_lines: int = 4,
+    seed: int = 0,
+) -> np.ndarray:
+    """Cartesian k-t sampling mask: whole phase-encode rows per frame.
+
+    Parameters
+    ----------
+    pattern : {"variable-density", "golden-ratio", "equispaced"}
+        How the rows outside the centre block are chosen in each frame:
+
+        - ``"variable-density"``: drawn at random without replacement with probability
+          proportional to ``(1 - |ky| / (H/2 + 1))^2`` (peaked at DC), a new draw in
+          every frame from ``numpy.random.default_rng(seed)``;
+        - ``"golden-ratio"``: the ``k``-th acquired line (counted across all frames) is
+          at fraction ``frac(k / phi)`` of the non-centre rows, so each frame continues
+          the golden-ratio sequence of the previous one (deterministic, ``seed`` unused);
+        - ``"equispaced"``: equispaced rows among the non-centre rows (step
+          ``s = (H - center_lines) / (lines_per_frame - center_lines)``), sheared in
+          time: the offset moves by one row per frame and wraps after ``ceil(s)``
+          frames (deterministic, ``seed`` unused).
+    frames : int
+        Number of frames ``P >= 1``.
+    shape : tuple (H, W)
+        K-space grid; rows are phase-encode lines.
+    lines_per_frame : int
+        Rows sampled per frame, ``center_lines <= lines_per_frame <= H``. The centre
+        rows count towards this number.
+    center_lines : int
+        Rows around DC (row ``H // 2``) sampled in every frame, ``>= 0``.
+    seed : int
+        Seed of the ``"variable-density"`` pattern.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (P, H, W), exactly ``lines_per_frame`` full rows set per frame.
+    """
+    frames = _check_count("frames", frames)
+    shape = tuple(np.atleast_1d(shape).tolist())
+    if len(shape) != 2 or not all(isinstance(s, int) and s >= 1 for s in shape):
+        raise ValueError(f"shape must be two positive integers (H, W), got {shape!r}")
+    height, width = shape
+    lines_per_frame = _check_count("lines_per_frame", lines_per_frame)
+    if lines_per_frame > height:
+        raise ValueError(f"lines_per_frame ({lines_per_frame}) cannot exceed the {height} rows of the grid")
+    if isinstance(center_lines, bool) or not isinstance(center_lines, (int, np.integer)) or center_lines < 0:
+        raise ValueError(f"center_lines must be an integer >= 0, got {center_lines!r}")
+    if center_lines > lines_per_frame:
+        raise ValueError(
+            f"center_lines ({center_lines}) cannot exceed lines_per_frame ({lines_per_frame}): "
+            "the centre lines count towards the lines of each frame"
+        )
+    centre = center_rows(height, int(center_lines))
+    candidates = np.setdiff1d(np.arange(height, dtype=np.int64), centre)
+    n_outer = lines_per_frame - int(center_lines)
+    if pattern == "variable-density":
+        outer_rows = _variable_density_rows(candidates, height, n_outer, frames, np.random.default_rng(seed))
+    elif pattern == "golden-ratio":
+        outer_rows = _golden_ratio_rows(candidates, n_outer, frames) if n_outer else [candidates[:0]] * frames
+    elif pattern == "equispaced":
+        outer_rows = _equispaced_rows(candidates, n_outer, frames) if n_outer else [candidates[:0]] * frames
+    else:
+        raise ValueError(f"unknown mask pattern {pattern!r}; choose one of: {', '.join(MASK_PATTERNS)}")
+    mask = np.zeros((frames, height, width), dtype=bool)
+    mask[:, centre, :] = True
+    for frame, rows in enumerate(outer_rows):
+        mask[frame, rows, :] = True
+    return mask
