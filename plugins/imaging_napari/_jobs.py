@@ -1,0 +1,127 @@
+"""Run a generator job off the GUI thread, or synchronously for tests.
+
+A :class:`Job` drives a generator such as :func:`._logic.reconstruction_job` and calls
+back ``on_yield`` for each value, then ``on_return`` with the generator's return value or
+``on_error`` with its exception, then ``on_finish``. By default it runs in a napari
+``thread_worker`` (the callbacks arrive on the GUI thread through Qt signals, so the UI
+stays responsive); with the environment variable ``IMAGING_NAPARI_NOTHREADS=1``, read
+each time a job starts, it runs in the calling thread, which makes widget tests
+deterministic (the same switch stardist-napari uses).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator
+from typing import Any
+
+NOTHREADS_ENV = "IMAGING_NAPARI_NOTHREADS"
+
+
+def threads_disabled() -> bool:
+    """True when ``IMAGING_NAPARI_NOTHREADS`` is set to 1/true/yes (checked at call time)."""
+    return os.environ.get(NOTHREADS_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _ignore(*_args) -> None:
+    return None
+
+
+class Job:
+    """One run of a generator with callbacks; stoppable between two yields.
+
+    Parameters
+    ----------
+    generator : Generator
+        The work. Sending ``True`` into it asks it to stop and return what it has.
+    on_yield, on_return, on_error, on_finish : callable, optional
+        Called with each yielded value, the return value, the exception, and nothing.
+    progress_total : int, optional
+        When given and threads are used, napari's activity dock shows a progress bar of
+        this many steps (one per yield), described by ``description``.
+    description : str
+        Label of that progress bar.
+    """
+
+    def __init__(
+        self,
+        generator: Generator[Any, Any, Any],
+        *,
+        on_yield: Callable[[Any], None] = _ignore,
+        on_return: Callable[[Any], None] = _ignore,
+        on_error: Callable[[BaseException], None] = _ignore,
+        on_finish: Callable[[], None] = _ignore,
+        progress_total: int | None = None,
+        description: str = "",
+    ):
+        self._generator = generator
+        self._on_yield = on_yield
+        self._on_return = on_return
+        self._on_error = on_error
+        self._on_finish = on_finish
+        self._progress_total = progress_total
+        self._description = description
+        self._stop_requested = False
+        self._worker = None
+        self.running = False
+
+    def start(self) -> None:
+        """Run the generator in a thread worker, or to completion here when threads are off."""
+        self.running = True
+        if threads_disabled():
+            self._run_here()
+        else:
+            self._start_worker()
+
+    def request_stop(self) -> None:
+        """Ask the generator to stop after its current step (it then returns its result)."""
+        self._stop_requested = True
+        if self._worker is not None:
+            self._worker.send(True)
+
+    def _run_here(self) -> None:
+        try:
+            value = next(self._generator)
+            while True:
+                self._on_yield(value)
+                value = self._generator.send(True if self._stop_requested else None)
+        except StopIteration as finished:
+            self._on_return(finished.value)
+        except Exception as exc:  # every failure is reported to the user, none crashes the GUI
+            self._on_error(exc)
+        finally:
+            self._finished()
+
+    def _start_worker(self) -> None:
+        from napari.qt.threading import create_worker
+        from superqt.utils import GeneratorWorker
+
+        def work():
+            return (yield from self._generator)
+
+        progress = {"total": self._progress_total, "desc": self._description} if self._progress_total else None
+        # superqt's plain GeneratorWorker, not napari's subclass: napari's relays every
+        # exception to its traceback dialog, whereas ``on_error`` shows a plain message.
+        self._worker = create_worker(
+            work,
+            _worker_class=GeneratorWorker,
+            _progress=progress,
+            _start_thread=False,
+            _connect={
+                "yielded": self._on_yield,
+                "returned": self._on_return,
+                "errored": self._on_error,
+                "finished": self._finished,
+            },
+        )
+        if self._worker.pbar is not None:
+            # napari advances its bar on each yield only for its own worker class.
+            self._worker.yielded.connect(self._worker.pbar.increment_with_overflow)
+        if self._stop_requested:
+            self._worker.send(True)
+        self._worker.start()
+
+    def _finished(self) -> None:
+        self.running = False
+        self._worker = None
+        self._on_finish()

@@ -1,0 +1,230 @@
+"""The plugin's Qt-free logic: layers, simulation inputs, parameters, jobs, comparison."""
+
+import numpy as np
+import pytest
+
+from imaging_napari import _layers, _logic, _plots
+from imaging_napari._jobs import Job, threads_disabled
+
+
+# -- layers -------------------------------------------------------------------------------
+
+
+def test_sinogram_image_puts_each_frame_on_one_row(tomography_measurements):
+    image = _layers.measurement_image(tomography_measurements)
+    frames, views, bins = tomography_measurements.sinogram.shape
+    assert image.shape == (frames, views * bins) and image.dtype == np.float32
+    np.testing.assert_array_equal(image[3, bins:], tomography_measurements.sinogram[3, 1])
+
+
+def test_kspace_image_is_log_magnitude_and_zero_where_unsampled(moving_disk):
+    mask = np.zeros(moving_disk.shape, dtype=bool)
+    mask[:, 10:20] = True
+    from imaging.simulate import simulate_mri
+
+    measurements = simulate_mri(moving_disk, mask, noise=0.0)
+    image = _layers.measurement_image(measurements)
+    assert image.shape == moving_disk.shape
+    assert np.all(image[~mask] == 0) and np.all(image[mask] >= 0)
+    # log(1 + |k| / (1e-3 peak)): the peak maps to log(1001).
+    assert image.max() == pytest.approx(np.log(1001.0), rel=1e-5)
+
+
+def test_measurement_layer_keeps_the_measurements_in_metadata(tomography_measurements):
+    data, meta, layer_type = _layers.measurement_layer(tomography_measurements, "sino")
+    assert layer_type == "image" and meta["name"] == "sino"
+    assert meta["metadata"][_layers.MEASUREMENTS_KEY] is tomography_measurements
+    assert meta["contrast_limits"] == (float(data.min()), float(data.max()))
+    assert "8 frames x 2 view(s)" in meta["metadata"]["description"]
+
+
+def test_result_layer_name_lists_changed_parameters_and_iterations():
+    from imaging import ReconstructionResult
+
+    history = [{"iteration": i} for i in (1, 2, 3)]
+    params = {"rank": 8, "lam": 0.01, "max_iter": 50}
+    result = ReconstructionResult(np.zeros((2, 4, 4)), "psm", params, history, 1.0, "stopped")
+    name = _layers.result_layer_name(result, {"rank": 5, "lam": 0.01, "max_iter": 100}, "fast")
+    assert name == "psm fast (rank=8) stopped at 3 it"
+    result.stop_reason = "max_iter"
+    assert _layers.result_layer_name(result, {"rank": 8, "lam": 0.01}) == "psm 3 it"
+
+
+def test_spatial_bases_are_scaled_to_unit_peak_each():
+    bases = np.stack([np.full((4, 4), 10.0), -0.5 * np.eye(4)])
+    data, meta, _ = _layers.spatial_bases_layer(bases, "bases")
+    assert np.abs(data).reshape(2, -1).max(axis=1) == pytest.approx([1.0, 1.0])
+    assert meta["contrast_limits"] == (-1.0, 1.0)
+
+
+# -- simulation -----------------------------------------------------------------------------
+
+
+def test_simulate_from_image_tomography_and_mri(moving_disk):
+    tomo = _logic.simulate_from_image(moving_disk, "tomography", "golden-angle", per_frame=2, noise=0.0)
+    assert tomo.sinogram.shape == (8, 2, 32)
+    np.testing.assert_array_equal(tomo.ground_truth, moving_disk)
+    mri = _logic.simulate_from_image(moving_disk, "mri", "equispaced", per_frame=6, noise=0.0, coils=2)
+    assert mri.kspace.shape == (8, 2, 32, 32) and mri.coil_maps.shape == (2, 32, 32)
+    assert np.all(mri.mask.any(axis=2).sum(axis=1) == 6)
+
+
+@pytest.mark.parametrize(
+    "images, options, message",
+    [
+        (np.zeros((32, 32)), {}, "(T, Y, X) stack"),
+        (np.zeros((4, 16, 24)), {}, "square frames"),
+        (np.zeros((4, 16, 16)), {"schedule": "variable-density"}, "is not one of tomography's"),
+        (np.zeros((4, 16, 16)), {"modality": "mri", "schedule": "equispaced", "per_frame": 17}, "exceed the 16"),
+        (np.zeros((4, 16, 16), complex), {}, "real-valued"),
+    ],
+)
+def test_simulate_from_image_rejects_bad_input_with_one_line(images, options, message):
+    with pytest.raises(_logic.InputError, match="^.*" + message.replace("(", r"\(").replace(")", r"\)")) as info:
+        _logic.simulate_from_image(images, **options)
+    assert "\n" not in str(info.value)
+
+
+def test_measurement_layer_name_reads_naturally():
+    assert _logic.measurement_layer_name("walnut", "tomography", "bit-reversal", 1) == (
+        "walnut sinogram (bit-reversal, 1 view/frame)"
+    )
+    assert _logic.measurement_layer_name("heart", "mri", "equispaced", 8) == "heart k-space (equispaced, 8 lines/frame)"
+
+
+# -- parameters ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "default, raw, expected",
+    [
+        (1.0, " 2.5e-3 ", 2.5e-3),
+        (3, "7", 7),
+        (True, "false", False),
+        ("a", " b ", " b "),
+        ((1, 2), "(3, 4)", (3, 4)),
+        (None, "", None),
+        (4, 5, 5),
+    ],
+)
+def test_parse_parameter_follows_the_type_of_the_default(default, raw, expected):
+    assert _logic.parse_parameter("p", default, raw) == expected
+
+
+def test_parse_parameter_error_names_the_parameter_and_type():
+    with pytest.raises(_logic.InputError, match="parameter lam must be a float, got 'abc'"):
+        _logic.parse_parameter("lam", 0.1, "abc")
+
+
+def test_methods_presets_and_baseline(landweber):
+    from imaging.solvers import METHODS
+
+    assert landweber.name in _logic.available_methods("tomography")
+    assert landweber.name not in _logic.available_methods("mri")
+    assert _logic.available_methods() == list(METHODS)
+    assert _logic.method_presets(landweber.name) == ["quick"]
+    assert _logic.baseline_params(landweber.name) == {"max_iter": 200, "seed": 0, "relaxation": 1.0, "step_delay": 0.0}
+    assert _logic.baseline_params(landweber.name, "quick")["max_iter"] == 3
+    assert _logic.available_devices()[0] == "cpu"
+
+
+# -- the reconstruction job ------------------------------------------------------------------
+
+
+def test_reconstruction_job_previews_and_stops_on_request(landweber, tomography_measurements):
+    job = _logic.reconstruction_job(tomography_measurements, landweber.name, params={"max_iter": 50}, preview_every=2)
+    first = next(job)
+    second = job.send(None)
+    assert (first.iteration, first.max_iter, first.preview) == (1, 50, None)
+    assert second.preview.shape == (8, 32, 32) and second.entry["data_residual"] < first.entry["data_residual"]
+    job.send(None)
+    with pytest.raises(StopIteration) as finished:
+        job.send(True)
+    result = finished.value.value
+    assert result.stop_reason == "stopped" and len(result.history) == 3
+    assert result.reconstruction.shape == (8, 32, 32)
+
+
+def test_describe_error_is_plain():
+    from imaging import ParameterError
+
+    assert _logic.describe_error(ParameterError("max_iter must be >= 1, got 0")) == "max_iter must be >= 1, got 0"
+    assert "ran out of memory" in _logic.describe_error(MemoryError())
+    assert _logic.describe_error(RuntimeError("boom")) == "Reconstruction failed: boom"
+
+
+def test_progress_text():
+    progress = _logic.Progress(3, 10, {"data_residual": 0.0312, "psnr": 27.41}, None)
+    assert _logic.progress_text(progress) == "iteration 3 / 10 - residual 3.12e-02 - PSNR 27.41 dB"
+
+
+# -- the synchronous job switch --------------------------------------------------------------
+
+
+def _counting(n):
+    for i in range(n):
+        stop = yield i
+        if stop:
+            return ("stopped", i)
+    return ("done", n)
+
+
+def test_switch_is_read_at_call_time(monkeypatch):
+    monkeypatch.delenv("IMAGING_NAPARI_NOTHREADS", raising=False)
+    assert not threads_disabled()
+    monkeypatch.setenv("IMAGING_NAPARI_NOTHREADS", "1")
+    assert threads_disabled()
+
+
+def test_synchronous_job_runs_callbacks_in_order_and_stops(nothreads):
+    events = []
+    job = Job(_counting(10), on_return=lambda value: events.append(value), on_finish=lambda: events.append("finish"))
+    job._on_yield = lambda value: (events.append(value), value == 2 and job.request_stop())
+    job.start()
+    assert events == [0, 1, 2, ("stopped", 2), "finish"] and not job.running
+
+
+def test_synchronous_job_reports_errors(nothreads):
+    def failing():
+        yield 1
+        raise ValueError("bad input")
+
+    errors, finished = [], []
+    Job(failing(), on_error=errors.append, on_finish=lambda: finished.append(True)).start()
+    assert [str(e) for e in errors] == ["bad input"] and finished == [True]
+
+
+# -- comparison ------------------------------------------------------------------------------
+
+
+def test_compare_ranks_the_closer_reconstruction_higher(moving_disk):
+    rng = np.random.default_rng(0)
+    close = moving_disk + 0.01 * rng.standard_normal(moving_disk.shape)
+    far = moving_disk + 0.1 * rng.standard_normal(moving_disk.shape)
+    rows, frame_psnr = _logic.compare(moving_disk, {"close": close, "far": far})
+    assert [row["name"] for row in rows] == ["close", "far"]
+    assert set(rows[0]) == {"name", *_logic.METRICS}
+    assert rows[0]["psnr"] > rows[1]["psnr"] + 15 and rows[0]["mae"] < rows[1]["mae"]
+    assert frame_psnr["close"].shape == (8,) and np.all(frame_psnr["close"] > frame_psnr["far"])
+
+
+def test_compare_rejects_a_shape_mismatch(moving_disk):
+    with pytest.raises(_logic.InputError, match=r"'small' has shape \(8, 16, 16\)"):
+        _logic.compare(moving_disk, {"small": np.zeros((8, 16, 16))})
+
+
+def test_convergence_curves_skip_missing_keys():
+    history = [{"iteration": 1, "data_residual": 0.5}, {"iteration": 2, "data_residual": 0.25, "psnr": 20.0}]
+    curves = _logic.convergence_curves(history)
+    np.testing.assert_array_equal(curves["data_residual"][1], [0.5, 0.25])
+    np.testing.assert_array_equal(curves["psnr"][0], [2.0])
+
+
+def test_plots_draw_one_line_per_curve():
+    figure = _plots.new_figure()
+    histories = {"a": [{"iteration": 1, "data_residual": 0.5}, {"iteration": 2, "data_residual": 0.2}]}
+    _plots.plot_comparison(figure, {"a": np.ones(4), "b": np.zeros(4)}, histories)
+    frames_axis, residual_axis = figure.axes
+    assert len(frames_axis.lines) == 2 and len(residual_axis.lines) == 1
+    _plots.plot_temporal_bases(figure, np.ones((6, 3)))
+    assert len(figure.axes) == 1 and len(figure.axes[0].lines) == 3

@@ -1,0 +1,107 @@
+"""Reader and writer commands, called the way napari calls them (no viewer needed)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from imaging import ReconstructionResult
+from imaging_napari import _io
+from imaging_napari._layers import MEASUREMENTS_KEY, RESULT_KEY, measurement_layer, reconstruction_layer
+
+
+def _write(path, layer_data):
+    data, meta, _ = layer_data
+    return _io.write_layer(str(path), data, meta)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+def test_measurement_layer_round_trip(tmp_path, tomography_measurements, suffix):
+    path = tmp_path / f"scan{suffix}"
+    assert _write(path, measurement_layer(tomography_measurements, "scan sinogram")) == [str(path)]
+    reader = _io.get_reader(str(path))
+    assert reader is _io.read_measurement_file
+    (data, meta, kind), (truth, truth_meta, _) = reader(str(path))
+    loaded = meta["metadata"][MEASUREMENTS_KEY]
+    assert kind == "image" and meta["name"] == "scan sinogram"
+    np.testing.assert_array_equal(loaded.sinogram, tomography_measurements.sinogram)
+    np.testing.assert_array_equal(loaded.angles, tomography_measurements.angles)
+    assert data.shape == (8, 64) and truth_meta["name"] == "scan ground truth"
+    np.testing.assert_array_equal(truth, tomography_measurements.ground_truth)
+
+
+def _result(frames):
+    history = [{"iteration": 1, "data_residual": 0.5}, {"iteration": 2, "data_residual": 0.25}]
+    extras = {"temporal_bases": np.ones((8, 4))}
+    return ReconstructionResult(frames, "psm", {"rank": 3}, history, 1.5, "max_iter", extras)
+
+
+def test_reconstruction_layer_round_trip_keeps_history_and_edits(tmp_path, moving_disk):
+    data, meta, _ = reconstruction_layer(_result(moving_disk), "psm 2 it")
+    edited = data.copy()
+    edited[0] = 0.5  # the layer's current pixels are what gets saved
+    path = tmp_path / "recon.npz"
+    assert _io.write_layer(str(path), edited, meta) == [str(path)]
+    reader = _io.get_reader([str(path)])
+    assert reader is _io.read_reconstruction_file
+    [(loaded, loaded_meta, _)] = reader(str(path))
+    result = loaded_meta["metadata"][RESULT_KEY]
+    np.testing.assert_array_equal(loaded, edited)
+    assert loaded_meta["name"] == "recon (psm)" and result.params == {"rank": 3}
+    assert [h["data_residual"] for h in result.history] == [0.5, 0.25]
+    np.testing.assert_array_equal(result.extras["temporal_bases"], np.ones((8, 4)))
+
+
+def test_any_image_stack_saves_as_reconstruction_and_tiff(tmp_path, moving_disk):
+    import tifffile
+
+    meta = {"name": "walnut phantom", "metadata": {}}
+    _io.write_layer(str(tmp_path / "phantom.npz"), moving_disk, meta)
+    with np.load(tmp_path / "phantom.npz") as archive:
+        assert str(archive["method"]) == "napari layer"
+        assert json.loads(str(archive["params"])) == {"layer": "walnut phantom"}
+        np.testing.assert_array_equal(archive["reconstruction"], moving_disk)
+    _io.write_layer(str(tmp_path / "phantom.tif"), moving_disk, meta)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "phantom.tif"), moving_disk)
+
+
+def test_measurement_layer_saves_its_picture_as_tiff(tmp_path, tomography_measurements):
+    import tifffile
+
+    data, meta, _ = measurement_layer(tomography_measurements, "scan")
+    _io.write_layer(str(tmp_path / "scan.tif"), data, meta)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "scan.tif"), data)
+    assert [p.name for p in tmp_path.iterdir()] == ["scan.tif"]  # no temporary left behind
+
+
+def test_writer_refuses_a_reconstruction_as_hdf5(tmp_path, moving_disk):
+    with pytest.raises(ValueError, match="image and reconstruction layers as .npz/.tif"):
+        _io.write_layer(str(tmp_path / "x.h5"), moving_disk, {"name": "x", "metadata": {}})
+    assert not any(tmp_path.iterdir())
+
+
+def test_foreign_files_are_left_to_other_readers(tmp_path):
+    np.savez(tmp_path / "other.npz", image=np.zeros((4, 4)))
+    (tmp_path / "notes.txt").write_text("hello")
+    assert _io.get_reader(str(tmp_path / "other.npz")) is None
+    assert _io.get_reader(str(tmp_path / "notes.txt")) is None
+    assert _io.get_reader(str(tmp_path / "missing.npz")) is None
+    assert _io.get_reader([str(tmp_path / "other.npz")] * 2) is None
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"this is not a zip archive", "not a readable NumPy .npz archive"),
+        ("modality", "Cannot open measurement file bad.npz"),
+    ],
+)
+def test_corrupt_file_gives_a_notification_and_no_layer(tmp_path, notifications, content, message):
+    path = tmp_path / "bad.npz"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:  # our key, impossible content: a sinogram without angles
+        np.savez(path, modality=np.array("tomography"), sinogram=np.zeros((2, 1, 8)), image_shape=np.array([8, 8]))
+    layers = _io.get_reader(str(path))(str(path))
+    assert layers == _io.NO_LAYERS
+    assert any(message in text for text in notifications())
