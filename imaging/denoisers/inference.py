@@ -1,0 +1,178 @@
+"""Applying a 2D denoiser to a stack of frames, whole or in overlapping patches.
+
+Patch mode is the paper's variant for large images: it bounds the memory of one
+network call by the patch size instead of the image size. Patches of side ``B`` are
+placed with stride ``B - overlap``; the last patch along each axis is aligned to the
+image edge, so every pixel is covered. The patch outputs are blended with separable
+weights that are zero within a margin of each patch edge that lies inside the image
+(where the patch's zero padding differs from the neighbouring image content), then
+rise as a raised cosine across the overlap. On the regular overlaps the weights of
+neighbouring patches sum to one; everywhere the result is normalised by the summed
+weights. When the network's receptive radius fits inside the margin the blend equals
+the full-image output exactly, so there are no seams.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def patch_starts(length: int, patch: int, stride: int) -> list[int]:
+    """Start offsets of patches of size ``patch`` covering ``[0, length)``.
+
+    Consecutive starts are ``stride`` apart; the last start is ``length - patch`` so the
+    last patch ends at the edge. A patch at least as long as the axis gives ``[0]``.
+    """
+    if patch >= length:
+        return [0]
+    count = math.ceil((length - patch) / stride) + 1
+    starts = [k * stride for k in range(count - 1)]
+    starts.append(length - patch)
+    return starts
+
+
+def _edge_taper(size: int, overlap: int, margin: int, taper_start: bool, taper_end: bool) -> torch.Tensor:
+    """1D blending weights of one patch: 0 for ``margin`` pixels at a tapered end, then a
+    raised-cosine ramp over ``overlap - 2 * margin`` pixels, then 1."""
+    weights = torch.ones(size, dtype=torch.float64)
+    ramp_length = overlap - 2 * margin
+    if ramp_length <= 0:
+        return weights
+    phase = (torch.arange(ramp_length, dtype=torch.float64) + 0.5) / ramp_length
+    ramp = torch.sin(0.5 * math.pi * phase) ** 2
+    rising = torch.cat([torch.zeros(margin, dtype=torch.float64), ramp])
+    if taper_start:
+        weights[: rising.numel()] *= rising
+    if taper_end:
+        weights[size - rising.numel():] *= rising.flip(0)
+    return weights
+
+
+def _axis_windows(length: int, patch: int, overlap: int, margin: int) -> list[tuple[int, torch.Tensor]]:
+    patch = min(patch, length)
+    starts = patch_starts(length, patch, patch - overlap)
+    return [
+        (s, _edge_taper(patch, overlap, margin, taper_start=s > 0, taper_end=s + patch < length))
+        for s in starts
+    ]
+
+
+def _receptive_radius(model: nn.Module) -> int | None:
+    field = getattr(model, "receptive_field", None)
+    return int(field) // 2 if isinstance(field, int) else None
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for parameter in model.parameters():
+        return parameter.device
+    return torch.device("cpu")
+
+
+def denoise_frames(
+    model: nn.Module,
+    frames: torch.Tensor | np.ndarray,
+    patch_size: int | None = None,
+    patch_overlap: int = 16,
+    batch_size: int = 32,
+) -> torch.Tensor | np.ndarray:
+    """Denoise each frame of a stack with a 2D denoiser.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps float32 ``(B, 1, h, w)`` to ``(B, 1, h, w)``, e.g. from
+        :func:`~imaging.denoisers.load_denoiser`.
+    frames : torch.Tensor or numpy.ndarray
+        Real stack of shape ``(P, H, W)``.
+    patch_size : int or None
+        ``None``: full-image mode, the model sees whole frames, ``batch_size`` frames
+        per call. An integer ``B``: patch mode with ``B x B`` patches (clipped to the
+        frame size), ``batch_size`` patches per call.
+    patch_overlap : int
+        Overlap of neighbouring patches in pixels, ``0 <= patch_overlap < patch_size``.
+        The blending margin is the model's receptive radius (``receptive_field // 2``)
+        when it reports one, capped at ``(patch_overlap - 1) // 2``, otherwise
+        ``patch_overlap // 4``; the result equals full-image mode exactly when the
+        receptive radius does not exceed the margin.
+    batch_size : int
+        Images (frames or patches) per network call; bounds the memory.
+
+    Returns
+    -------
+    torch.Tensor or numpy.ndarray
+        Denoised stack, same shape, dtype, device and array type as ``frames``.
+        Computed without autograd (``torch.no_grad``), so the result can be used as a
+        constant in later autograd computations.
+    """
+    as_numpy = isinstance(frames, np.ndarray)
+    stack = torch.from_numpy(frames) if as_numpy else frames
+    if not isinstance(stack, torch.Tensor):
+        raise TypeError(f"denoise_frames expects a torch tensor or numpy array, got {type(frames).__name__}")
+    if stack.ndim != 3:
+        raise ValueError(f"denoise_frames expects frames of shape (P, H, W), got {tuple(stack.shape)}")
+    if stack.is_complex():
+        raise ValueError("denoise_frames expects real frames, got a complex tensor")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    device = _model_device(model)
+    with torch.no_grad():
+        if patch_size is None:
+            result = _denoise_full(model, stack, device, batch_size)
+        else:
+            if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+                raise ValueError(f"patch_size must be a positive integer or None, got {patch_size!r}")
+            if isinstance(patch_overlap, bool) or not isinstance(patch_overlap, int) or not (
+                0 <= patch_overlap < patch_size
+            ):
+                raise ValueError(
+                    f"patch_overlap must be an integer with 0 <= patch_overlap < patch_size "
+                    f"({patch_size}), got {patch_overlap!r}"
+                )
+            result = _denoise_patches(model, stack, device, patch_size, patch_overlap, batch_size)
+    result = result.to(device=stack.device, dtype=stack.dtype)
+    return result.numpy() if as_numpy else result
+
+
+def _denoise_full(model: nn.Module, stack: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
+    out = torch.empty(stack.shape, dtype=torch.float32, device=device)
+    for first in range(0, stack.shape[0], batch_size):
+        batch = stack[first:first + batch_size].to(device=device, dtype=torch.float32)
+        out[first:first + batch.shape[0]] = model(batch[:, None])[:, 0]
+    return out
+
+
+def _denoise_patches(
+    model: nn.Module, stack: torch.Tensor, device: torch.device, patch_size: int, overlap: int, batch_size: int
+) -> torch.Tensor:
+    n_frames, height, width = stack.shape
+    radius = _receptive_radius(model)
+    margin = min(radius, (overlap - 1) // 2) if radius is not None else overlap // 4
+    margin = max(margin, 0)
+    rows = _axis_windows(height, patch_size, overlap, margin)
+    cols = _axis_windows(width, patch_size, overlap, margin)
+    ph, pw = min(patch_size, height), min(patch_size, width)
+
+    weight_sum = torch.zeros(height, width, dtype=torch.float64)
+    windows = {}
+    for r, wr in rows:
+        for c, wc in cols:
+            window = torch.outer(wr, wc)
+            windows[(r, c)] = window.to(device=device, dtype=torch.float32)
+            weight_sum[r:r + ph, c:c + pw] += window
+    # The construction guarantees coverage; this guards against a future change of it.
+    if not bool((weight_sum > 0).all()):
+        raise RuntimeError("patch blending left pixels without weight; this is a bug in the patch layout")
+
+    accum = torch.zeros((n_frames, height, width), dtype=torch.float32, device=device)
+    jobs = [(p, r, c) for p in range(n_frames) for r, _ in rows for c, _ in cols]
+    for first in range(0, len(jobs), batch_size):
+        chunk = jobs[first:first + batch_size]
+        batch = torch.stack([stack[p, r:r + ph, c:c + pw] for p, r, c in chunk])
+        denoised = model(batch.to(device=device, dtype=torch.float32)[:, None])[:, 0]
+        for (p, r, c), patch in zip(chunk, denoised):
+            accum[p, r:r + ph, c:c + pw] += windows[(r, c)] * patch
+    return accum / weight_sum.to(device=device, dtype=torch.float32)

@@ -1,0 +1,257 @@
+"""Tests of imaging.denoisers: the DnCNN, weights files, patch inference and training."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from imaging.denoisers import (
+    DnCNN,
+    denoise_frames,
+    generate_static_objects,
+    load_denoiser,
+    load_image_files,
+    save_denoiser,
+    train_denoiser,
+)
+from imaging.denoisers.inference import patch_starts
+from imaging.denoisers.weights import data_directory, file_sha256, provenance_path
+
+
+def _psnr(estimate: torch.Tensor, reference: torch.Tensor) -> float:
+    return 10 * math.log10(1.0 / float(torch.mean((estimate - reference) ** 2)))
+
+
+def _random_dncnn(depth: int, width: int, seed: int = 0, residual: bool = True) -> DnCNN:
+    torch.manual_seed(seed)
+    return DnCNN(depth, width, residual).eval()
+
+
+# --- DnCNN -----------------------------------------------------------------------------
+
+
+def test_dncnn_layers_and_shapes():
+    model = DnCNN(depth=6, width=32)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 6
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) and c.bias is not None for c in convs)
+    assert (convs[0].in_channels, convs[0].out_channels) == (1, 32)
+    assert (convs[-1].in_channels, convs[-1].out_channels) == (32, 1)
+    expected_params = (9 * 32 + 32) + 4 * (9 * 32 * 32 + 32) + (9 * 32 + 1)
+    assert sum(p.numel() for p in model.parameters()) == expected_params
+    assert model.receptive_field == 13
+    x = torch.rand(3, 1, 17, 23)
+    y = model(x)
+    assert y.shape == x.shape and y.dtype == torch.float32
+
+
+def test_dncnn_residual_form_subtracts_network_output():
+    residual = _random_dncnn(4, 8, residual=True)
+    direct = DnCNN(4, 8, residual=False)
+    direct.load_state_dict(residual.state_dict())
+    x = torch.rand(2, 1, 16, 16)
+    torch.testing.assert_close(residual(x), x - direct.net(x))
+    torch.testing.assert_close(direct(x), direct.net(x))
+
+
+@pytest.mark.parametrize("kwargs", [{"depth": 1}, {"width": 0}, {"depth": 2.5}, {"residual": "yes"}])
+def test_dncnn_rejects_bad_architecture(kwargs):
+    with pytest.raises(ValueError, match="DnCNN"):
+        DnCNN(**kwargs)
+
+
+def test_dncnn_rejects_wrong_input_shape():
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        DnCNN(3, 4)(torch.rand(2, 16, 16))
+
+
+# --- weights files ---------------------------------------------------------------------
+
+
+def test_shipped_default_loads_and_matches_provenance():
+    weights = data_directory() / "dncnn_default.pt"
+    provenance = json.loads(provenance_path(weights).read_text())
+    assert provenance["sha256"] == file_sha256(weights)
+    assert weights.stat().st_size < 1_000_000
+    model = load_denoiser("default", device="cpu")
+    assert isinstance(model, DnCNN) and not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+    assert model.architecture == provenance["architecture"]
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = _random_dncnn(3, 6, seed=3)
+    path = tmp_path / "net.pt"
+    sha = save_denoiser(model, path)
+    assert sha == file_sha256(path)
+    loaded = load_denoiser(path)
+    x = torch.rand(2, 1, 12, 12)
+    torch.testing.assert_close(loaded(x), model(x))
+    assert not list(tmp_path.glob(".*tmp")), "atomic save left a temporary file"
+
+
+def test_pickled_module_is_refused(tmp_path):
+    path = tmp_path / "module.pt"
+    torch.save(DnCNN(3, 4), path)  # a whole pickled module: loading it would run code
+    with pytest.raises(ValueError, match="tensors-only"):
+        load_denoiser(path)
+
+
+def test_corrupt_and_foreign_files_are_refused(tmp_path):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00not a torch file" * 10)
+    with pytest.raises(ValueError, match="tensors-only"):
+        load_denoiser(corrupt)
+    bare_state_dict = tmp_path / "bare.pt"
+    torch.save(DnCNN(3, 4).state_dict(), bare_state_dict)
+    with pytest.raises(ValueError, match="not an imaging denoiser weights file"):
+        load_denoiser(bare_state_dict)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_denoiser(tmp_path / "missing.pt")
+
+
+def test_sha_mismatch_with_provenance_is_refused(tmp_path):
+    path = tmp_path / "net.pt"
+    save_denoiser(DnCNN(3, 4), path)
+    provenance_path(path).write_text(json.dumps({"sha256": "0" * 64}))
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_denoiser(path)
+
+
+# --- denoise_frames --------------------------------------------------------------------
+
+
+def test_patch_starts_cover_the_axis_and_end_at_the_edge():
+    assert patch_starts(100, 32, 16) == [0, 16, 32, 48, 64, 68]
+    assert patch_starts(20, 32, 16) == [0]
+    assert patch_starts(64, 32, 32) == [0, 32]
+
+
+@pytest.mark.parametrize("patch_size, overlap", [(24, 16), (32, 16), (21, 17)])
+def test_patch_mode_equals_full_image_mode(patch_size, overlap):
+    # Receptive field 7 < overlap / 2: every blended value comes from a patch region
+    # that is unaffected by the patch's own borders.
+    model = _random_dncnn(3, 4, seed=1)
+    frames = torch.rand(3, 50, 61)
+    full = denoise_frames(model, frames)
+    patched = denoise_frames(model, frames, patch_size=patch_size, patch_overlap=overlap, batch_size=32)
+    torch.testing.assert_close(patched, full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape, patch_size, overlap", [((2, 40, 40), 16, 8), ((1, 33, 70), 32, 0),
+                                                         ((2, 10, 12), 32, 16), ((1, 45, 45), 17, 16)])
+def test_patch_blending_of_identity_reproduces_input(shape, patch_size, overlap):
+    frames = torch.rand(*shape, dtype=torch.float64)
+    out = denoise_frames(nn.Identity(), frames, patch_size=patch_size, patch_overlap=overlap, batch_size=7)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, frames, atol=1e-6, rtol=0)
+
+
+def test_denoise_frames_keeps_array_type_and_does_not_track_gradients():
+    model = _random_dncnn(3, 4)
+    frames = np.random.default_rng(0).random((4, 16, 16)).astype(np.float32)
+    out = denoise_frames(model, frames, batch_size=3)
+    assert isinstance(out, np.ndarray) and out.shape == frames.shape and out.dtype == np.float32
+    expected = model(torch.from_numpy(frames)[:, None])[:, 0].detach().numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    tracked = torch.from_numpy(frames).requires_grad_(True)
+    assert not denoise_frames(model, tracked).requires_grad
+
+
+@pytest.mark.parametrize("kwargs, message", [({"frames": torch.rand(16, 16)}, r"\(P, H, W\)"),
+                                             ({"patch_size": 16, "patch_overlap": 16}, "patch_overlap"),
+                                             ({"patch_size": 0}, "patch_size"),
+                                             ({"batch_size": 0}, "batch_size")])
+def test_denoise_frames_rejects_bad_arguments(kwargs, message):
+    arguments = {"frames": torch.rand(2, 16, 16), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        denoise_frames(nn.Identity(), **arguments)
+
+
+# --- training data and training --------------------------------------------------------
+
+
+def test_generated_objects_are_normalised_static_images_in_the_disk():
+    images = generate_static_objects(6, size=32, seed=5)
+    assert images.shape == (6, 32, 32) and images.dtype == np.float32
+    assert images.min() >= 0.0
+    np.testing.assert_allclose(images.max(axis=(1, 2)), 1.0)
+    axis = (np.arange(32) + 0.5) / 16 - 1
+    outside = np.hypot(axis[:, None], axis[None, :]) > 1
+    assert np.all(images[:, outside] == 0)
+    np.testing.assert_array_equal(images, generate_static_objects(6, size=32, seed=5))
+    assert not np.array_equal(images, generate_static_objects(6, size=32, seed=6))
+
+
+def test_load_image_files_reads_npy_stacks_tiff_and_png(tmp_path):
+    import imageio.v3 as iio
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "stack.npy", rng.random((3, 20, 24)) * 500)
+    tifffile.imwrite(tmp_path / "slice.tif", rng.integers(0, 4000, (20, 20)).astype(np.uint16))
+    iio.imwrite(tmp_path / "photo.png", rng.integers(0, 255, (20, 22, 3)).astype(np.uint8))
+    np.save(tmp_path / "constant.npy", np.ones((20, 20)))
+    (tmp_path / "notes.txt").write_text("ignored")
+    images = load_image_files(tmp_path)
+    assert len(images) == 5  # 3 stack slices + tif + png; the constant image is skipped
+    for image in images:
+        assert image.ndim == 2 and image.dtype == np.float32
+        assert image.min() == 0.0 and image.max() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unsupported type"):
+        load_image_files([tmp_path / "notes.txt"])
+
+
+def test_training_lowers_validation_loss_and_writes_provenance(tmp_path):
+    output = tmp_path / "tiny.pt"
+    provenance = train_denoiser(output, n_images=20, size=32, depth=3, width=8, epochs=8, batch_size=4,
+                                patch_size=24, noise_range=(0.05, 0.1), clean_fraction=0.0, streak_fraction=0.0,
+                                loss_floor=None, lr=1e-2, val_fraction=0.2, seed=0, progress=False, threads=1)
+    validation = provenance["validation"]
+    assert validation["mse_after"] < 0.9 * validation["mse_before"]
+    assert provenance["sha256"] == file_sha256(output)
+    on_disk = json.loads(provenance_path(output).read_text())
+    assert on_disk["sha256"] == provenance["sha256"] and on_disk["epochs"] == 8
+    assert [row["noise_std"] for row in validation["psnr_db"]] == [0.05, 0.1]
+    assert load_denoiser(output).architecture == {"depth": 3, "width": 8, "residual": True}
+
+
+def test_training_on_image_files(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    np.save(folder / "objects.npy", generate_static_objects(6, size=32, seed=9) * 1000)
+    provenance = train_denoiser(tmp_path / "files.pt", data=folder, depth=2, width=4, epochs=1, batch_size=4,
+                                patch_size=16, seed=1, progress=False)
+    assert provenance["data"]["source"] == "image files"
+    assert provenance["data"]["n_train"] + provenance["data"]["n_validation"] == 6
+    with pytest.raises(ValueError, match="smaller than patch_size"):
+        train_denoiser(tmp_path / "big.pt", data=folder, patch_size=64, progress=False)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"noise_range": (0.1, 0.0)}, "noise_range"),
+                                             ({"epochs": 0}, "epochs"),
+                                             ({"val_fraction": 1.0}, "val_fraction")])
+def test_training_rejects_bad_arguments(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        train_denoiser(tmp_path / "x.pt", progress=False, **kwargs)
+    with pytest.raises(ValueError, match=r"\.pt"):
+        train_denoiser(tmp_path / "x.json", progress=False)
+
+
+# --- the shipped default on a static test image ----------------------------------------
+
+
+def test_shipped_default_denoises_and_keeps_clean_images():
+    model = load_denoiser("default")
+    # Unseen static objects (the training used seed 0); size 64 keeps the test fast.
+    clean = torch.from_numpy(generate_static_objects(4, size=64, seed=2024))
+    noisy = clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    denoised = denoise_frames(model, noisy)
+    assert _psnr(denoised, clean) > _psnr(noisy, clean) + 4.0
+    assert _psnr(denoise_frames(model, clean), clean) > 35.0
