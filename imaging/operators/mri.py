@@ -3,6 +3,12 @@
 ``forward``: image stack (P, H, W) -> k-space (P, C, H, W) complex64 with
 ``y[p, c] = mask[p] * F(coil_maps[c] * x[p])`` where ``F`` is the orthonormal centred 2D
 FFT ``fftshift(fft2(ifftshift(.), norm="ortho"))``. Unsampled locations are zero.
+
+For even H and W the shifts are done without moving data: there, ``F = s D fft2 D`` with
+``D`` the checkerboard ``(-1)^(i+j)`` and ``s = (-1)^((H+W)/2)``, so the operator folds
+``D`` into the coil maps and ``s D`` into a real-valued mask, computed once; a product is
+then one complex multiplication by the maps, one FFT and one real multiplication by the
+mask (the two shifts were each a full copy of the k-space).
 """
 
 from __future__ import annotations
@@ -61,6 +67,14 @@ class DynamicMRI(LinearOperator):
         self.coil_maps = torch.from_numpy(coil_maps.astype(np.complex64)).to(self.device)
         n_coils = coil_maps.shape[0]
         self.image_shape = (height, width)
+        self._modulated = height % 2 == 0 and width % 2 == 0
+        if self._modulated:
+            rows, cols = np.indices((height, width))
+            checkerboard = torch.from_numpy((1 - 2 * ((rows + cols) % 2)).astype(np.float32)).to(self.device)
+            sign = -1.0 if ((height + width) // 2) % 2 else 1.0
+            self._modulated_maps = self.coil_maps * checkerboard
+            # (P, 1, H, W, 1): multiplies real views of (P, C, H, W) k-space.
+            self._signed_mask = (self.mask * (sign * checkerboard))[:, None, :, :, None]
         self.domain_shape = (n_frames, height, width)
         self.range_shape = (n_frames, n_coils, height, width)
         self.domain_dtype = torch.complex64 if self.complex_image else torch.float32
@@ -70,18 +84,33 @@ class DynamicMRI(LinearOperator):
     def n_frames(self) -> int:
         return self.domain_shape[0]
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the operator's tensors: mask, coil maps and their modulated forms (bytes)."""
+        held = [self.mask, self.coil_maps]
+        if self._modulated:
+            held += [self._modulated_maps, self._signed_mask]
+        return sum(t.numel() * t.element_size() for t in held)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(P, H, W) image -> (P, C, H, W) complex k-space, zero where unsampled."""
         x = self._check_input(x, self.domain_shape, "forward")
         x = x.to(torch.complex64) if (self.complex_image or x.is_complex()) else x.to(torch.float32)
         if not self.complex_image and x.is_complex():
             raise ValueError("this DynamicMRI operator takes real images; build it with complex_image=True")
-        coil_images = self.coil_maps[None] * x[:, None]
-        return fft2c(coil_images) * self.mask[:, None]
+        if not self._modulated:
+            return fft2c(self.coil_maps[None] * x[:, None]) * self.mask[:, None]
+        kspace = torch.fft.fft2(self._modulated_maps[None] * x[:, None], norm="ortho")
+        return torch.view_as_complex(torch.view_as_real(kspace) * self._signed_mask)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """(P, C, H, W) k-space -> (P, H, W) image (real part unless complex_image)."""
-        y = self._check_input(y, self.range_shape, "adjoint").to(torch.complex64)
-        coil_images = ifft2c(y * self.mask[:, None])
-        image = torch.sum(torch.conj(self.coil_maps)[None] * coil_images, dim=1)
+        y = self._check_input(y, self.range_shape, "adjoint").to(torch.complex64).resolve_conj()
+        if self._modulated:
+            masked = torch.view_as_complex(torch.view_as_real(y) * self._signed_mask)
+            coil_images = torch.fft.ifft2(masked, norm="ortho")
+            image = torch.sum(torch.conj(self._modulated_maps)[None] * coil_images, dim=1)
+        else:
+            coil_images = ifft2c(y * self.mask[:, None])
+            image = torch.sum(torch.conj(self.coil_maps)[None] * coil_images, dim=1)
         return image if self.complex_image else image.real

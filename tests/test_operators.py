@@ -1,0 +1,354 @@
+"""Dynamic tomography and MRI operators: adjointness, gradients, norms, physics, errors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from imaging.operators import DynamicMRI, DynamicTomography, disk_mask
+from imaging.operators import tomography as tomography_module
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _angles(frames, views, seed=0):
+    return np.random.default_rng(seed).uniform(0, np.pi, size=(frames, views))
+
+
+def _coil_maps(n_coils, shape, seed=0):
+    """Smooth complex coil sensitivities normalised to sum_c |S_c|^2 = 1."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]] / max(shape)
+    maps = []
+    for _ in range(n_coils):
+        cy, cx, phase = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0, 2 * np.pi)
+        maps.append(np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.3) * np.exp(1j * (phase + 3 * xx)))
+    maps = np.asarray(maps)
+    return (maps / np.sqrt(np.sum(np.abs(maps) ** 2, axis=0))).astype(np.complex64)
+
+
+def _mask(frames, shape, seed=0):
+    """Random phase-encode lines per frame (rows), centre row always sampled."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((frames, *shape), dtype=bool)
+    for p in range(frames):
+        mask[p, rng.choice(shape[0], size=max(1, shape[0] // 4), replace=False)] = True
+        mask[p, shape[0] // 2] = True
+    return mask
+
+
+def _centred_grid(n):
+    """Pixel centre coordinates (x to the right, y up) relative to the rotation centre."""
+    rows, cols = np.mgrid[:n, :n]
+    centre = (n - 1) / 2
+    return cols - centre, centre - rows
+
+
+def _tomography_case(n, views, projector, support):
+    return lambda: DynamicTomography(_angles(3, views), (n, n), projector=projector, support=support)
+
+
+def _mri_case(shape, coils, complex_image):
+    maps = None if coils == 0 else _coil_maps(coils, shape)
+    return lambda: DynamicMRI(_mask(3, shape), maps, complex_image=complex_image)
+
+
+OPERATOR_CASES = {
+    **{
+        f"tomo-N{n}-V{v}-{projector}-{support}": _tomography_case(n, v, projector, support)
+        for n in (16, 33)
+        for v in (1, 3)
+        for projector in ("line", "linear", "strip")
+        for support in ("disk", "square")
+    },
+    **{
+        f"mri-{shape[0]}x{shape[1]}-{'single' if coils == 0 else f'{coils}coils'}-{'complex' if cplx else 'real'}": (
+            _mri_case(shape, coils, cplx)
+        )
+        for shape in ((16, 16), (12, 20), (15, 16))  # odd sizes take the shift path
+        for coils in (0, 3)
+        for cplx in (False, True)
+    },
+}
+
+
+# -- adjointness, gradients, norm -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", list(OPERATOR_CASES), ids=list(OPERATOR_CASES))
+def test_adjointness(case):
+    operator = OPERATOR_CASES[case]()
+    for seed in range(2):
+        assert operator.adjointness_error(seed=seed) <= 1e-5
+
+
+@pytest.mark.parametrize("case", ["tomo-N16-V3-line-disk", "mri-16x16-3coils-real", "mri-12x20-3coils-complex"])
+def test_autograd_gradients_are_the_adjoint_and_forward(case):
+    operator = OPERATOR_CASES[case]()
+    gen = torch.Generator().manual_seed(1)
+    x = operator.random_domain(gen).requires_grad_(True)
+    y = operator.random_range(gen)
+    _real_inner(operator.forward(x), y).backward()
+    assert torch.allclose(x.grad, operator.adjoint(y), rtol=1e-5, atol=1e-5)
+
+    y = y.clone().requires_grad_(True)
+    x = x.detach()
+    _real_inner(x, operator.adjoint(y)).backward()
+    # For a complex y, the gradient of the real inner product is A x itself.
+    assert torch.allclose(y.grad, operator.forward(x), rtol=1e-5, atol=1e-5)
+
+
+def _real_inner(a, b):
+    if a.is_complex() or b.is_complex():
+        return torch.sum(torch.real(a * torch.conj(b)))
+    return torch.sum(a * b)
+
+
+def _dense_matrix(operator):
+    """The operator as a dense real matrix (complex ranges split into real and imaginary)."""
+    n_in = math.prod(operator.domain_shape)
+    columns = []
+    with torch.no_grad():
+        for j in range(n_in):
+            e = torch.zeros(n_in)
+            e[j] = 1.0
+            out = operator.forward(e.reshape(operator.domain_shape).to(operator.domain_dtype))
+            columns.append(torch.view_as_real(out).reshape(-1) if out.is_complex() else out.reshape(-1))
+    return torch.stack(columns, dim=1).double().numpy()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: DynamicTomography(_angles(3, 2), (10, 10)),
+        lambda: DynamicMRI(_mask(2, (6, 6)), _coil_maps(2, (6, 6)) * np.linspace(0.5, 1.5, 6)[None, :, None]),
+    ],
+    ids=["tomography", "mri-2coils"],
+)
+def test_norm_estimate_matches_the_largest_singular_value(make):
+    operator = make()
+    largest = np.linalg.svd(_dense_matrix(operator), compute_uv=False)[0]
+    assert operator.norm(n_iter=200, tol=1e-9) == pytest.approx(largest, rel=1e-3)
+
+
+def test_frame_blocks_and_threads_do_not_change_the_products(monkeypatch):
+    angles = _angles(7, 2, seed=3)
+    single = DynamicTomography(angles, (20, 20))
+    monkeypatch.setattr(tomography_module, "_NONZEROS_PER_BLOCK", 1500)  # about one frame per block
+    blocked = DynamicTomography(angles, (20, 20))
+    assert len(single._blocks) == 1 and len(blocked._blocks) >= 4
+    assert blocked.nbytes - single.nbytes == 4 * (len(blocked._blocks) - 1)  # one indptr entry per extra block
+    gen = torch.Generator().manual_seed(0)
+    x, y = single.random_domain(gen), single.random_range(gen)
+    threads = torch.get_num_threads()
+    try:
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            assert torch.equal(blocked.forward(x), single.forward(x))
+            assert torch.equal(blocked.adjoint(y), single.adjoint(y))
+    finally:
+        torch.set_num_threads(threads)
+    assert blocked.adjointness_error() <= 1e-6
+
+
+def test_operator_memory_is_sparse():
+    operator = DynamicTomography(_angles(8, 1), (32, 32))
+    dense_bytes = 4 * math.prod(operator.range_shape) * math.prod(operator.domain_shape)
+    matrices = [block.matrix for block in operator._blocks]
+    assert operator.nbytes == sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in matrices)
+    # Block diagonal and sparse within a frame: far below the dense matrix.
+    assert operator.nbytes < dense_bytes / 100
+
+
+def test_mri_operator_memory_counts_its_tensors():
+    frames, shape, coils = 2, (8, 6), 3
+    even = DynamicMRI(_mask(frames, shape), _coil_maps(coils, shape))
+    pixels = shape[0] * shape[1]
+    mask_bytes, maps_bytes = frames * pixels, coils * pixels * 8
+    # plain mask and maps, plus their modulated forms (maps; real float32 mask)
+    assert even.nbytes == mask_bytes + 2 * maps_bytes + 4 * frames * pixels
+    odd = DynamicMRI(_mask(frames, (7, 6)), _coil_maps(coils, (7, 6)))
+    assert odd.nbytes == frames * 42 + coils * 42 * 8
+
+
+# -- tomography: ASTRA convention and physical invariants ---------------------------------------
+
+
+def _astra_line_sinogram(image, angles, n_detectors, spacing=1.0):
+    import astra
+
+    vol_geom = astra.create_vol_geom(*image.shape)
+    proj_geom = astra.create_proj_geom("parallel", spacing, n_detectors, np.asarray(angles, dtype=np.float64))
+    projector = astra.create_projector("line", proj_geom, vol_geom)
+    try:
+        sino_id, sinogram = astra.create_sino(image.astype(np.float32), projector)
+        astra.data2d.delete(sino_id)
+    finally:
+        astra.projector.delete(projector)
+    return sinogram
+
+
+@pytest.mark.parametrize("n, n_detectors, spacing", [(24, 24, 1.0), (17, 30, 0.75)])
+def test_forward_equals_astra_line_projection(n, n_detectors, spacing):
+    rng = np.random.default_rng(5)
+    images = (rng.uniform(0, 1, size=(4, n, n)) * disk_mask(n)).astype(np.float32)
+    angles = _angles(4, 3, seed=2) * 2  # some views beyond pi too
+    operator = DynamicTomography(angles, (n, n), n_detectors=n_detectors, detector_spacing=spacing)
+    sinogram = operator.forward(torch.from_numpy(images)).numpy()
+    for p in range(4):
+        expected = _astra_line_sinogram(images[p], angles[p], n_detectors, spacing)
+        assert np.allclose(sinogram[p], expected, rtol=1e-5, atol=1e-5 * expected.max())
+
+
+def _smooth_blob(n, x0=3.0, y0=-2.0, sigma=5.0):
+    x, y = _centred_grid(n)
+    return (np.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * sigma**2)) * disk_mask(n)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "projector, image, tolerance",
+    [
+        ("strip", "disk", 1e-5),  # area weights: exact for any object in the field of view
+        ("strip", "blob", 1e-5),
+        ("line", "blob", 2e-4),  # ray sampling: exact up to the sampling error of a smooth object
+        ("linear", "blob", 2e-4),
+    ],
+)
+def test_mass_is_conserved_at_every_angle(projector, image, tolerance):
+    n = 48
+    x, y = _centred_grid(n)
+    frame = _smooth_blob(n) if image == "blob" else (x**2 + y**2 < (0.4 * n) ** 2).astype(np.float32)
+    angles = np.linspace(0, np.pi, 19)[:, None]
+    operator = DynamicTomography(angles, (n, n), projector=projector)
+    sinogram = operator.forward(torch.from_numpy(np.repeat(frame[None], len(angles), axis=0)))
+    sums = sinogram.double().sum(dim=(1, 2)).numpy()
+    assert np.max(np.abs(sums - frame.sum())) / frame.sum() <= tolerance
+
+
+def test_opposite_angles_give_the_detector_reversed_projection():
+    n = 24
+    rng = np.random.default_rng(7)
+    image = (rng.uniform(0, 1, size=(n, n)) * disk_mask(n)).astype(np.float32)
+    angles = np.array([0.0, 0.3, 1.1, np.pi / 2, 2.5])
+    both = np.stack([angles, angles + np.pi], axis=1)  # (P, 2): theta and theta + pi
+    sinogram = DynamicTomography(both, (n, n)).forward(torch.from_numpy(np.repeat(image[None], 5, axis=0)))
+    assert torch.allclose(sinogram[:, 1], torch.flip(sinogram[:, 0], dims=[-1]), rtol=1e-5, atol=1e-5)
+
+
+def test_centred_point_source_peaks_at_the_centre_bin_for_every_angle():
+    n = 33  # odd: pixel 16 is the rotation centre
+    image = np.zeros((n, n), dtype=np.float32)
+    image[n // 2, n // 2] = 1.0
+    angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)[:, None]
+    sinogram = DynamicTomography(angles, (n, n)).forward(torch.from_numpy(np.repeat(image[None], 24, axis=0)))
+    assert torch.all(torch.argmax(sinogram[:, 0], dim=-1) == n // 2)
+    # and it is symmetric about that bin
+    assert torch.allclose(sinogram[:, 0], torch.flip(sinogram[:, 0], dims=[-1]), atol=1e-6)
+
+
+def test_off_centre_point_follows_the_astra_sinusoid():
+    """A blob at (x0, y0) (x right, y up) projects to s = x0 cos(theta) + y0 sin(theta)."""
+    n, x0, y0 = 33, 6.0, -4.0
+    blob = _smooth_blob(n, x0, y0, sigma=1.5)
+    angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    sinogram = DynamicTomography(angles[:, None], (n, n)).forward(torch.from_numpy(np.repeat(blob[None], 24, axis=0)))
+    profiles = sinogram[:, 0].double().numpy()
+    centroid = profiles @ (np.arange(n) - (n - 1) / 2) / profiles.sum(axis=1)
+    assert np.max(np.abs(centroid - (x0 * np.cos(angles) + y0 * np.sin(angles)))) < 0.05
+
+
+# -- MRI --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(12, 16), (13, 16), (12, 9)])
+def test_mri_forward_is_the_masked_centred_orthonormal_fft(shape):
+    maps = _coil_maps(2, shape)
+    mask = _mask(2, shape)
+    images = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
+    kspace = DynamicMRI(mask, maps).forward(torch.from_numpy(images)).numpy()
+    coil_images = maps[None] * images[:, None]
+    expected = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(coil_images, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    assert np.allclose(kspace, expected * mask[:, None], atol=1e-5)
+    # Fully sampled with normalised maps, the adjoint inverts the forward exactly.
+    full = DynamicMRI(np.ones((2, *shape), dtype=bool), maps)
+    roundtrip = full.adjoint(full.forward(torch.from_numpy(images)))
+    assert torch.allclose(roundtrip, torch.from_numpy(images), atol=1e-5)
+    # A conjugate view is accepted by the adjoint like any other tensor.
+    y = full.forward(torch.from_numpy(images))
+    assert torch.allclose(full.adjoint(torch.conj(y)), full.adjoint(y.conj().resolve_conj()))
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def test_shape_and_dtype_errors():
+    tomo = DynamicTomography(_angles(2, 3), (16, 16))
+    with pytest.raises(ValueError, match=r"forward expects a tensor of shape \(2, 16, 16\), got \(2, 16, 15\)"):
+        tomo.forward(torch.zeros(2, 16, 15))
+    with pytest.raises(ValueError, match=r"adjoint expects a tensor of shape \(2, 3, 16\)"):
+        tomo.adjoint(torch.zeros(2, 16))
+    # Other real dtypes are accepted and computed in float32.
+    x = torch.rand(2, 16, 16, dtype=torch.float64)
+    assert tomo.forward(x).dtype == torch.float32
+    assert torch.equal(tomo.forward(x), tomo.forward(x.float()))
+
+    mri = DynamicMRI(_mask(2, (8, 8)))
+    with pytest.raises(ValueError, match="takes real images"):
+        mri.forward(torch.zeros(2, 8, 8, dtype=torch.complex64))
+    with pytest.raises(ValueError, match=r"adjoint expects a tensor of shape \(2, 1, 8, 8\)"):
+        mri.adjoint(torch.zeros(2, 8, 8, dtype=torch.complex64))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: DynamicTomography(np.full((2, 1), np.nan), (8, 8)), "NaN"),
+        (lambda: DynamicTomography(np.zeros((2, 1, 1)), (8, 8)), r"shape \(P,\) or \(P, V\)"),
+        (lambda: DynamicTomography(np.zeros(2), (8, 9)), r"image_shape must be \(N, N\)"),
+        (lambda: DynamicTomography(np.zeros(2), (8, 8), projector="cuda"), "projector must be one of"),
+        (lambda: DynamicTomography(np.zeros(2), (8, 8), support="circle"), "support must be one of"),
+        (lambda: DynamicTomography(np.zeros(2), (8, 8), n_detectors=0), "n_detectors must be positive"),
+        (lambda: DynamicTomography(np.zeros(2), (8, 8), detector_spacing=0), "detector_spacing must be a positive"),
+        (lambda: DynamicMRI(np.ones((8, 8), dtype=bool)), r"mask must have shape \(P, H, W\)"),
+        (lambda: DynamicMRI(np.full((1, 8, 8), 2)), "mask must be boolean"),
+        (
+            lambda: DynamicMRI(np.ones((1, 8, 8), dtype=bool), np.ones((2, 8, 7))),
+            r"coil_maps must have shape \(C, 8, 8\)",
+        ),
+        (lambda: DynamicMRI(np.ones((1, 8, 8), dtype=bool), np.full((2, 8, 8), np.nan)), "NaN"),
+    ],
+)
+def test_construction_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: DynamicTomography(np.zeros(2), (8, 8), device="cuda"),
+        lambda: DynamicMRI(_mask(1, (8, 8)), device="cuda"),
+    ],
+    ids=["tomography", "mri"],
+)
+def test_cuda_without_a_gpu_is_a_clear_error(make):
+    with pytest.raises(ValueError, match="device 'cuda' was requested but PyTorch sees no CUDA GPU"):
+        make()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("case", ["tomography", "mri"])
+def test_cuda_operators_are_adjoint_and_match_the_cpu(case):
+    if case == "tomography":
+        angles = _angles(4, 2)
+        cpu, gpu = (DynamicTomography(angles, (33, 33), device=d) for d in ("cpu", "cuda"))
+    else:
+        mask, maps = _mask(4, (16, 16)), _coil_maps(3, (16, 16))
+        cpu, gpu = (DynamicMRI(mask, maps, device=d) for d in ("cpu", "cuda"))
+    assert gpu.adjointness_error() <= 1e-5
+    gen = torch.Generator().manual_seed(0)
+    x, y = cpu.random_domain(gen), cpu.random_range(gen)
+    assert torch.allclose(gpu.forward(x.cuda()).cpu(), cpu.forward(x), rtol=1e-4, atol=1e-4)
+    assert torch.allclose(gpu.adjoint(y.cuda()).cpu(), cpu.adjoint(y), rtol=1e-4, atol=1e-4)
