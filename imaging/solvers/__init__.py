@@ -16,6 +16,9 @@ def register(solver_cls: type[Solver]) -> type[Solver]:
 
 
 from . import fbp_window  # noqa: E402,F401  (registers itself)
+from . import psm  # noqa: E402,F401  (registers itself)
+from . import red_psm  # noqa: E402,F401  (registers itself)
+from . import td_dip  # noqa: E402,F401  (registers itself)
 
 __all__ = [
     "METHODS",

@@ -86,7 +86,10 @@ def _load_checkpoint(path: Path, method: str, params: dict[str, Any]) -> dict[st
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt or foreign file
         raise ParameterError(f"cannot resume: {path} is not a readable checkpoint ({exc})") from None
-    if payload.get("method") != method or json.loads(payload.get("params", "{}")) != params:
+    # max_iter only bounds the loop, so a run may be resumed with another budget
+    # (e.g. continue a finished run for more iterations).
+    saved = {k: v for k, v in json.loads(payload.get("params", "{}")).items() if k != "max_iter"}
+    if payload.get("method") != method or saved != {k: v for k, v in params.items() if k != "max_iter"}:
         raise ParameterError(
             f"cannot resume: checkpoint {path} was written by a run with other settings "
             f"(method {payload.get('method')!r}); remove it or use the same settings"

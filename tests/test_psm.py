@@ -1,0 +1,238 @@
+"""PSM model, PSM subproblem solver, initialisations and the ``psm`` baseline (tiny sizes)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from imaging import reconstruct
+from imaging.measurements import Measurements
+from imaging.metrics import psnr
+from imaging.models.psm import PSMFactors, interpolation_matrix, psm_from_frames, synthesize
+from imaging.operators import DynamicTomography
+from imaging.schedules import view_angles
+from imaging.solvers import ParameterError
+from imaging.solvers.init import amplitude_scale, kspace_centre_frames, projection_domain_frames
+from imaging.solvers.psm import PSMSolver, PSMSubproblem
+from imaging.simulate import simulate
+
+
+def _low_rank_object(frames=24, size=32, rank=2, knots=5):
+    """A smooth rank-``rank`` object in the PSM span of cubic ``knots`` knots, zero off the disk."""
+    grid = torch.linspace(-1, 1, size)
+    yy, xx = torch.meshgrid(grid, grid, indexing="ij")
+    blobs = [
+        torch.exp(-((xx - 0.2) ** 2 + yy**2) / 0.08),
+        torch.exp(-((xx + 0.3) ** 2 + (yy - 0.2) ** 2) / 0.04),
+        torch.exp(-((xx + 0.1) ** 2 + (yy + 0.4) ** 2) / 0.03),
+    ]
+    disk = ((xx**2 + yy**2) <= 0.85).float()
+    spatial = torch.stack(blobs[:rank]) * disk
+    knot_values = torch.stack(
+        [torch.ones(knots), torch.sin(torch.linspace(0, math.pi, knots)), torch.linspace(-0.5, 0.5, knots)]
+    )[:rank]
+    return PSMFactors(spatial, knot_values, interpolation_matrix(frames, knots)).frames()
+
+
+def _tomography(images, views=1, noise=0.0):
+    frames, size, _ = images.shape
+    angles = view_angles("bit-reversal", frames, views)
+    operator = DynamicTomography(angles, (size, size))
+    sinogram = operator.forward(torch.as_tensor(images, dtype=torch.float32)).numpy()
+    if noise:
+        sinogram = sinogram + noise * np.abs(sinogram).max() * np.random.default_rng(0).standard_normal(sinogram.shape)
+    return Measurements(
+        modality="tomography",
+        image_shape=(size, size),
+        sinogram=sinogram.astype(np.float32),
+        angles=angles,
+        ground_truth=np.asarray(images, dtype=np.float32),
+    )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These problems are tiny: one thread avoids thread start-up costs on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- the model -----------------------------------------------------------------------------
+
+
+def test_cubic_interpolation_passes_through_knots_and_reproduces_lines():
+    knots = 5
+    u = interpolation_matrix(4 * (knots - 1) + 1, knots).double()  # frames at every knot
+    assert torch.allclose(u[:: 4], torch.eye(knots, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(u.sum(dim=1), torch.ones(u.shape[0], dtype=torch.float64), atol=1e-6)
+    x = torch.linspace(0, 1, knots, dtype=torch.float64)
+    t = torch.linspace(0, 1, u.shape[0], dtype=torch.float64)
+    assert torch.allclose(u @ (3 * x - 1), 3 * t - 1, atol=1e-6)
+
+
+def test_linear_and_direct_interpolation():
+    u = interpolation_matrix(9, 3, "linear")
+    values = torch.tensor([0.0, 2.0, 1.0])
+    expected = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 1.75, 1.5, 1.25, 1.0])
+    assert torch.allclose(u @ values, expected, atol=1e-6)
+    assert torch.equal(interpolation_matrix(6, 2, "direct"), torch.eye(6))
+
+
+@pytest.mark.parametrize("kind, knots", [("cubic", 1), ("linear", 1), ("cubic", 20), ("spline", 4)])
+def test_bad_interpolation_settings_are_refused(kind, knots):
+    with pytest.raises(ValueError):
+        interpolation_matrix(10, knots, kind)
+
+
+def test_psm_from_frames_is_exact_on_the_model_span_and_orthonormal():
+    frames = _low_rank_object(rank=2, knots=5)
+    u = interpolation_matrix(frames.shape[0], 5)
+    factors = psm_from_frames(frames, 4, u)  # rank above the object's rank: completed, not zero
+    temporal = factors.temporal().double()
+    assert torch.allclose(temporal.T @ temporal, torch.eye(4, dtype=torch.float64), atol=1e-5)
+    assert float((factors.frames() - frames).abs().max()) < 1e-4
+    spatial, unit_temporal = factors.normalized()
+    assert torch.allclose(synthesize(spatial, unit_temporal), factors.frames(), atol=1e-5)
+
+
+# -- the subproblem ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def subproblem():
+    frames = _low_rank_object(rank=2, knots=5)
+    m = _tomography(frames.numpy(), views=1, noise=0.01)
+    operator = m.operator()
+    u = interpolation_matrix(frames.shape[0], 5)
+    problem = PSMSubproblem(
+        operator,
+        torch.from_numpy(m.sinogram),
+        u,
+        operator.support_mask(),
+        data_weight=1.0 / operator.norm() ** 2,
+        xi=1e-3,
+        chi=1e-3,
+    )
+    generator = torch.Generator().manual_seed(0)
+    start = PSMFactors(0.1 * torch.randn(3, 32, 32, generator=generator) * operator.support_mask(), torch.randn(3, 5, generator=generator), u)
+    target = frames + 0.05 * torch.randn(frames.shape, generator=generator)
+    return problem, start, target
+
+
+def _copy(factors):
+    return PSMFactors(factors.spatial.clone(), factors.knots.clone(), factors.interpolation)
+
+
+def test_spatial_update_decreases_and_solves_the_normal_equations(subproblem):
+    problem, start, target = subproblem
+    beta = 0.1
+    factors = _copy(start)
+    values = [problem.terms(factors, beta, target)["total"]]
+    for _ in range(3):
+        problem.update_spatial(factors, beta, target, iterations=5)
+        values.append(problem.terms(factors, beta, target)["total"])
+    assert all(b <= a + 1e-6 * abs(a) for a, b in zip(values, values[1:]))  # float32 round-off
+    assert values[-1] < 0.7 * values[0]
+    # Many more iterations reach the minimiser: the gradient in Lambda vanishes.
+    problem.update_spatial(factors, beta, target, iterations=200)
+    spatial = factors.spatial.clone().requires_grad_(True)
+    frames = synthesize(spatial, factors.temporal())
+    residual = problem.operator.forward(frames) - problem.data
+    value = 0.5 * problem.data_weight * residual.square().sum() + 0.5 * beta * (frames - target).square().sum()
+    value = value + 0.5 * problem.chi * spatial.square().sum()
+    (grad,) = torch.autograd.grad(value, spatial)
+    grad = grad * problem.support
+    rhs_scale = float(torch.linalg.vector_norm(problem.weighted_backprojection)) + beta * float(torch.linalg.vector_norm(target))
+    assert float(torch.linalg.vector_norm(grad)) < 1e-3 * rhs_scale
+
+
+def test_knot_update_is_the_exact_minimiser(subproblem):
+    problem, start, target = subproblem
+    beta = 0.1
+    factors = _copy(start)
+    before = problem.terms(factors, beta, target)["total"]
+    problem.update_knots(factors, beta, target)
+    after = problem.terms(factors, beta, target)["total"]
+    assert after < before
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(5):  # any perturbation of the optimal knots increases Phi
+        perturbed = _copy(factors)
+        perturbed.knots = factors.knots + 1e-2 * torch.randn(factors.knots.shape, generator=generator)
+        assert problem.terms(perturbed, beta, target)["total"] > after
+
+
+def test_rebalance_keeps_the_frames_and_lowers_the_penalty(subproblem):
+    problem, start, _ = subproblem
+    factors = _copy(start)
+    factors.spatial = factors.spatial * 50.0
+    before_frames = factors.frames()
+    before = factors.penalty(problem.xi, problem.chi)
+    problem.rebalance(factors)
+    assert torch.allclose(factors.frames(), before_frames, rtol=1e-4, atol=1e-5)
+    assert factors.penalty(problem.xi, problem.chi) < before
+
+
+# -- initialisations ---------------------------------------------------------------------------
+
+
+def test_projection_domain_initialisation_recovers_a_smooth_object():
+    frames = _low_rank_object(frames=64, rank=2, knots=5)
+    m = _tomography(frames.numpy(), views=1)
+    estimate = projection_domain_frames(m.sinogram, m.angles, 32, rank=5, knots=5)
+    assert estimate.shape == frames.shape
+    assert psnr(estimate.numpy(), frames.numpy()) > 24.0
+    assert amplitude_scale(estimate) == pytest.approx(float(frames.max()), rel=0.25)
+
+
+def test_kspace_centre_initialisation_is_a_low_pass_of_the_frames():
+    m = simulate("cardiac", frames=6, size=32, lines_per_frame=6, noise=0.0)
+    estimate = kspace_centre_frames(m).numpy()
+    assert estimate.shape == (6, 32, 32)
+    # It keeps the frame means (the k-space DC is always sampled) and correlates with the truth.
+    assert np.allclose(estimate.mean(axis=(1, 2)), m.ground_truth.mean(axis=(1, 2)), atol=1e-4)
+    assert np.corrcoef(estimate.ravel(), m.ground_truth.ravel())[0, 1] > 0.8
+
+
+# -- the psm baseline ----------------------------------------------------------------------------
+
+
+def test_psm_with_exact_rank_recovers_a_low_rank_object_from_noiseless_data():
+    frames = _low_rank_object(frames=32, rank=2, knots=5)
+    m = _tomography(frames.numpy(), views=3)
+    result = reconstruct(
+        m, "psm", order=1, knots=5, xi=1e-6, chi=1e-6, init_knots=5, max_iter=40, cg_iterations=20, tol=0.0
+    )
+    assert result.reconstruction.shape == frames.shape
+    assert result.history[-1]["psnr"] > 38.0
+    objective = [entry["objective"] for entry in result.history]
+    # Every sweep is a descent step (float32 round-off aside, near the optimum).
+    assert all(b <= a * (1 + 1e-3) for a, b in zip(objective, objective[1:]))
+    assert objective[-1] < 0.6 * objective[0]
+    assert result.extras["spatial_bases"].shape == (2, 32, 32)
+    assert result.extras["temporal_bases"].shape == (32, 2)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"order": -1},
+        {"knots": 1},
+        {"order": 8, "knots": 4},
+        {"interpolation": "spline"},
+        {"xi": -1.0},
+        {"init": "magic"},
+        {"cg_iterations": 0},
+    ],
+)
+def test_bad_psm_parameters_raise_parameter_error(bad):
+    with pytest.raises(ParameterError):
+        PSMSolver.make_params(**bad)
+
+
+def test_initialisation_must_suit_the_modality():
+    m = simulate("cardiac", frames=8, size=16, lines_per_frame=4)
+    with pytest.raises(ParameterError, match="does not apply"):
+        reconstruct(m, "psm", init="projection", order=2, knots=4, max_iter=1)

@@ -1,0 +1,147 @@
+"""RED-PSM: the ADMM steps, the runner integration (resume, callbacks), errors (tiny sizes)."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from imaging import reconstruct
+from imaging.metrics import psnr
+from imaging.solvers import ParameterError
+from imaging.solvers.red_psm import RedPSMSolver
+from imaging.simulate import simulate
+
+SMALL = {"order": 3, "knots": 4, "init_knots": 4}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These problems are tiny: one thread avoids thread start-up costs on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def walnut():
+    return simulate("walnut", frames=16, size=32, seed=2)
+
+
+class LinearSmoother(nn.Module):
+    """A symmetric linear denoiser ``W`` (3x3 binomial blur, zero padding): RED's rho is convex."""
+
+    def forward(self, x):
+        kernel = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
+        return nn.functional.conv2d(x, kernel[None, None], padding=1)
+
+
+def _solver(measurements, **params):
+    solver = RedPSMSolver(measurements, RedPSMSolver.make_params(**{**SMALL, **params}))
+    solver.denoiser = LinearSmoother()
+    solver._ensure_initialised()
+    return solver
+
+
+def _psm_lagrangian(solver, factors, target):
+    return solver.problem.terms(factors, solver.params.beta, target)["total"]
+
+
+def test_psm_step_decreases_the_augmented_lagrangian(walnut):
+    solver = _solver(walnut, lam=0.05, beta=0.05)
+    for _ in range(3):
+        target = (solver.f - solver.dual).clone()
+        before = _psm_lagrangian(solver, solver.factors, target)
+        solver.step()
+        solver.iteration += 1
+        after = _psm_lagrangian(solver, solver.factors, target)
+        assert after < before
+
+
+def test_f_step_solves_the_red_fixed_point_for_a_linear_denoiser(walnut):
+    lam, beta = 0.05, 0.05
+    solver = _solver(walnut, lam=lam, beta=beta, red_iterations=60)
+    solver.step()
+    # Stationarity of lam rho(f) + beta/2 ||f - v||^2 with v = f_PSM + gamma_old = f + gamma_new.
+    f, dual = solver.f, solver.dual
+    gradient = lam * (f - solver._mask(solver._denoise(f))) - beta * dual
+    assert float(gradient.norm()) < 1e-5 * float((beta * dual).norm() + lam * f.norm())
+
+
+def test_one_f_step_decreases_the_f_objective(walnut):
+    lam, beta = 0.05, 0.05
+    solver = _solver(walnut, lam=lam, beta=beta, red_iterations=1)
+    solver.step()
+    solver.iteration += 1
+    previous = solver.f.clone()
+    solver.step()
+    v = solver.f + solver.dual  # f_PSM + gamma_old of this step
+
+    def objective(x):
+        return float(0.5 * lam * (x * (x - solver._mask(solver._denoise(x)))).sum() + 0.5 * beta * (x - v).square().sum())
+
+    assert objective(solver.f) < objective(previous)
+
+
+def test_red_psm_beats_fbp_window_on_a_tiny_phantom(walnut):
+    red = reconstruct(walnut, "red-psm", max_iter=10, **SMALL)
+    fbp = reconstruct(walnut, "fbp-window")
+    assert red.reconstruction.shape == walnut.ground_truth.shape
+    assert psnr(red.reconstruction, walnut.ground_truth) > psnr(fbp.reconstruction, walnut.ground_truth) + 1.0
+    assert red.extras["spatial_bases"].shape == (4, 32, 32)
+    assert red.extras["temporal_bases"].shape == (16, 4)
+
+
+def test_checkpoint_and_resume_continue_bit_for_bit(walnut, tmp_path):
+    params = dict(SMALL, denoise_stride=2, tol=0.0)
+    full = reconstruct(walnut, "red-psm", max_iter=4, **params)
+    checkpoint = tmp_path / "run.ckpt"
+    first = reconstruct(walnut, "red-psm", max_iter=2, checkpoint=checkpoint, checkpoint_every=1, **params)
+    assert len(first.history) == 2 and checkpoint.exists()
+    resumed = reconstruct(walnut, "red-psm", max_iter=4, checkpoint=checkpoint, resume=True, **params)
+    assert [h["iteration"] for h in resumed.history] == [1, 2, 3, 4]
+    assert np.array_equal(resumed.reconstruction, full.reconstruction)
+    assert resumed.history[-1]["data_residual"] == full.history[-1]["data_residual"]
+
+
+def test_runs_are_deterministic(walnut):
+    a = reconstruct(walnut, "red-psm", max_iter=2, **SMALL)
+    b = reconstruct(walnut, "red-psm", max_iter=2, **SMALL)
+    assert np.array_equal(a.reconstruction, b.reconstruction)
+
+
+def test_callback_stops_the_run(walnut):
+    seen = []
+
+    def callback(info):
+        seen.append(info.iteration)
+        assert info.estimate().shape == (16, 32, 32)
+        return info.iteration < 2
+
+    result = reconstruct(walnut, "red-psm", max_iter=10, callback=callback, **SMALL)
+    assert seen == [1, 2]
+    assert result.stop_reason == "stopped"
+    assert len(result.history) == 2
+
+
+def test_red_psm_on_dynamic_mri_improves_on_its_initialisation():
+    m = simulate("cardiac", frames=16, size=32, lines_per_frame=6, seed=1)
+    red = reconstruct(m, "red-psm", max_iter=8, **SMALL)
+    from imaging.solvers.init import kspace_centre_frames
+
+    start = kspace_centre_frames(m).numpy()
+    assert psnr(red.reconstruction, m.ground_truth) > psnr(start, m.ground_truth) + 1.0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"order": -1}, {"knots": 1}, {"lam": -0.1}, {"beta": 0.0}, {"denoise_stride": 0}, {"patch_size": -8}],
+)
+def test_bad_parameters_raise_parameter_error(bad):
+    with pytest.raises(ParameterError):
+        RedPSMSolver.make_params(**bad)
+
+
+def test_unknown_denoiser_is_a_parameter_error(walnut):
+    with pytest.raises(ParameterError, match="denoiser"):
+        reconstruct(walnut, "red-psm", max_iter=1, denoiser="no-such-weights", **SMALL)
