@@ -386,9 +386,9 @@ def _json_default(value):
 
 def _reconstruction_array(reconstruction) -> np.ndarray:
     array = np.asarray(reconstruction)
-    if array.ndim != 3 or array.dtype.kind not in "biuf":
+    if array.ndim not in (3, 4) or array.dtype.kind not in "biuf":
         raise ValueError(
-            f"'reconstruction' must be a real (P, N, N) array, got {array.dtype} of shape {array.shape}"
+            f"'reconstruction' must be a real (P, N, N) or (P, Z, N, N) array, got {array.dtype} of shape {array.shape}"
         )
     return array.astype(np.float32, copy=False)
 
@@ -431,7 +431,7 @@ def save_reconstruction(path, result) -> Path:
                 temporary,
                 reconstruction,
                 imagej=True,
-                metadata={"axes": "TYX", "Info": json.dumps(metadata)},
+                metadata={"axes": "TYX" if reconstruction.ndim == 3 else "TZYX", "Info": json.dumps(metadata)},
             )
 
         return _atomic_write(path, write)
@@ -538,9 +538,9 @@ def load_reconstruction(path, *, max_bytes: int = DEFAULT_MAX_BYTES):
         extras = {
             name[len(EXTRAS_PREFIX) :]: value for name, value in values.items() if name.startswith(EXTRAS_PREFIX)
         }
-    if reconstruction.ndim != 3 or reconstruction.dtype.kind not in "biuf":
+    if reconstruction.ndim not in (3, 4) or reconstruction.dtype.kind not in "biuf":
         raise FileFormatError(
-            f"{path}: 'reconstruction' must be a real (P, N, N) array, got {reconstruction.dtype} "
+            f"{path}: 'reconstruction' must be a real (P, N, N) or (P, Z, N, N) array, got {reconstruction.dtype} "
             f"of shape {reconstruction.shape}"
         )
     if not np.all(np.isfinite(reconstruction)):

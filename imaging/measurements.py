@@ -25,17 +25,32 @@ def _require_finite(name: str, array: np.ndarray) -> None:
 
 @dataclass
 class Measurements:
-    """Dynamic measurements of one 2D slice, time first.
+    """Dynamic measurements of one 2D slice or of a volume (a stack of Z slices), time first.
 
-    Tomography: ``sinogram`` float32 (P, V, D), ``angles`` float64 (P, V) radians,
-    ``detector_spacing``, ``image_shape`` (N, N).
-    MRI: ``kspace`` complex64 (P, C, H, W), ``mask`` bool (P, H, W), optional
-    ``coil_maps`` complex64 (C, H, W); ``image_shape`` is (H, W).
-    Optional for both: ``ground_truth`` float32 (P, N, N) (scoring only) and ``noise_std``.
+    One slice (``image_shape`` has two entries):
+
+    - tomography: ``sinogram`` float32 (P, V, D), ``angles`` float64 (P, V) radians,
+      ``detector_spacing``, ``image_shape`` (N, N);
+    - MRI: ``kspace`` complex64 (P, C, H, W), ``mask`` bool (P, H, W), optional
+      ``coil_maps`` complex64 (C, H, W); ``image_shape`` is (H, W);
+    - optional for both: ``ground_truth`` float32 (P, N, N) (scoring only) and ``noise_std``.
+
+    A volume (``image_shape`` has three entries, (Z, N, N) or (Z, H, W)); the slice axis
+    comes right after the time axis of the images and right before the detector or coil
+    axis of the data:
+
+    - tomography: ``sinogram`` float32 (P, V, Z, D) (parallel beam: detector row z sees
+      slice z only), ``angles`` float64 (P, V) shared by every slice;
+    - MRI: ``kspace`` complex64 (P, Z, C, H, W), ``mask`` bool (P, H, W) shared by every
+      slice or (P, Z, H, W) per slice, ``coil_maps`` complex64 (C, H, W) shared or
+      (Z, C, H, W) per slice;
+    - ``ground_truth`` float32 (P, Z, N, N); ``noise_std`` is one number for the volume.
+
+    Every slice of a volume is an independent 2D problem; :meth:`slice` extracts one.
     """
 
     modality: str
-    image_shape: tuple[int, int]
+    image_shape: tuple[int, ...]
     sinogram: np.ndarray | None = None
     angles: np.ndarray | None = None
     detector_spacing: float = 1.0
@@ -54,6 +69,62 @@ class Measurements:
         return int(self.sinogram.shape[0] if self.modality == "tomography" else self.kspace.shape[0])
 
     @property
+    def is_volume(self) -> bool:
+        """True for a stack of slices (``image_shape`` (Z, N, N))."""
+        return len(self.image_shape) == 3
+
+    @property
+    def n_slices(self) -> int:
+        """Number of slices Z of a volume; 1 for a single slice."""
+        return self.image_shape[0] if self.is_volume else 1
+
+    @property
+    def slice_shape(self) -> tuple[int, int]:
+        """The 2D image grid of every slice, (N, N) or (H, W)."""
+        return self.image_shape[-2:]
+
+    def slice(self, z: int) -> "Measurements":
+        """The 2D measurements of slice ``z`` (with its ground-truth slice).
+
+        Parameters
+        ----------
+        z : int
+            Slice index, ``0 <= z < n_slices``; a single slice accepts only 0 and returns
+            itself.
+
+        Returns
+        -------
+        Measurements
+            A single-slice object (``image_shape`` (N, N)) holding C-contiguous copies of
+            the slice's arrays; ``noise_std`` and ``extra`` are shared with the volume.
+        """
+        if isinstance(z, bool) or not isinstance(z, (int, np.integer)) or not 0 <= z < self.n_slices:
+            raise MeasurementError(f"slice index must be an integer in [0, {self.n_slices}), got {z!r}")
+        if not self.is_volume:
+            return self
+        z = int(z)
+        contiguous = np.ascontiguousarray
+        ground_truth = None if self.ground_truth is None else contiguous(self.ground_truth[:, z])
+        common = dict(
+            image_shape=self.slice_shape, ground_truth=ground_truth, noise_std=self.noise_std, extra=self.extra
+        )
+        if self.modality == "tomography":
+            return Measurements(
+                modality="tomography",
+                sinogram=contiguous(self.sinogram[:, :, z]),
+                angles=self.angles,
+                detector_spacing=self.detector_spacing,
+                **common,
+            )
+        return Measurements(
+            modality="mri",
+            kspace=contiguous(self.kspace[:, z]),
+            mask=contiguous(self.mask[:, z]) if self.mask.ndim == 4 else self.mask,
+            coil_maps=None if self.coil_maps is None or self.coil_maps.ndim == 3 else contiguous(self.coil_maps[z]),
+            **common,
+        )
+
+    @property
     def data(self) -> np.ndarray:
         """The measured array: the sinogram (tomography) or the k-space (MRI)."""
         return self.sinogram if self.modality == "tomography" else self.kspace
@@ -63,7 +134,12 @@ class Measurements:
         if self.modality not in MODALITIES:
             raise MeasurementError(f"'modality' must be one of {MODALITIES}, got {self.modality!r}")
         shape = tuple(int(s) for s in np.asarray(self.image_shape).ravel())
-        if len(shape) != 2 or min(shape) < 2:
+        if len(shape) == 3:
+            if shape[0] < 1 or min(shape[1:]) < 2:
+                raise MeasurementError(
+                    f"'image_shape' of a volume must be (Z, N, N) with Z >= 1 and N >= 2, got {self.image_shape!r}"
+                )
+        elif len(shape) != 2 or min(shape) < 2:
             raise MeasurementError(f"'image_shape' must be two integers >= 2, got {self.image_shape!r}")
         self.image_shape = shape
         if self.modality == "tomography":
@@ -91,7 +167,13 @@ class Measurements:
                 raise MeasurementError(f"tomography measurements need '{key}'")
         sinogram = np.asarray(self.sinogram)
         angles = np.asarray(self.angles)
-        if sinogram.ndim != 3:
+        if self.is_volume:
+            if sinogram.ndim != 4 or sinogram.shape[2] != self.n_slices:
+                raise MeasurementError(
+                    f"a volume of {self.n_slices} slices needs 'sinogram' of shape (P, V, {self.n_slices}, D), "
+                    f"got {sinogram.shape}"
+                )
+        elif sinogram.ndim != 3:
             raise MeasurementError(f"'sinogram' must have shape (P, V, D), got {sinogram.shape}")
         if not np.issubdtype(sinogram.dtype, np.floating) and not np.issubdtype(sinogram.dtype, np.integer):
             raise MeasurementError(f"'sinogram' must be real-valued, got dtype {sinogram.dtype}")
@@ -104,7 +186,7 @@ class Measurements:
             )
         if not np.issubdtype(angles.dtype, np.floating) and not np.issubdtype(angles.dtype, np.integer):
             raise MeasurementError(f"'angles' must be real-valued, got dtype {angles.dtype}")
-        if self.image_shape[0] != self.image_shape[1]:
+        if self.slice_shape[0] != self.slice_shape[1]:
             raise MeasurementError(f"tomography needs a square 'image_shape', got {self.image_shape}")
         _require_finite("sinogram", sinogram)
         _require_finite("angles", angles)
@@ -121,16 +203,19 @@ class Measurements:
                 raise MeasurementError(f"mri measurements need '{key}'")
         kspace = np.asarray(self.kspace)
         mask = np.asarray(self.mask)
-        if kspace.ndim != 4:
-            raise MeasurementError(f"'kspace' must have shape (P, C, H, W), got {kspace.shape}")
-        if kspace.shape[2:] != self.image_shape:
-            raise MeasurementError(
-                f"'kspace' frames are {kspace.shape[2:]} but 'image_shape' is {self.image_shape}"
-            )
-        if mask.shape != (kspace.shape[0], *kspace.shape[2:]):
-            raise MeasurementError(
-                f"'mask' must have shape {(kspace.shape[0], *kspace.shape[2:])}, got {mask.shape}"
-            )
+        if self.is_volume:
+            self._check_mri_volume_shapes(kspace, mask)
+        else:
+            if kspace.ndim != 4:
+                raise MeasurementError(f"'kspace' must have shape (P, C, H, W), got {kspace.shape}")
+            if kspace.shape[2:] != self.image_shape:
+                raise MeasurementError(
+                    f"'kspace' frames are {kspace.shape[2:]} but 'image_shape' is {self.image_shape}"
+                )
+            if mask.shape != (kspace.shape[0], *kspace.shape[2:]):
+                raise MeasurementError(
+                    f"'mask' must have shape {(kspace.shape[0], *kspace.shape[2:])}, got {mask.shape}"
+                )
         if mask.dtype != bool:
             if not (np.issubdtype(mask.dtype, np.integer) and np.all(np.isin(mask, (0, 1)))):
                 raise MeasurementError(f"'mask' must be boolean, got dtype {mask.dtype}")
@@ -138,23 +223,53 @@ class Measurements:
         if not np.issubdtype(kspace.dtype, np.number) or kspace.dtype.kind not in "fc":
             raise MeasurementError(f"'kspace' must be complex, got dtype {kspace.dtype}")
         _require_finite("kspace", kspace)
+        n_coils = kspace.shape[-3]
         if self.coil_maps is not None:
             coil_maps = np.asarray(self.coil_maps)
-            expected = (kspace.shape[1], *self.image_shape)
-            if coil_maps.shape != expected:
+            expected = (n_coils, *self.slice_shape)
+            if self.is_volume and coil_maps.shape not in (expected, (self.n_slices, *expected)):
+                raise MeasurementError(
+                    f"'coil_maps' of a volume must have shape {expected} (shared by all slices) or "
+                    f"{(self.n_slices, *expected)} (per slice), got {coil_maps.shape}"
+                )
+            if not self.is_volume and coil_maps.shape != expected:
                 raise MeasurementError(f"'coil_maps' must have shape {expected}, got {coil_maps.shape}")
             if coil_maps.dtype.kind not in "fc":
                 raise MeasurementError(f"'coil_maps' must be complex, got dtype {coil_maps.dtype}")
             _require_finite("coil_maps", coil_maps)
             self.coil_maps = coil_maps.astype(np.complex64, copy=False)
-        elif kspace.shape[1] != 1:
-            raise MeasurementError(f"'kspace' has {kspace.shape[1]} coils but no 'coil_maps' were given")
+        elif n_coils != 1:
+            raise MeasurementError(f"'kspace' has {n_coils} coils but no 'coil_maps' were given")
         self.kspace = kspace.astype(np.complex64, copy=False)
         self.mask = mask
 
+    def _check_mri_volume_shapes(self, kspace: np.ndarray, mask: np.ndarray) -> None:
+        n_slices, height, width = self.image_shape
+        if kspace.ndim != 5 or kspace.shape[1] != n_slices or kspace.shape[3:] != (height, width):
+            raise MeasurementError(
+                f"a volume of image_shape {self.image_shape} needs 'kspace' of shape "
+                f"(P, {n_slices}, C, {height}, {width}), got {kspace.shape}"
+            )
+        shared = (kspace.shape[0], height, width)
+        per_slice = (kspace.shape[0], n_slices, height, width)
+        if mask.shape not in (shared, per_slice):
+            raise MeasurementError(
+                f"'mask' of a volume must have shape {shared} (shared by all slices) or {per_slice} "
+                f"(per slice), got {mask.shape}"
+            )
+
     def operator(self, device="cpu", **options):
-        """The forward operator of these measurements (imaging.operators)."""
+        """The forward operator of these (single-slice) measurements (imaging.operators).
+
+        A volume has one operator per slice: use ``self.slice(z).operator(...)``.
+        """
         from .operators import DynamicMRI, DynamicTomography
+
+        if self.is_volume:
+            raise MeasurementError(
+                f"these measurements are a volume of {self.n_slices} slices; build the operator of one "
+                "slice with .slice(z).operator(), or reconstruct with imaging.volumes.reconstruct_volume"
+            )
 
         if self.modality == "tomography":
             return DynamicTomography(
