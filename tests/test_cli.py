@@ -174,3 +174,13 @@ def imaging_reconstruct(measurements, method):
     from imaging import reconstruct
 
     return reconstruct(measurements, method)
+
+
+def test_demo_writes_results_and_figure(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--frames", "16", "--size", "32", "--max-iter", "2", "--output", str(out)]) == 0
+    for name in ("measurements.npz", "fbp-window.npz", "red-psm.npz", "metrics.json", "comparison.png"):
+        assert (out / name).stat().st_size > 0
+    table = json.loads((out / "metrics.json").read_text())
+    assert set(table) == {"fbp-window", "red-psm"}
+    assert "red-psm" in capsys.readouterr().out
