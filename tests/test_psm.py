@@ -187,6 +187,14 @@ def test_projection_domain_initialisation_recovers_a_smooth_object():
     assert amplitude_scale(estimate) == pytest.approx(float(frames.max()), rel=0.25)
 
 
+def test_variable_projection_improves_a_reduced_temporal_model():
+    frames = _low_rank_object(frames=64, rank=2, knots=5)
+    m = _tomography(frames.numpy(), views=1)
+    fixed = projection_domain_frames(m.sinogram, m.angles, 32, rank=2, knots=5, varpro_iterations=0)
+    optimised = projection_domain_frames(m.sinogram, m.angles, 32, rank=2, knots=5, varpro_iterations=5)
+    assert psnr(optimised.numpy(), frames.numpy()) > psnr(fixed.numpy(), frames.numpy()) + 0.5
+
+
 def test_kspace_centre_initialisation_is_a_low_pass_of_the_frames():
     m = simulate("cardiac", frames=6, size=32, lines_per_frame=6, noise=0.0)
     estimate = kspace_centre_frames(m).numpy()

@@ -81,7 +81,7 @@ class RedPSMParams(PSMParams):
     denoise_stride: int = param(1, "denoise every s-th frame per iteration, rotating (1: all frames)")
     denoiser: str = param("default", "denoiser weights: a shipped name or a path to a weights file")
     patch_size: int = param(0, "denoise in patches of this size (0: whole frames)")
-    denoise_batch: int = param(32, "frames (or patches) per denoiser call")
+    denoise_batch: int = param(8, "frames (or patches) per denoiser call")
     tol: float = param(4e-3, "stop when relative change of f and primal residual are both below tol")
     min_iter: int = param(5, "iterations before the stopping rule may stop the run")
 
@@ -137,9 +137,13 @@ class RedPSMSolver(PSMFamilySolver):
         from ..denoisers import load_denoiser
 
         try:
-            self.denoiser = load_denoiser(params.denoiser, device=self.operator.device)
+            denoiser = load_denoiser(params.denoiser, device=self.operator.device)
         except (FileNotFoundError, ValueError) as exc:
             raise ParameterError(f"cannot load denoiser {params.denoiser!r}: {exc}") from None
+        # Channels-last convolutions in batches of 8 frames ran the shipped DnCNN 2.9 times
+        # faster on the 2-core CPU (1.3 s instead of 3.7 s for 256 frames of 128^2; same
+        # output to 3e-7), and the denoiser is most of an iteration's cost.
+        self.denoiser = denoiser.to(memory_format=torch.channels_last)
         self.f: torch.Tensor | None = None
         self.dual: torch.Tensor | None = None
         self.denoised: torch.Tensor | None = None
