@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FBP_WINDOWS = (8, 16, 32, 64)
-DEFAULT_METHODS = ("fbp-window", "psm", "td-dip", "red-psm", "red-psm:fast")
+DEFAULT_METHODS = ("fbp-window", "psm", "td-dip", "td-dip:light", "red-psm", "red-psm:fast")
 
 
-def run_single(data_path: str, method_spec: str, out_json: str) -> None:
+def run_single(data_path: str, method_spec: str, out_json: str, device: str = "cpu") -> None:
     """Child process: one reconstruction, metrics, wall time, own peak RSS."""
     import numpy as np
     import torch
@@ -56,7 +56,9 @@ def run_single(data_path: str, method_spec: str, out_json: str) -> None:
         preset = ""
         params["window"] = window
     start = time.perf_counter()
-    result = imaging.reconstruct(measurements, method, preset=preset or None, **params)
+    result = imaging.reconstruct(measurements, method, preset=preset or None, device=device, **params)
+    if device == "cuda":
+        torch.cuda.synchronize()
     wall = time.perf_counter() - start
     scores = metrics.evaluate(result.reconstruction, truth)
     scores["hfen_paper"] = scores.pop("hfen") if "hfen" in scores else float("nan")
@@ -66,6 +68,8 @@ def run_single(data_path: str, method_spec: str, out_json: str) -> None:
         iterations=len(result.history),
         stop_reason=result.stop_reason,
     )
+    if device == "cuda":
+        scores["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     Path(out_json).write_text(json.dumps({k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in scores.items()}))
 
 
@@ -88,14 +92,15 @@ def simulate_cases(args, workdir: Path) -> dict[str, Path]:
     return cases
 
 
-def run_case(path: Path, method_spec: str, workdir: Path) -> dict:
+def run_case(path: Path, method_spec: str, workdir: Path, device: str) -> dict:
     out = workdir / "result.json"
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, __file__, "--single", str(path), method_spec, str(out)]
+    cmd = [sys.executable, __file__, "--single", str(path), method_spec, str(out), "--device", device]
     completed = subprocess.run(cmd, capture_output=True, text=True)
     if completed.returncode != 0:
-        tail = completed.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        return {"error": tail[0]}
+        tail = completed.stderr.strip().splitlines() or ["(no output)"]
+        print("\n".join(tail[-5:]), file=sys.stderr)
+        return {"error": tail[-1]}
     return json.loads(out.read_text())
 
 
@@ -109,10 +114,11 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     parser.add_argument("--no-mri", dest="mri", action="store_false")
     parser.add_argument("--mri-frames", type=int, default=256)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "quality.md"))
     args = parser.parse_args(argv)
     if args.single:
-        run_single(*args.single)
+        run_single(*args.single, device=args.device)
         return 0
 
     import torch
@@ -126,12 +132,12 @@ def main(argv=None) -> int:
                 if method == "fbp-window":
                     best = None
                     for window in FBP_WINDOWS:
-                        scores = run_case(path, f"fbp-window:{window}", workdir)
+                        scores = run_case(path, f"fbp-window:{window}", workdir, args.device)
                         if "error" not in scores and (best is None or scores["psnr"] > best["psnr"]):
                             best = {**scores, "window": window}
                     scores, label = best or {"error": "all windows failed"}, f"fbp-window (best W={best and best['window']})"
                 else:
-                    scores, label = run_case(path, method, workdir), method
+                    scores, label = run_case(path, method, workdir, args.device), method
                 rows.append((case, label, scores))
                 line = scores.get("error") or f"PSNR {scores['psnr']:.2f} dB, {scores['seconds']:.1f} s"
                 print(f"{case:22s} {label:28s} {line}", flush=True)
@@ -145,9 +151,10 @@ def main(argv=None) -> int:
         if "error" in s:
             lines.append(f"| {case} | {label} | failed: {s['error']} |||||||||")
             continue
+        gpu_memory = f" (GPU {s['gpu_peak_mb']:.0f})" if "gpu_peak_mb" in s else ""
         lines.append(
             f"| {case} | {label} | {s['psnr']:.2f} | {s['psnr_frame_mean']:.2f} | {s['ssim']:.3f} | {s['mae']:.4f} "
-            f"| {s['hfen_paper']:.2f} | {s['hfen_normalized']:.3f} | {s['seconds']:.1f} | {s['peak_rss_mb']:.0f} "
+            f"| {s['hfen_paper']:.2f} | {s['hfen_normalized']:.3f} | {s['seconds']:.1f} | {s['peak_rss_mb']:.0f}{gpu_memory} "
             f"| {s['iterations']} ({s['stop_reason']}) |"
         )
     summary = []
@@ -170,7 +177,9 @@ def main(argv=None) -> int:
         "# Quality benchmark (paper protocol)\n\n"
         f"Command: `python benchmarks/quality.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), date {time.strftime('%Y-%m-%d')}. "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
+        + f", date {time.strftime('%Y-%m-%d')}. "
         f"N={args.size}, seed {args.seed}, noise 5e-3, one view per frame, bit-reversal over [0, pi).\n\n"
         + header
         + "\n".join(lines)
