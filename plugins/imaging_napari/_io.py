@@ -4,10 +4,13 @@ Reader: a ``.npz``/``.h5`` file whose keys say it is a measurement file (``modal
 or a reconstruction file (``reconstruction``) opens as layers with the full objects in
 their metadata; any other file is left to other readers (``get_reader`` returns
 ``None``). A file of ours that fails validation, or one that cannot be opened at all,
-gives a plain notification and no layer instead of a traceback dialog.
+gives a plain notification and no layer instead of a traceback dialog. Volumes open as
+(T, Z, Y, X) layers: a (P, Z, N, N) reconstruction or ground truth as such, a volume
+measurement as the picture of :func:`._layers.measurement_image`.
 
 Writer: a measurement layer goes to a measurement file (``.npz``/``.h5``) or its picture
-to TIFF; any other image layer goes to a reconstruction file (``.npz``) or a TIFF stack.
+to TIFF; any other (T, Y, X) or (T, Z, Y, X) image layer goes to a reconstruction file
+(``.npz``) or a TIFF stack (ImageJ axes TYX or TZYX).
 """
 
 from __future__ import annotations
@@ -132,17 +135,18 @@ def _result_of_layer(data: np.ndarray, meta: dict[str, Any]):
     """The :class:`imaging.ReconstructionResult` to save for an image layer.
 
     A reconstruction layer keeps its run's method, parameters and history with the
-    layer's current pixels; any other (T, Y, X) image is saved as method "napari layer".
+    layer's current pixels; any other (T, Y, X) stack or (T, Z, Y, X) volume is saved as
+    method "napari layer".
     """
     from imaging import ReconstructionResult
 
     stack = np.asarray(data)
     if stack.ndim == 2:
         stack = stack[None]
-    if stack.ndim != 3:
+    if stack.ndim not in (3, 4):
         raise ValueError(
             f"layer {meta.get('name', '')!r} has shape {stack.shape}; "
-            "only (T, Y, X) stacks are saved as reconstructions"
+            "only (T, Y, X) stacks and (T, Z, Y, X) volumes are saved as reconstructions"
         )
     stack = stack.astype(np.float32, copy=False)
     result = meta.get("metadata", {}).get(RESULT_KEY)

@@ -35,22 +35,27 @@ def acquisition_schedules(modality: str) -> tuple[str, ...]:
     raise InputError(f"modality must be one of {MODALITIES}, got {modality!r}")
 
 
-def as_image_stack(data, name: str = "the image layer") -> np.ndarray:
-    """A layer's data as a float32 (T, Y, X) stack, or :class:`InputError` saying why not.
+def as_image_stack(data, name: str = "the image layer", volumes: bool = False) -> np.ndarray:
+    """A layer's data as a float32 (T, Y, X) stack (or (T, Z, Y, X) volume), or :class:`InputError`.
 
     Parameters
     ----------
     data : array_like
-        Layer data; must be 3D (time, y, x) and real.
+        Layer data; must be 3D (time, y, x), or 4D (time, z, y, x) when ``volumes``,
+        and real.
     name : str
         Used in the error message.
+    volumes : bool
+        Also accept a (T, Z, Y, X) time-varying volume.
     """
     images = np.asarray(data)
-    if images.ndim != 3:
-        raise InputError(f"{name} has shape {images.shape}; a (T, Y, X) stack of frames is needed")
+    if images.ndim != 3 and not (volumes and images.ndim == 4):
+        wanted = "a (T, Y, X) stack of frames or a (T, Z, Y, X) volume" if volumes else "a (T, Y, X) stack of frames"
+        raise InputError(f"{name} has shape {images.shape}; {wanted} is needed")
     if images.dtype.kind not in "biuf":
         raise InputError(f"{name} has dtype {images.dtype}; a real-valued image is needed")
-    if min(images.shape) < 2:
+    # A volume of one slice is still a volume (imaging.volumes accepts Z = 1).
+    if images.shape[0] < 2 or min(images.shape[-2:]) < 2:
         raise InputError(f"{name} has shape {images.shape}; at least 2 frames of 2x2 pixels are needed")
     return images.astype(np.float32, copy=False)
 
@@ -69,8 +74,10 @@ def simulate_from_image(
 
     Parameters
     ----------
-    images : array_like, shape (P, N, N)
+    images : array_like, shape (P, N, N) or (P, Z, N, N)
         The object, frames first (square frames for tomography). Kept as ground truth.
+        A (P, Z, N, N) volume is measured slice by slice with the same schedule
+        (:mod:`imaging.volumes`).
     modality : {"tomography", "mri"}
     schedule : str
         Tomography: a view-angle schedule of :data:`imaging.schedules.SCHEDULES`; MRI: a
@@ -91,28 +98,31 @@ def simulate_from_image(
     imaging.Measurements
         With ``ground_truth`` = the images (float32) and the absolute ``noise_std``.
     """
-    from imaging import schedules, simulate
+    from imaging import schedules, simulate, volumes
 
-    images = as_image_stack(images)
+    images = as_image_stack(images, volumes=True)
     if schedule not in acquisition_schedules(modality):
         raise InputError(
             f"schedule {schedule!r} is not one of {modality}'s: {', '.join(acquisition_schedules(modality))}"
         )
-    frames, height, width = images.shape
+    frames, (height, width) = images.shape[0], images.shape[-2:]
+    is_volume = images.ndim == 4
     if per_frame < 1:
         raise InputError(f"views or lines per frame must be >= 1, got {per_frame}")
     if modality == "tomography":
         if height != width:
             raise InputError(f"tomography needs square frames, the image has {height}x{width} pixels")
         angles = schedules.view_angles(schedule, frames, views_per_frame=per_frame, seed=seed)
-        return simulate.simulate_tomography(images, angles, noise=noise, seed=seed)
+        simulate_tomography = volumes.simulate_volume_tomography if is_volume else simulate.simulate_tomography
+        return simulate_tomography(images, angles, noise=noise, seed=seed)
     if per_frame > height:
         raise InputError(f"{per_frame} lines per frame exceed the {height} k-space rows")
     mask = schedules.kt_mask(
         schedule, frames, (height, width), per_frame, center_lines=min(center_lines, per_frame), seed=seed
     )
     coil_maps = simulate.synthetic_coil_maps(int(coils), (height, width)) if coils > 1 else None
-    return simulate.simulate_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed)
+    simulate_mri = volumes.simulate_volume_mri if is_volume else simulate.simulate_mri
+    return simulate_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed)
 
 
 def measurement_layer_name(source_name: str, modality: str, schedule: str, per_frame: int) -> str:
@@ -196,17 +206,22 @@ def parse_parameter(name: str, default: Any, raw: Any) -> Any:
 
 @dataclasses.dataclass
 class Progress:
-    """What a reconstruction job yields after each outer iteration.
+    """What a reconstruction job yields after each outer iteration (of each slice).
 
-    ``preview`` is the current estimate, float32 (P, N, N), every ``preview_every``
-    iterations and ``None`` otherwise; it is computed in the worker thread so the GUI
-    thread never touches the solver while it runs.
+    ``preview`` is the current estimate, float32 (P, N, N), or for a volume (P, Z, N, N)
+    holding the finished slices, the current estimate of slice ``slice_index`` and zeros
+    for the slices to come; it is attached every ``preview_every`` iterations (and, for
+    a volume, at the first iteration of every slice after the first, so that a finished
+    slice shows at once) and is ``None`` otherwise. It is computed in the worker thread
+    so the GUI thread never touches the solver while it runs.
     """
 
     iteration: int
     max_iter: int
     entry: dict[str, float]
     preview: np.ndarray | None
+    slice_index: int = 0
+    n_slices: int = 1
 
 
 def reconstruction_job(
@@ -220,8 +235,16 @@ def reconstruction_job(
 ) -> Generator[Progress, Any, Any]:
     """Run :func:`imaging.solvers.iterate` and yield :class:`Progress` for a GUI.
 
+    A volume (``measurements.is_volume``) is reconstructed slice by slice, as
+    :func:`imaging.volumes.reconstruct_volume` does: each slice runs ``iterate`` on
+    ``measurements.slice(z)`` with the same method and parameters, and the slice results
+    are stacked by :func:`imaging.volumes.assemble_volume`, so slice z of the result
+    equals a single-slice run on ``measurements.slice(z)``.
+
     Sending a true value into the generator asks the solver to stop after the current
-    outer iteration; the generator then returns the result with the last estimate.
+    outer iteration; the generator then returns the result with the last estimate (for
+    a volume: the finished slices, the interrupted slice's last estimate, zeros for the
+    slices not run, and "stopped" in ``stop_reason``).
 
     Parameters
     ----------
@@ -235,26 +258,49 @@ def reconstruction_job(
     params : mapping, optional
         The method's parameters.
     preview_every : int
-        Attach a preview to every this many iterations' progress (not to the last one:
-        the result follows it).
+        Attach a preview to every this many iterations' progress (not to the last one
+        of the last slice: the result follows it) and, for a volume, to the first
+        iteration of every slice after the first.
 
     Returns
     -------
     imaging.ReconstructionResult
-        ``stop_reason`` is "stopped" when a stop was sent.
+        ``reconstruction`` (P, N, N), or (P, Z, N, N) for a volume; ``stop_reason``
+        is (for a volume: contains) "stopped" when a stop was sent.
     """
     from imaging.solvers import iterate
+    from imaging.volumes import assemble_volume
 
-    run = iterate(measurements, method, device=device, preset=preset, **dict(params or {}))
-    stop = None
-    try:
-        while True:
-            info = run.send(stop)
-            wants_preview = info.iteration % max(1, int(preview_every)) == 0
-            preview = info.estimate() if wants_preview and info.iteration < info.max_iter else None
-            stop = bool((yield Progress(info.iteration, info.max_iter, dict(info.entry), preview))) or None
-    except StopIteration as finished:
-        return finished.value
+    n_slices = measurements.n_slices
+    # A volume's finished slices (zeros for the others), from which each preview is copied.
+    volume = None
+    if measurements.is_volume:
+        volume = np.zeros((measurements.n_frames, *measurements.image_shape), np.float32)
+    results = []
+    for z in range(n_slices):
+        run = iterate(measurements.slice(z), method, device=device, preset=preset, **dict(params or {}))
+        stop = None
+        try:
+            while True:
+                info = run.send(stop)
+                wants_preview = info.iteration % max(1, int(preview_every)) == 0 or (info.iteration == 1 and z > 0)
+                # No preview where the result follows at once: the last iteration of the last slice.
+                result_follows = info.iteration >= info.max_iter and z == n_slices - 1
+                preview = info.estimate() if wants_preview and not result_follows else None
+                if preview is not None and volume is not None:
+                    estimate, preview = preview, volume.copy()
+                    preview[:, z] = estimate
+                progress = Progress(info.iteration, info.max_iter, dict(info.entry), preview, z, n_slices)
+                stop = bool((yield progress)) or None
+        except StopIteration as finished:
+            result = finished.value
+        if volume is None:
+            return result
+        results.append(result)
+        volume[:, z] = result.reconstruction
+        if result.stop_reason == "stopped":
+            break
+    return assemble_volume(results, n_slices)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -274,8 +320,13 @@ def describe_error(exc: BaseException) -> str:
 
 
 def progress_text(progress: Progress) -> str:
-    """e.g. ``"iteration 12 / 200 - residual 3.1e-02 - PSNR 27.4 dB"``."""
-    parts = [f"iteration {progress.iteration} / {progress.max_iter}"]
+    """e.g. ``"iteration 12 / 200 - residual 3.1e-02 - PSNR 27.4 dB"``.
+
+    For a volume the slice comes first, counted from 1 (it is at z = 2 on napari's
+    z slider), e.g. ``"slice 3 / 8 - iteration 12 / 200 - residual 3.1e-02"``.
+    """
+    parts = [f"slice {progress.slice_index + 1} / {progress.n_slices}"] if progress.n_slices > 1 else []
+    parts.append(f"iteration {progress.iteration} / {progress.max_iter}")
     if "data_residual" in progress.entry:
         parts.append(f"residual {progress.entry['data_residual']:.2e}")
     if "psnr" in progress.entry:

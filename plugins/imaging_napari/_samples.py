@@ -1,8 +1,9 @@
-"""Sample data (File > Open Sample): the dynamic phantoms and one acquisition per modality.
+"""Sample data (File > Open Sample): the dynamic phantoms, a dynamic volume and one
+acquisition per modality.
 
 Everything is generated on the spot (no downloads). Phantoms come at the paper's grid
-(N = 128) with 64 frames; the ready-made measurements are smaller (N = 64, 32 frames)
-so that a first reconstruction takes seconds on a laptop CPU.
+(N = 128) with 64 frames; the volume and the ready-made measurements are smaller
+(N = 64, 32 frames) so that a first reconstruction takes seconds on a laptop CPU.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ PHANTOM_FRAMES = 64
 PHANTOM_SIZE = 128
 MEASUREMENT_FRAMES = 32
 MEASUREMENT_SIZE = 64
+VOLUME_SLICES = 4
 
 #: Layer names of the phantoms: what each one shows.
 PHANTOM_TITLES = {
@@ -58,6 +60,17 @@ def material() -> list[tuple]:
 def cardiac() -> list[tuple]:
     """Cardiac phantom, (64, 128, 128)."""
     return [phantom_layer("cardiac")]
+
+
+def walnut_volume() -> list[tuple]:
+    """Walnut volume, (32, 4, 64, 64): 4 slices through the walnut, all moving alike.
+
+    A (T, Z, Y, X) object for Simulate acquisition, which measures it slice by slice.
+    """
+    from imaging.phantoms import volume
+
+    images = volume("walnut", frames=MEASUREMENT_FRAMES, size=MEASUREMENT_SIZE, slices=VOLUME_SLICES)
+    return [image_layer(images, "walnut volume phantom", contrast_limits=(0.0, 1.0), metadata={"phantom": "walnut"})]
 
 
 def _measurement_example(phantom: str, modality: str, title: str, **options) -> list[tuple]:

@@ -41,10 +41,12 @@ from ._jobs import Job
 from ._layers import (
     MEASUREMENTS_KEY,
     RESULT_KEY,
+    image_layer,
     measurement_layer,
     reconstruction_layer,
     result_layer_name,
     robust_contrast_limits,
+    slice_status,
     spatial_bases_layer,
 )
 from ._plots import new_figure, plot_comparison, plot_temporal_bases
@@ -53,11 +55,11 @@ _INT32_MAX = 2**31 - 1
 _NO_PRESET = "method defaults"
 
 
-def _is_stack(layer) -> bool:
-    """A (T, Y, X) image layer that is not a measurement."""
+def _is_stack(layer, volumes: bool = False) -> bool:
+    """A (T, Y, X) image layer, or also a (T, Z, Y, X) one when ``volumes``, that is not a measurement."""
     return (
         isinstance(layer, napari.layers.Image)
-        and layer.ndim == 3
+        and (layer.ndim == 3 or (volumes and layer.ndim == 4))
         and not layer.rgb
         and MEASUREMENTS_KEY not in layer.metadata
     )
@@ -169,7 +171,7 @@ class _PlotWidget(Container):
 
 
 class SimulateAcquisitionWidget(Container):
-    """Image layer (T, Y, X) -> simulated measurement layer with the full data in its metadata."""
+    """Image layer (T, Y, X) or (T, Z, Y, X) -> measurement layer with the full data in its metadata."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
@@ -179,7 +181,10 @@ class SimulateAcquisitionWidget(Container):
                 name="object",
                 label="object",
                 choices=self._stack_names,
-                tooltip="the dynamic object, a (T, Y, X) image layer, e.g. File > Open Sample > Walnut phantom",
+                tooltip=(
+                    "the dynamic object, a (T, Y, X) image layer, e.g. File > Open Sample > Walnut phantom, "
+                    "or a (T, Z, Y, X) volume, measured slice by slice"
+                ),
             )
         )
         self._modality = ComboBox(name="modality", label="modality", choices=_logic.MODALITIES, value="tomography")
@@ -216,7 +221,7 @@ class SimulateAcquisitionWidget(Container):
         self._on_modality("tomography")
 
     def _stack_names(self, _widget=None) -> list[str]:
-        return [layer.name for layer in self._viewer.layers if _is_stack(layer)]
+        return [layer.name for layer in self._viewer.layers if _is_stack(layer, volumes=True)]
 
     def _on_modality(self, modality: str) -> None:
         self._schedule.reset_choices()
@@ -233,7 +238,10 @@ class SimulateAcquisitionWidget(Container):
     def simulate(self):
         """Simulate the acquisition; returns the measurement layer (``None`` after an error)."""
         if not self._image.value:
-            show_error("Simulate acquisition needs a (T, Y, X) image layer: open one (File > Open Sample) first.")
+            show_error(
+                "Simulate acquisition needs a (T, Y, X) or (T, Z, Y, X) image layer: "
+                "open one (File > Open Sample) first."
+            )
             return None
         source = self._viewer.layers[self._image.value]
         try:
@@ -259,7 +267,15 @@ class SimulateAcquisitionWidget(Container):
 
 
 class ReconstructWidget(_ScrollingContainer):
-    """Reconstruct a measurement layer with any registered method, with live preview and cancel."""
+    """Reconstruct a measurement layer with any registered method, with live preview and cancel.
+
+    A volume measurement is reconstructed slice by slice (:func:`._logic.reconstruction_job`):
+    the progress bar counts the iterations of all slices, the preview is the (T, Z, Y, X)
+    volume so far, the z slider follows the slice being reconstructed (unless the user
+    moves it elsewhere), and the result is a (T, Z, Y, X) layer. A cancelled volume keeps
+    its finished slices and the interrupted slice's last estimate; the slices not run are
+    zero, and the layer's name and its ``metadata["slice_status"]`` say which is which.
+    """
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
@@ -441,10 +457,15 @@ class ReconstructWidget(_ScrollingContainer):
             "source": self._measurement.value,
             "contrast_limits": robust_contrast_limits(truth) if truth is not None else None,
             "show_factors": self._show_factors.value,
+            "followed_slice": 0,
         }
         max_iter = int(params.get("max_iter", 1))
-        self._progress.max = max(1, max_iter)
+        n_slices = measurements.n_slices
+        self._progress.max = max(1, max_iter) * n_slices
         self._progress.value = 0
+        self._progress.native.setFormat(
+            f"%v / %m iterations of {n_slices} slices" if measurements.is_volume else "iteration %v / %m"
+        )
         self._status.value = f"starting {method}..."
         self._bases_plot.visible = False
         self._set_running(True)
@@ -462,7 +483,7 @@ class ReconstructWidget(_ScrollingContainer):
             on_return=self._on_result,
             on_error=self._on_error,
             on_finish=self._on_finish,
-            progress_total=max_iter,
+            progress_total=max_iter * n_slices,
             description=f"{method} on {self._measurement.value}",
         )
         self._job.start()
@@ -486,18 +507,34 @@ class ReconstructWidget(_ScrollingContainer):
         return f"{self._run_context['method']} preview"
 
     def _on_progress(self, progress: _logic.Progress) -> None:
-        self._progress.max = max(1, progress.max_iter)
-        self._progress.value = progress.iteration
+        # Slices run max_iter iterations each (fewer when one converges): the bar counts all.
+        self._progress.max = max(1, progress.max_iter) * progress.n_slices
+        self._progress.value = progress.slice_index * max(1, progress.max_iter) + progress.iteration
         if self._job is not None and self._cancel.enabled:
             self._status.value = _logic.progress_text(progress)
         if progress.preview is None:
             return
         name = self._preview_name
-        if name in self._viewer.layers:
-            self._viewer.layers[name].data = progress.preview
+        layer = self._viewer.layers[name] if name in self._viewer.layers else None
+        if layer is not None and layer.ndim != progress.preview.ndim:  # left by a run on other data
+            self._viewer.layers.remove(layer)
+            layer = None
+        if layer is not None:
+            layer.data = progress.preview
         else:
-            limits = self._run_context["contrast_limits"] or robust_contrast_limits(progress.preview)
-            self._viewer.add_image(progress.preview, name=name, colormap="gray", contrast_limits=limits)
+            data, meta, _ = image_layer(progress.preview, name, self._run_context["contrast_limits"])
+            self._viewer.add_image(data, **meta)
+        if progress.n_slices > 1:
+            self._follow_slice(progress.slice_index)
+
+    def _follow_slice(self, z: int) -> None:
+        """Move the z slider to slice ``z``, unless the user moved it off the slice it followed."""
+        followed = self._run_context["followed_slice"]
+        # napari aligns trailing axes: the z axis of the (T, Z, Y, X) preview is third from last.
+        axis = self._viewer.dims.ndim - 3
+        if z != followed and self._viewer.dims.current_step[axis] == followed:
+            self._viewer.dims.set_current_step(axis, z)
+        self._run_context["followed_slice"] = z
 
     def _on_result(self, result) -> None:
         context = self._run_context
@@ -510,13 +547,19 @@ class ReconstructWidget(_ScrollingContainer):
         self._last_result = name
         iterations = len(result.history)
         self._progress.value = min(iterations, self._progress.max)
-        verb = "stopped after" if result.stop_reason == "stopped" else "finished:"
+        verb = "stopped after" if "stopped" in result.stop_reason.split(", ") else "finished:"
         self._status.value = f"{verb} {iterations} iteration(s) in {result.elapsed_seconds:.1f} s"
+        status = slice_status(result)
+        if status is not None:
+            self._status.value += f", {status.count('finished')} of {len(status)} slices finished"
         extras = result.extras or {}
         if context["show_factors"] and "spatial_bases" in extras:
             _add_or_update(self._viewer, spatial_bases_layer(extras["spatial_bases"], f"{name} spatial bases"))
         if context["show_factors"] and "temporal_bases" in extras:
-            plot_temporal_bases(self._bases_plot.figure, extras["temporal_bases"], f"temporal bases of {name}")
+            temporal_bases, title = extras["temporal_bases"], f"temporal bases of {name}"
+            if result.reconstruction.ndim == 4:  # one basis per slice, (Z, P, K+1): show the first slice's
+                temporal_bases, title = temporal_bases[0], f"{title}, z=0"
+            plot_temporal_bases(self._bases_plot.figure, temporal_bases, title)
             self._bases_plot.visible = True
 
     def _on_error(self, exc: BaseException) -> None:

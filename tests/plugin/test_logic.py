@@ -228,3 +228,116 @@ def test_plots_draw_one_line_per_curve():
     assert len(frames_axis.lines) == 2 and len(residual_axis.lines) == 1
     _plots.plot_temporal_bases(figure, np.ones((6, 3)))
     assert len(figure.axes) == 1 and len(figure.axes[0].lines) == 3
+
+
+# -- volumes ---------------------------------------------------------------------------------
+
+
+def test_image_layers_name_their_sliders():
+    assert _layers.image_layer(np.zeros((4, 8, 8)), "stack")[1]["axis_labels"] == ("t", "y", "x")
+    assert _layers.image_layer(np.zeros((4, 2, 8, 8)), "volume")[1]["axis_labels"] == ("t", "z", "y", "x")
+    with pytest.raises(ValueError, match="got 5"):
+        _layers.stack_axis_labels(5)
+
+
+def test_volume_sinogram_picture_has_one_sinogram_image_per_slice(tomography_volume):
+    image, meta, _ = _layers.measurement_layer(tomography_volume, "sino")
+    frames, views, n_slices, bins = tomography_volume.sinogram.shape
+    assert image.shape == (n_slices, frames, views * bins)
+    np.testing.assert_array_equal(image[1, 5, bins:], tomography_volume.sinogram[5, 1, 1])
+    # The slice axis is third from last, like the z axis of the (T, Z, Y, X) ground truth.
+    assert meta["axis_labels"] == ("z", "t", "detector") and meta["translate"] == (0.0, 0.0, 17.6)
+    assert meta["metadata"]["description"] == "tomography: 16 frames x 2 view(s) x 16 bins, 2 slices"
+
+
+def test_volume_kspace_picture_is_per_frame_and_slice(mri_volume):
+    image, meta, _ = _layers.measurement_layer(mri_volume, "k")
+    assert image.shape == (8, 2, 16, 16) and meta["axis_labels"] == ("t", "z", "y", "x")
+    assert np.all(image[:, :, ~mri_volume.mask[0]][0] == 0)  # frame 0, unsampled rows
+    assert np.all(image.max(axis=(2, 3)) > 0)  # every frame and slice has data
+    assert meta["metadata"]["description"].endswith("~6 lines/frame, 2 slices")
+
+
+def _volume_result(stop_reason, slices_run, n_slices=3):
+    from imaging import ReconstructionResult
+
+    history = [{"slice": z, "iteration": i} for z in range(slices_run) for i in (1, 2)]
+    return ReconstructionResult(np.zeros((4, n_slices, 8, 8)), "psm", {"rank": 8}, history, 1.0, stop_reason)
+
+
+def test_volume_result_name_and_slice_status():
+    finished = _volume_result("max_iter", 3)
+    assert _layers.result_layer_name(finished, {"rank": 8}) == "psm 2 it, 3 slices"
+    assert _layers.slice_status(finished) == ("finished",) * 3
+    stopped = _volume_result("max_iter, stopped", 2)
+    assert _layers.result_layer_name(stopped, {"rank": 5}) == "psm (rank=8) stopped at z=1 (2 it), 3 slices"
+    assert _layers.slice_status(stopped) == ("finished", "stopped", "not run")
+    _, meta, _ = _layers.reconstruction_layer(stopped, "r")
+    assert meta["metadata"]["slice_status"] == ("finished", "stopped", "not run")
+    assert meta["axis_labels"] == ("t", "z", "y", "x")
+    # Without slice entries (e.g. a layer saved from napari) nothing is claimed.
+    assert _layers.slice_status(_volume_result("", 0)) is None
+
+
+def test_volume_spatial_bases_put_slices_on_the_z_slider():
+    bases = np.ones((2, 3, 4, 4))  # (Z, K+1, N, N)
+    bases[1, 2] *= -7.0
+    data, _, _ = _layers.spatial_bases_layer(bases, "bases")
+    assert data.shape == (3, 2, 4, 4)
+    np.testing.assert_array_equal(data[2, 1], -np.ones((4, 4)))
+
+
+def test_simulate_from_a_volume_measures_every_slice_alike(moving_disk):
+    volume = np.stack([moving_disk, 0.5 * moving_disk], axis=1)  # (8, 2, 32, 32)
+    tomo = _logic.simulate_from_image(volume, "tomography", "golden-angle", per_frame=2, noise=0.0)
+    assert tomo.is_volume and tomo.sinogram.shape == (8, 2, 2, 32)
+    np.testing.assert_allclose(tomo.sinogram[:, :, 1], 0.5 * tomo.sinogram[:, :, 0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(tomo.ground_truth, volume)
+    mri = _logic.simulate_from_image(volume, "mri", "equispaced", per_frame=6, noise=0.0, coils=2)
+    assert mri.kspace.shape == (8, 2, 2, 32, 32) and mri.mask.shape == (8, 32, 32)
+
+
+def _run_job(job, stop_after=None):
+    """Drive a job to its end, sending a stop after ``stop_after`` progress reports."""
+    reports = [next(job)]
+    try:
+        while True:
+            reports.append(job.send(stop_after is not None and len(reports) >= stop_after))
+    except StopIteration as finished:
+        return reports, finished.value
+
+
+@pytest.mark.parametrize("method, params", [("fbp-window", {}), ("psm", {"max_iter": 2})])
+def test_volume_job_equals_single_slice_runs(tomography_volume, method, params):
+    from imaging import reconstruct
+    from imaging.volumes import reconstruct_volume
+
+    reports, result = _run_job(_logic.reconstruction_job(tomography_volume, method, params=params))
+    assert result.reconstruction.shape == (16, 2, 16, 16)
+    for z in range(2):
+        single = reconstruct(tomography_volume.slice(z), method, **params)
+        np.testing.assert_array_equal(result.reconstruction[:, z], single.reconstruction)
+    assert [r.slice_index for r in reports] == [entry["slice"] for entry in result.history]
+    assert {r.n_slices for r in reports} == {2}
+    # The same result as the library's own volume reconstruction (the CLI's).
+    library = reconstruct_volume(tomography_volume, method, **params)
+    assert result.stop_reason == library.stop_reason and len(result.history) == len(library.history)
+    assert set(result.extras) == set(library.extras)
+
+
+def test_volume_job_previews_the_volume_so_far_and_stops_keeping_finished_slices(landweber, tomography_volume):
+    job = _logic.reconstruction_job(tomography_volume, landweber.name, params={"max_iter": 4}, preview_every=2)
+    reports, result = _run_job(job, stop_after=6)  # slice 0: 4 iterations; slice 1: stopped after its 2nd
+    assert [(r.slice_index, r.iteration) for r in reports] == [(0, 1), (0, 2), (0, 3), (0, 4), (1, 1), (1, 2)]
+    previews = {(r.slice_index, r.iteration): r.preview for r in reports if r.preview is not None}
+    # Every 2 iterations, and at the first iteration of slice 1 to show slice 0 finished.
+    assert sorted(previews) == [(0, 2), (0, 4), (1, 1), (1, 2)]
+    assert previews[(0, 2)].shape == (16, 2, 16, 16) and not previews[(0, 2)][:, 1].any()
+    np.testing.assert_array_equal(previews[(1, 1)][:, 0], result.reconstruction[:, 0])
+    assert "stopped" in result.stop_reason and _layers.slice_status(result) == ("finished", "stopped")
+    assert len(result.history) == 6 and np.abs(result.reconstruction[:, 1]).max() > 0
+
+
+def test_progress_text_names_the_slice_of_a_volume():
+    progress = _logic.Progress(3, 10, {"data_residual": 0.0312}, None, slice_index=1, n_slices=4)
+    assert _logic.progress_text(progress) == "slice 2 / 4 - iteration 3 / 10 - residual 3.12e-02"

@@ -47,6 +47,7 @@ def test_contributions_cover_widgets_samples_reader_writer(manifest):
         "shepp_logan",
         "material",
         "cardiac",
+        "walnut_volume",
         "tomography_measurement",
         "mri_measurement",
     }

@@ -105,3 +105,67 @@ def test_corrupt_file_gives_a_notification_and_no_layer(tmp_path, notifications,
     layers = _io.get_reader(str(path))(str(path))
     assert layers == _io.NO_LAYERS
     assert any(message in text for text in notifications())
+
+
+# -- volumes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+@pytest.mark.parametrize("modality", ["tomography", "mri"])
+def test_volume_measurement_file_opens_as_volume_layers(tmp_path, tomography_volume, mri_volume, modality, suffix):
+    from imaging import save_measurements
+
+    measurements = tomography_volume if modality == "tomography" else mri_volume
+    path = tmp_path / f"scan{suffix}"
+    save_measurements(path, measurements)
+    (data, meta, _), (truth, truth_meta, _) = _io.get_reader(str(path))(str(path))
+    assert meta["metadata"][MEASUREMENTS_KEY].image_shape == measurements.image_shape
+    frames, n_slices = measurements.ground_truth.shape[:2]
+    # Both pictures put the slice axis third from last, where napari's z slider moves it.
+    views = measurements.sinogram.shape[1] if modality == "tomography" else None
+    expected = (n_slices, frames, views * 16) if modality == "tomography" else (frames, n_slices, 16, 16)
+    assert data.shape == expected and data.shape[-3] == n_slices
+    assert truth.shape == (frames, n_slices, 16, 16) and truth_meta["axis_labels"] == ("t", "z", "y", "x")
+    np.testing.assert_array_equal(truth, measurements.ground_truth)
+
+
+def _volume_result(frames):
+    """A stopped two-slice run: slice 0 finished, slice 1 stopped after one iteration."""
+    history = [{"slice": 0, "iteration": 1}, {"slice": 0, "iteration": 2}, {"slice": 1, "iteration": 1}]
+    return ReconstructionResult(frames, "psm", {"rank": 3}, history, 1.5, "max_iter, stopped")
+
+
+def test_volume_reconstruction_round_trips_as_one_4d_layer(tmp_path, tomography_volume):
+    truth = tomography_volume.ground_truth  # (16, 2, 16, 16)
+    data, meta, _ = reconstruction_layer(_volume_result(truth), "psm stopped")
+    path = tmp_path / "volume.npz"
+    assert _io.write_layer(str(path), data, meta) == [str(path)]
+    [(loaded, loaded_meta, kind)] = _io.get_reader(str(path))(str(path))
+    assert kind == "image" and loaded.shape == (16, 2, 16, 16)
+    np.testing.assert_array_equal(loaded, truth)
+    assert loaded_meta["axis_labels"] == ("t", "z", "y", "x") and loaded_meta["name"] == "volume (psm)"
+    assert loaded_meta["metadata"]["slice_status"] == ("finished", "stopped")
+    assert loaded_meta["metadata"][RESULT_KEY].history[-1] == {"slice": 1, "iteration": 1}
+
+
+def test_any_4d_layer_saves_as_a_volume_reconstruction_and_tzyx_tiff(tmp_path, tomography_volume):
+    import tifffile
+
+    from imaging.io import load_reconstruction
+
+    volume = tomography_volume.ground_truth
+    meta = {"name": "walnut volume", "metadata": {}}
+    _io.write_layer(str(tmp_path / "volume.npz"), volume, meta)
+    _io.write_layer(str(tmp_path / "volume.tif"), volume, meta)
+    for name in ("volume.npz", "volume.tif"):
+        result = load_reconstruction(tmp_path / name)
+        np.testing.assert_array_equal(result.reconstruction, volume)
+        assert result.method == "napari layer"
+    with tifffile.TiffFile(tmp_path / "volume.tif") as handle:
+        assert handle.series[0].axes == "TZYX"
+
+
+def test_writer_refuses_a_5d_layer_with_one_line(tmp_path):
+    with pytest.raises(ValueError, match=r"has shape \(2, 2, 2, 4, 4\); only \(T, Y, X\) stacks and \(T, Z, Y, X\)"):
+        _io.write_layer(str(tmp_path / "x.npz"), np.zeros((2, 2, 2, 4, 4)), {"name": "x", "metadata": {}})
+    assert not any(tmp_path.iterdir())

@@ -57,6 +57,9 @@ def test_samples_open_with_expected_shapes(make_napari_viewer_proxy):
     assert sinogram.metadata[MEASUREMENTS_KEY].sinogram.shape == (small[0], 1, small[1])
     truth, kspace = viewer.open_sample(PLUGIN, "mri_measurement")
     assert kspace.data.shape == small and kspace.metadata[MEASUREMENTS_KEY].modality == "mri"
+    [volume] = viewer.open_sample(PLUGIN, "walnut_volume")
+    assert volume.data.shape == (small[0], _samples.VOLUME_SLICES, small[1], small[2])
+    assert viewer.dims.axis_labels == ("t", "z", "y", "x")
 
 
 def _simulated(viewer, views_per_frame=2):
@@ -234,3 +237,84 @@ def test_screenshot_with_the_reconstruct_widget_is_not_blank(
     Image.fromarray(pixels).save(artifacts / "napari-reconstruct-widget.png")
     assert pixels.shape[:2] == (900, 1400)
     assert pixels[..., :3].std() > 20
+
+
+# -- volumes ---------------------------------------------------------------------------------
+
+
+def _simulated_volume(viewer, frames=16, size=16, slices=2):
+    from imaging.phantoms import volume
+
+    from imaging_napari._layers import image_layer
+
+    _add(viewer, image_layer(volume("walnut", frames=frames, size=size, slices=slices), "walnut volume"))
+    simulate = _dock(viewer, "Simulate acquisition")
+    simulate.reset_choices()
+    simulate.object.value = "walnut volume"
+    simulate.modality.value = "tomography"
+    simulate.per_frame.value = 2
+    layer = simulate.simulate()
+    assert layer.metadata[MEASUREMENTS_KEY].sinogram.shape == (frames, 2, slices, size)
+    assert layer.data.shape == (slices, frames, 2 * size)
+    return layer
+
+
+@pytest.mark.parametrize("method, parameters", [("fbp-window", {}), ("psm", {"max_iter": 2})])
+def test_volume_reconstructs_slice_by_slice_into_a_4d_layer(make_napari_viewer_proxy, nothreads, method, parameters):
+    from imaging import reconstruct
+
+    viewer = make_napari_viewer_proxy()
+    measurement = _simulated_volume(viewer)
+    measurements = measurement.metadata[MEASUREMENTS_KEY]
+    reconstruct_widget = _dock(viewer, "Reconstruct")
+    reconstruct_widget.measurement.value = measurement.name
+    _choose_method(reconstruct_widget, method, **parameters)
+    reconstruct_widget.preview_every.value = 1
+    reconstruct_widget.run()
+    [result] = _results(viewer)
+    assert result.data.shape == (16, 2, 16, 16) and result.axis_labels == ("t", "z", "y", "x")
+    assert result.name.endswith("2 slices") and result.metadata["slice_status"] == ("finished", "finished")
+    for z in range(2):
+        single = reconstruct(measurements.slice(z), method, **parameters)
+        np.testing.assert_array_equal(result.data[:, z], single.reconstruction)
+    assert f"{method} preview" not in viewer.layers and not reconstruct_widget.running
+    assert reconstruct_widget.progress.value == len(result.metadata[RESULT_KEY].history)
+    assert "2 of 2 slices finished" in reconstruct_widget.status.value
+    assert viewer.dims.axis_labels == ("t", "z", "y", "x")
+
+
+def test_cancelling_a_volume_keeps_the_finished_slices(make_napari_viewer_proxy, qtbot, landweber, monkeypatch):
+    monkeypatch.delenv("IMAGING_NAPARI_NOTHREADS", raising=False)
+    viewer = make_napari_viewer_proxy()
+    measurement = _simulated_volume(viewer, slices=3)
+    reconstruct = _dock(viewer, "Reconstruct")
+    reconstruct.measurement.value = measurement.name
+    _choose_method(reconstruct, landweber.name, max_iter=20, step_delay=0.05)
+    reconstruct.preview_every.value = 2
+    z_axis = viewer.dims.ndim - 3
+    reconstruct.run()
+    assert reconstruct.progress.max == 3 * 20
+    qtbot.waitUntil(lambda: reconstruct.progress.value >= 20 + 3, timeout=30000)  # in slice 1
+    preview = viewer.layers[f"{landweber.name} preview"]
+    assert preview.data.shape == (16, 3, 16, 16) and viewer.dims.current_step[z_axis] == 1  # the z slider followed
+    reconstruct.cancel()
+    qtbot.waitUntil(lambda: not reconstruct.running, timeout=30000)
+    [result] = _results(viewer)
+    assert "stopped at z=1" in result.name and result.name.endswith("3 slices")
+    assert result.metadata["slice_status"] == ("finished", "stopped", "not run")
+    history = result.metadata[RESULT_KEY].history
+    assert len([entry for entry in history if entry["slice"] == 0]) == 20
+    assert float(np.abs(result.data[:, 1]).max()) > 0 and not result.data[:, 2].any()
+    assert "1 of 3 slices finished" in reconstruct.status.value
+
+
+def test_volume_files_open_as_4d_layers_in_the_viewer(make_napari_viewer_proxy, tmp_path, tomography_volume):
+    from imaging import save_measurements
+
+    viewer = make_napari_viewer_proxy()
+    save_measurements(tmp_path / "volume.npz", tomography_volume)
+    sinogram, truth = viewer.open(str(tmp_path / "volume.npz"), plugin=PLUGIN)
+    assert truth.data.shape == (16, 2, 16, 16) and sinogram.data.shape == (2, 16, 32)
+    assert viewer.dims.axis_labels == ("t", "z", "y", "x")
+    viewer.dims.set_current_step(1, 1)  # the z slider moves both layers to slice 1
+    assert truth.world_to_data(viewer.dims.point)[1] == 1 and sinogram.world_to_data(viewer.dims.point)[0] == 1
