@@ -132,6 +132,15 @@ def test_local_cluster_listens_on_loopback_only_without_dashboard(cluster, clien
                 urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=5)
 
 
+def _malloc_trim_threshold():
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_local_cluster_workers_keep_glibc_adaptive_mmap_threshold(client):
+    # Dask's default MALLOC_TRIM_THRESHOLD_ doubled the time of a RED-PSM slice.
+    assert set(client.run(_malloc_trim_threshold).values()) == {None}
+
+
 def test_corrupt_file_fails_alone_and_cli_exits_nonzero(scans, tmp_path, capsys):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
