@@ -54,10 +54,8 @@ def _add_simulate(sub):
 def _run_simulate(args):
     from .io import save_measurements
     from .simulate import simulate
-    from .volumes import simulate_volume
 
-    volume_options = {} if args.slices is None else {"slices": args.slices}
-    measurements = (simulate_volume if args.slices is not None else simulate)(
+    measurements = simulate(
         args.phantom,
         frames=args.frames,
         size=args.size,
@@ -70,7 +68,7 @@ def _run_simulate(args):
         mask_pattern=args.mask_pattern,
         center_lines=args.center_lines,
         coils=args.coils,
-        **volume_options,
+        slices=args.slices,
     )
     save_measurements(args.output, measurements)
     shape = measurements.data.shape

@@ -258,6 +258,7 @@ def simulate(
     coils: int = 1,
     detector_spacing: float = 1.0,
     n_detectors: int | None = None,
+    slices: int | None = None,
 ) -> Measurements:
     """Simulate a dynamic acquisition of a built-in phantom (``imaging simulate``).
 
@@ -282,14 +283,23 @@ def simulate(
         MRI: number of coils; more than one uses :func:`synthetic_coil_maps`.
     detector_spacing, n_detectors :
         Tomography detector geometry (bin width in pixels, bins; default ``N`` bins).
+    slices : int, optional
+        Simulate a dynamic volume of this many slices ``Z`` instead: the phantom is
+        :func:`imaging.phantoms.volume`, every slice is measured with the same schedule
+        (tomography: the same view angles, one detector row per slice; MRI: the same k-t
+        mask) and the noise is relative to the whole volume's full data
+        (:func:`imaging.volumes.simulate_volume_tomography`,
+        :func:`imaging.volumes.simulate_volume_mri`).
 
     Returns
     -------
     Measurements
-        With ``ground_truth`` (P, N, N) float32 and ``noise_std``.
+        With ``ground_truth`` (P, N, N) float32 and ``noise_std``; for ``slices``,
+        ``image_shape`` (Z, N, N) and ``ground_truth`` (P, Z, N, N).
     """
-    from .phantoms import get_phantom
+    from .phantoms import get_phantom, volume
     from .schedules import kt_mask, view_angles
+    from .volumes import simulate_volume_mri, simulate_volume_tomography
 
     if modality is None:
         modality = "mri" if phantom == "cardiac" else "tomography"
@@ -297,12 +307,17 @@ def simulate(
         raise ValueError(f"modality must be 'tomography' or 'mri', got {modality!r}")
     if isinstance(coils, bool) or not isinstance(coils, (int, np.integer)) or coils < 1:
         raise ValueError(f"coils must be a positive integer, got {coils!r}")
-    images = get_phantom(phantom)(frames=frames, size=size, seed=seed)
+    if slices is None:
+        images = get_phantom(phantom)(frames=frames, size=size, seed=seed)
+        measure_tomography, measure_mri = simulate_tomography, simulate_mri
+    else:
+        images = volume(phantom, frames=frames, size=size, slices=slices, seed=seed)
+        measure_tomography, measure_mri = simulate_volume_tomography, simulate_volume_mri
     if modality == "tomography":
         angles = view_angles(schedule, frames, views_per_frame, seed=seed)
-        return simulate_tomography(
+        return measure_tomography(
             images, angles, noise=noise, seed=seed, detector_spacing=detector_spacing, n_detectors=n_detectors
         )
     mask = kt_mask(mask_pattern, frames, (size, size), lines_per_frame, center_lines=center_lines, seed=seed)
     coil_maps = synthetic_coil_maps(coils, (size, size)) if coils > 1 else None
-    return simulate_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed)
+    return measure_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed)

@@ -348,31 +348,11 @@ def simulate_volume_mri(volume, mask, coil_maps=None, noise: float = 5e-3, seed:
     )
 
 
-def simulate_volume(
-    phantom: str,
-    frames: int = 64,
-    size: int = 128,
-    slices: int = 8,
-    modality: str | None = None,
-    views_per_frame: int = 1,
-    schedule: str = "bit-reversal",
-    noise: float = 5e-3,
-    seed: int = 0,
-    lines_per_frame: int = 8,
-    mask_pattern: str = "variable-density",
-    center_lines: int = 4,
-    coils: int = 1,
-    detector_spacing: float = 1.0,
-    n_detectors: int | None = None,
-) -> Measurements:
+def simulate_volume(phantom: str, frames: int = 64, size: int = 128, slices: int = 8, **options) -> Measurements:
     """Simulate a dynamic volume acquisition of a built-in phantom (``imaging simulate --slices``).
 
-    The phantom is :func:`imaging.phantoms.volume` ``(phantom, frames, size, slices,
-    seed)``; every slice is measured with the same schedule (tomography: the same view
-    angles, one detector row per slice; MRI: the same k-t mask) and the noise is relative
-    to the whole volume's full data (see :func:`simulate_volume_tomography` and
-    :func:`simulate_volume_mri`). The other parameters are those of
-    :func:`imaging.simulate.simulate`.
+    The same as :func:`imaging.simulate.simulate` with ``slices`` (see there; ``options``
+    are its other parameters).
 
     Returns
     -------
@@ -380,25 +360,9 @@ def simulate_volume(
         A volume with ``image_shape`` (Z, N, N), ``ground_truth`` float32 (P, Z, N, N)
         and ``noise_std``.
     """
-    from .phantoms import volume as volume_phantom
-    from .schedules import kt_mask, view_angles
-    from .simulate import synthetic_coil_maps
+    from .simulate import simulate
 
-    if modality is None:
-        modality = "mri" if phantom == "cardiac" else "tomography"
-    if modality not in ("tomography", "mri"):
-        raise ValueError(f"modality must be 'tomography' or 'mri', got {modality!r}")
-    if isinstance(coils, bool) or not isinstance(coils, (int, np.integer)) or coils < 1:
-        raise ValueError(f"coils must be a positive integer, got {coils!r}")
-    images = volume_phantom(phantom, frames=frames, size=size, slices=slices, seed=seed)
-    if modality == "tomography":
-        angles = view_angles(schedule, frames, views_per_frame, seed=seed)
-        return simulate_volume_tomography(
-            images, angles, noise=noise, seed=seed, detector_spacing=detector_spacing, n_detectors=n_detectors
-        )
-    mask = kt_mask(mask_pattern, frames, (size, size), lines_per_frame, center_lines=center_lines, seed=seed)
-    coil_maps = synthetic_coil_maps(coils, (size, size)) if coils > 1 else None
-    return simulate_volume_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed)
+    return simulate(phantom, frames=frames, size=size, slices=slices, **options)
 
 
 __all__ = [
