@@ -111,8 +111,11 @@ def comparison_figure(truth, reconstructions: dict, history: list, path) -> None
         ax = axes[r, -1]
         ax.imshow(volume[:, row, :].T, cmap="gray", vmin=vmin, vmax=vmax, aspect="auto")
         ax.set_title(f"x-t profile, row {row}" if r == 0 else "")
-        ax.set_xlabel("frame")
         ax.set_yticks([])
+        if r == len(rows) - 1:
+            ax.set_xlabel("frame")
+        else:
+            ax.tick_params(labelbottom=False)
     for ax in axes[0, :-1]:
         ax.axhline(row, color="tab:red", lw=0.6)
     fig.subplots_adjust(bottom=0.3)

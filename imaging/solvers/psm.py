@@ -434,7 +434,10 @@ class PSMFamilySolver(Solver):
         super().__init__(measurements, params, device)
         n_frames = measurements.n_frames
         if params.interpolation != "direct" and params.knots > n_frames:
-            raise ParameterError(f"knots must be at most the number of frames ({n_frames}), got {params.knots}")
+            raise ParameterError(
+                f"knots must be at most the number of frames ({n_frames}), got {params.knots}; "
+                f"for so few frames set e.g. knots={n_frames} order={max(0, min(params.order, n_frames - 1))}"
+            )
         if params.interpolation == "direct" and params.order + 1 > n_frames:
             raise ParameterError(f"order K+1 = {params.order + 1} exceeds the number of frames ({n_frames})")
         self.init_method = (
