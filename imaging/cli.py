@@ -260,14 +260,16 @@ def _add_evaluate(sub):
 def _run_evaluate(args):
     from . import metrics
     from .io import load_reconstruction
+    from .volumes import evaluate_volume
 
     reference = _load_reference(args.reference)
+    score = evaluate_volume if reference.ndim == 4 else metrics.evaluate
     rows = {}
     for path in args.reconstructions:
         estimate = load_reconstruction(path).reconstruction
         if estimate.shape != reference.shape:
             raise CommandError(f"{path} has shape {estimate.shape} but the reference has {reference.shape}")
-        rows[path] = metrics.evaluate(estimate, reference)
+        rows[path] = score(estimate, reference)
     print(metrics.format_table(rows))
     if args.json:
         _write_text_atomic(Path(args.json), json.dumps(rows, indent=2) + "\n")

@@ -7,6 +7,7 @@ import pytest
 
 from imaging import load_measurements, load_reconstruction, save_measurements
 from imaging.cli import EXIT_BAD_INPUT, main
+from imaging.metrics import psnr
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +169,11 @@ def test_volume_simulate_and_reconstruct(tmp_path):
     single = imaging_reconstruct(m.slice(1), "fbp-window").reconstruction
     np.testing.assert_allclose(volume[:, 1], single, rtol=1e-6, atol=1e-6)
     assert not list(tmp_path.glob("*.ckpt*"))
+    scores = tmp_path / "scores.json"
+    assert main(["evaluate", str(out), "--reference", str(path), "--json", str(scores)]) == 0
+    volume_psnr = json.loads(scores.read_text())[str(out)]["psnr"]
+    # PSNR is pointwise: the volume scores as the (P, Z*N, N) stack of its frames.
+    assert volume_psnr == pytest.approx(psnr(volume.reshape(4, 48, 16), m.ground_truth.reshape(4, 48, 16)))
 
 
 def imaging_reconstruct(measurements, method):
