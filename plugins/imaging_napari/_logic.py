@@ -344,11 +344,15 @@ METRICS = ("psnr", "psnr_frame_mean", "ssim", "mae", "hfen")
 def compare(reference, candidates: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """Score reconstructions against a reference.
 
+    Frame stacks are scored by :func:`imaging.metrics.evaluate`, time-varying volumes by
+    :func:`imaging.volumes.evaluate_volume`; a volume's per-frame PSNR is that of each
+    time frame's whole (Z, N, N) volume, as in its ``psnr_frame_mean``.
+
     Parameters
     ----------
-    reference : array_like, shape (P, N, N)
+    reference : array_like, shape (P, N, N) or (P, Z, N, N)
     candidates : mapping
-        Layer name -> (P, N, N) array.
+        Layer name -> array of the reference's shape.
 
     Returns
     -------
@@ -360,24 +364,41 @@ def compare(reference, candidates: Mapping[str, Any]) -> tuple[list[dict[str, An
     Raises
     ------
     InputError
-        When a candidate's shape differs from the reference's.
+        When the reference is not a stack or a volume, or a candidate's shape differs
+        from the reference's (which includes a volume compared with a stack).
     """
     from imaging import metrics
+    from imaging.volumes import evaluate_volume
 
-    reference = as_image_stack(reference, "the reference")
+    reference = as_image_stack(reference, "the reference", volumes=True)
+    evaluate = evaluate_volume if reference.ndim == 4 else metrics.evaluate
+    # PSNR is pointwise, so a (P, Z, N, N) volume's frames may be scored as P (Z*N, N)
+    # images; the same reshape leaves a (P, N, N) stack as it is.
+    frames_shape = (len(reference), -1, reference.shape[-1])
     rows, frame_psnr = [], {}
     for name, data in candidates.items():
         estimate = np.asarray(data, dtype=np.float32)
         if estimate.shape != reference.shape:
             raise InputError(f"{name!r} has shape {estimate.shape} but the reference has {reference.shape}")
-        scores = metrics.evaluate(estimate, reference)
+        scores = evaluate(estimate, reference)
         rows.append({"name": name, **{key: float(scores[key]) for key in METRICS}})
-        frame_psnr[name] = np.asarray(metrics.psnr_frames(estimate, reference), dtype=float)
+        per_frame = metrics.psnr_frames(estimate.reshape(frames_shape), reference.reshape(frames_shape))
+        frame_psnr[name] = np.asarray(per_frame, dtype=float)
     return rows, frame_psnr
 
 
 def convergence_curves(history: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-iteration curves of a run's history, for plotting.
+
+    A volume's history holds the runs of all its slices, each entry tagged with its
+    ``"slice"``; only slice 0's entries are kept, since every slice's iterations start
+    again at 1 and the slices joined would not make one curve.
+
+    Parameters
+    ----------
+    history : list of dict
+        Per-iteration entries with ``"iteration"``, and ``"data_residual"``, ``"psnr"``
+        and ``"slice"`` where known.
 
     Returns
     -------
@@ -385,9 +406,10 @@ def convergence_curves(history: list[dict[str, Any]]) -> dict[str, tuple[np.ndar
         ``"data_residual"`` and, when the run knew a ground truth, ``"psnr"``:
         (iterations, values) float arrays; keys whose values are missing are left out.
     """
+    first_slice = [entry for entry in history if entry.get("slice", 0) == 0]
     curves = {}
     for key in ("data_residual", "psnr"):
-        points = [(entry["iteration"], entry[key]) for entry in history if key in entry]
+        points = [(entry["iteration"], entry[key]) for entry in first_slice if key in entry]
         if points:
             iterations, values = zip(*points)
             curves[key] = (np.asarray(iterations, dtype=float), np.asarray(values, dtype=float))

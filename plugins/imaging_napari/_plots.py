@@ -49,13 +49,18 @@ def plot_comparison(
     figure : Figure
         Cleared and redrawn.
     frame_psnr : mapping
-        Layer name -> per-frame PSNR (P,) in dB.
+        Layer name -> per-frame PSNR (P,) in dB (for a volume, of each frame's whole (Z, N, N)).
     histories : mapping, optional
         Layer name -> run history (list of per-iteration dicts with ``iteration`` and
-        ``data_residual``, and ``psnr`` when the run knew the ground truth).
+        ``data_residual``, and ``psnr`` when the run knew the ground truth); a volume's
+        history (entries tagged with ``slice``) is drawn for slice 0, labelled "z = 0".
     """
-    curves = {name: convergence_curves(history) for name, history in (histories or {}).items()}
-    curves = {name: found for name, found in curves.items() if found}
+    curves = {}
+    for name, history in (histories or {}).items():
+        found = convergence_curves(history)
+        if found:
+            # A volume's curves are its first slice's (see convergence_curves): the label says so.
+            curves[f"{name} (z = 0)" if any("slice" in entry for entry in history) else name] = found
     with matplotlib.rc_context(DARK_THEME):
         figure.clear()
         rows = 1 + (1 if curves else 0)

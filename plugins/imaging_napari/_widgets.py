@@ -595,15 +595,23 @@ def _widget_value(value, widget):
 
 
 class CompareWidget(_ScrollingContainer):
-    """Score reconstructions against a reference: table, per-frame PSNR and convergence plots."""
+    """Score (T, Y, X) or (T, Z, Y, X) layers against a reference: table, frame PSNR, convergence."""
 
     #: Metric key -> (column header, number format, header tooltip).
     _COLUMNS = {
         "psnr": ("PSNR", "{:.2f}", "volume PSNR in dB, data range max(ref) - min(ref)"),
-        "psnr_frame_mean": ("PSNR/frame", "{:.2f}", "mean over frames of the per-frame PSNR, dB"),
-        "ssim": ("SSIM", "{:.3f}", "structural similarity, mean over frames"),
+        "psnr_frame_mean": (
+            "PSNR/frame",
+            "{:.2f}",
+            "mean over frames of the per-frame PSNR, dB (a volume's frame: all its slices at one time)",
+        ),
+        "ssim": ("SSIM", "{:.3f}", "structural similarity, mean over frames (a volume: also over slices)"),
         "mae": ("MAE", "{:.3g}", "mean absolute error"),
-        "hfen": ("HFEN", "{:.3g}", "high-frequency error norm (LoG-filtered relative error)"),
+        "hfen": (
+            "HFEN",
+            "{:.3g}",
+            "high-frequency error norm (LoG-filtered relative error; a volume: mean over slices)",
+        ),
     }
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -621,7 +629,8 @@ class CompareWidget(_ScrollingContainer):
             name="reconstructions",
             label="to compare",
             choices=self._candidate_names,
-            tooltip="one or more (T, Y, X) layers to score; Ctrl/Shift-click to pick several",
+            tooltip="one or more layers of the reference's shape, (T, Y, X) or (T, Z, Y, X), to score; "
+            "Ctrl/Shift-click to pick several",
         )
         self._candidates.native.setMaximumHeight(110)
         self._run = PushButton(text="Compare")
@@ -649,7 +658,7 @@ class CompareWidget(_ScrollingContainer):
         return self._plot
 
     def _stack_names(self, _widget=None) -> list[str]:
-        return [layer.name for layer in self._viewer.layers if _is_stack(layer)]
+        return [layer.name for layer in self._viewer.layers if _is_stack(layer, volumes=True)]
 
     def _candidate_names(self, _widget=None) -> list[str]:
         return [name for name in self._stack_names() if name != self._reference.value]

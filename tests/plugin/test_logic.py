@@ -220,6 +220,44 @@ def test_convergence_curves_skip_missing_keys():
     np.testing.assert_array_equal(curves["psnr"][0], [2.0])
 
 
+def test_compare_scores_a_volume_like_evaluate_volume():
+    from imaging import metrics
+    from imaging.volumes import evaluate_volume
+
+    rng = np.random.default_rng(0)
+    reference = rng.random((4, 2, 8, 8), dtype=np.float32)
+    estimate = reference + 0.05 * rng.standard_normal(reference.shape).astype(np.float32)
+    [row], frame_psnr = _logic.compare(reference, {"estimate": estimate})
+    expected = evaluate_volume(estimate, reference)
+    assert row == pytest.approx({"name": "estimate", **{key: expected[key] for key in _logic.METRICS}})
+    # Frame t's PSNR is over the whole (Z, Y, X) volume at t, with the 4D reference's data range.
+    data_range = reference.max() - reference.min()
+    mse = np.mean((estimate - reference) ** 2, axis=(1, 2, 3))
+    np.testing.assert_allclose(frame_psnr["estimate"], 10 * np.log10(data_range**2 / mse), rtol=1e-5)
+    assert np.mean(frame_psnr["estimate"]) == pytest.approx(expected["psnr_frame_mean"])
+    assert not np.allclose(frame_psnr["estimate"], metrics.psnr_frames(estimate[:, 0], reference[:, 0]))
+
+
+@pytest.mark.parametrize(
+    "reference, candidate",
+    [((4, 2, 8, 8), (4, 3, 8, 8)), ((4, 2, 8, 8), (4, 8, 8)), ((4, 8, 8), (4, 2, 8, 8))],
+    ids=["slices", "stack-vs-volume", "volume-vs-stack"],
+)
+def test_compare_rejects_volumes_of_another_shape(reference, candidate):
+    with pytest.raises(_logic.InputError, match=rf"'other' has shape \({candidate[0]}, .* but the reference has"):
+        _logic.compare(np.ones(reference), {"other": np.ones(candidate)})
+
+
+def test_convergence_curves_of_a_volume_are_slice_0s():
+    history = [{"slice": z, "iteration": i, "data_residual": 0.5**i + z} for z in range(2) for i in (1, 2, 3)]
+    curves = _logic.convergence_curves(history)
+    np.testing.assert_array_equal(curves["data_residual"][0], [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(curves["data_residual"][1], [0.5, 0.25, 0.125])
+    figure = _plots.new_figure()
+    _plots.plot_comparison(figure, {"volume": np.ones(4)}, {"volume": history})
+    assert [line.get_label() for line in figure.axes[1].lines] == ["volume (z = 0) residual"]
+
+
 def test_plots_draw_one_line_per_curve():
     figure = _plots.new_figure()
     histories = {"a": [{"iteration": 1, "data_residual": 0.5}, {"iteration": 2, "data_residual": 0.2}]}

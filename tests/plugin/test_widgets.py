@@ -14,6 +14,7 @@ import pytest
 from imaging import metrics
 from imaging.solvers import METHODS
 from imaging_napari._layers import MEASUREMENTS_KEY, RESULT_KEY, measurement_layer
+from imaging_napari._logic import METRICS
 
 pytestmark = pytest.mark.gui
 
@@ -306,6 +307,34 @@ def test_cancelling_a_volume_keeps_the_finished_slices(make_napari_viewer_proxy,
     assert len([entry for entry in history if entry["slice"] == 0]) == 20
     assert float(np.abs(result.data[:, 1]).max()) > 0 and not result.data[:, 2].any()
     assert "1 of 3 slices finished" in reconstruct.status.value
+
+
+def test_compare_scores_volumes_and_refuses_a_stack_against_a_volume(
+    make_napari_viewer_proxy, nothreads, landweber, notifications
+):
+    from imaging.volumes import evaluate_volume
+
+    viewer = make_napari_viewer_proxy()
+    measurement = _simulated_volume(viewer, frames=8, size=8)
+    reconstruct = _dock(viewer, "Reconstruct")
+    reconstruct.measurement.value = measurement.name
+    _choose_method(reconstruct, landweber.name, max_iter=3)
+    reconstruct.run()
+    [result] = _results(viewer)
+    truth = viewer.layers["walnut volume"].data
+    viewer.add_image(truth[:, 0], name="slice 0")
+    compare = _dock(viewer, "Compare reconstructions")
+    compare.select("walnut volume", [result.name])
+    [row] = compare.compare()
+    expected = evaluate_volume(result.data, truth)
+    assert row == pytest.approx({"name": result.name, **{key: expected[key] for key in METRICS}})
+    assert compare.table.shape == (1, 5)
+    frames_axis, residual_axis = compare.plot.figure.axes[:2]
+    assert len(frames_axis.lines[0].get_ydata()) == 8  # one PSNR per time frame, over both slices
+    assert residual_axis.lines[0].get_label() == f"{result.name} (z = 0) residual"
+    compare.select("walnut volume", [result.name, "slice 0"])
+    assert compare.compare() is None
+    assert notifications()[-1] == "Cannot compare: 'slice 0' has shape (8, 8, 8) but the reference has (8, 2, 8, 8)"
 
 
 def test_volume_files_open_as_4d_layers_in_the_viewer(make_napari_viewer_proxy, tmp_path, tomography_volume):
