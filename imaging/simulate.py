@@ -76,6 +76,26 @@ def _project_all_angles(images, angles, n_detectors, detector_spacing):
     return sinogram, full_peak
 
 
+def frame_angles(angles, n_frames: int) -> np.ndarray:
+    """View angles as a float64 (P, V) array, or ``ValueError`` saying what is wrong.
+
+    Parameters
+    ----------
+    angles : array_like, shape (P, V) or (P,)
+        View angles per frame in radians.
+    n_frames : int
+        The number of frames ``P`` the angles must match.
+    """
+    angles = np.asarray(angles, dtype=np.float64)
+    if angles.ndim == 1:
+        angles = angles[:, None]
+    if angles.ndim != 2 or angles.shape[0] != n_frames or angles.shape[1] < 1:
+        raise ValueError(f"angles must have shape (P, V) with P = {n_frames} frames, got {angles.shape}")
+    if not np.all(np.isfinite(angles)):
+        raise ValueError("angles contain NaN or infinite values")
+    return angles
+
+
 def simulate_tomography(
     images,
     angles,
@@ -112,15 +132,7 @@ def simulate_tomography(
     """
     images = _check_images(images, square=True)
     noise = _check_noise(noise)
-    angles = np.asarray(angles, dtype=np.float64)
-    if angles.ndim == 1:
-        angles = angles[:, None]
-    if angles.ndim != 2 or angles.shape[0] != images.shape[0] or angles.shape[1] < 1:
-        raise ValueError(
-            f"angles must have shape (P, V) with P = {images.shape[0]} frames, got {angles.shape}"
-        )
-    if not np.all(np.isfinite(angles)):
-        raise ValueError("angles contain NaN or infinite values")
+    angles = frame_angles(angles, images.shape[0])
     size = images.shape[1]
     n_detectors = size if n_detectors is None else int(n_detectors)
     if n_detectors < 1:

@@ -267,15 +267,11 @@ def simulate_volume_tomography(
         A volume: ``sinogram`` float32 (P, V, Z, D), ``angles`` (P, V), ``image_shape``
         (Z, N, N), ``ground_truth`` float32 (P, Z, N, N), ``noise_std`` absolute.
     """
-    from .simulate import simulate_tomography
+    from .simulate import frame_angles, simulate_tomography
 
     volume = _check_volume(volume)
     frames, n_slices = volume.shape[:2]
-    angles = np.asarray(angles, dtype=np.float64)
-    if angles.ndim == 1:
-        angles = angles[:, None]
-    if angles.ndim != 2 or angles.shape[0] != frames:
-        raise ValueError(f"angles must have shape (P, V) with P = {frames} frames, got {angles.shape}")
+    angles = frame_angles(angles, frames)
     stacked = simulate_tomography(
         _slices_as_frames(volume),
         np.tile(angles, (n_slices, 1)),
