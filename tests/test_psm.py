@@ -51,13 +51,7 @@ def _tomography(images, views=1, noise=0.0):
     )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These problems are tiny: one thread avoids thread start-up costs on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 # -- the model -----------------------------------------------------------------------------

@@ -14,13 +14,7 @@ from imaging.simulate import simulate
 SMALL = {"order": 3, "knots": 4, "init_knots": 4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These problems are tiny: one thread avoids thread start-up costs on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")
