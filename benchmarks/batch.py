@@ -3,9 +3,9 @@
 Simulates a dynamic walnut volume (default 8 slices of N=128, P=128 frames, one view per
 frame, bit-reversal, noise 5e-3), then reconstructs every slice
 
-1. in a single-process loop (:func:`imaging.volumes.reconstruct_volume`, PyTorch using
+1. in a single-process loop (:func:`imaging.reconstruct`, PyTorch using
    every core),
-2. with :func:`imaging.batch.reconstruct_many` on a local cluster of 1 worker (PyTorch
+2. with :func:`imaging.run.batch.reconstruct_many` on a local cluster of 1 worker (PyTorch
    using every core in that worker),
 3. the same on 2 workers (cores split between them),
 
@@ -54,12 +54,12 @@ def run_cluster(workers: int, volume_path: Path, output: Path, method: str, pres
     """Batch the volume's slices on a fresh local cluster; returns timings and the result."""
     from distributed import Client
 
-    from imaging.batch import make_local_cluster, reconstruct_many
+    from imaging.run.batch import make_local_cluster, reconstruct_many
     from imaging.io import load_reconstruction
 
     start = time.perf_counter()
     with make_local_cluster(n_workers=workers) as cluster, Client(cluster) as client:
-        client.run(lambda: __import__("imaging.batch"))  # workers import torch, astra, imaging
+        client.run(lambda: __import__("imaging.run.batch"))  # workers import torch, astra, imaging
         started = time.perf_counter() - start
         overhead = scheduler_overhead(client)
         start = time.perf_counter()
@@ -108,10 +108,11 @@ def main(argv=None) -> int:
 
     import torch
 
-    from imaging.batch import available_cores
+    from imaging.run.batch import available_cores
     from imaging.io import save_measurements
     from imaging.solvers import get_solver
-    from imaging.volumes import reconstruct_volume, simulate_volume
+    from imaging.run import reconstruct
+    from imaging.simulate import simulate_volume
 
     if preset is not None and preset not in get_solver(args.method).presets:
         preset = None  # a method without that preset runs with its defaults
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
         print(f"single-process loop ({cores} torch threads)", flush=True)
         torch.set_num_threads(cores)
         start = time.perf_counter()
-        loop = reconstruct_volume(measurements, args.method, preset=preset)
+        loop = reconstruct(measurements, args.method, preset=preset)
         loop_wall = time.perf_counter() - start
 
         runs = {}
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
     differences = {w: float(np.max(np.abs(r["reconstruction"] - loop.reconstruction))) for w, r in runs.items()}
     psnr = ""
     if measurements.ground_truth is not None:
-        from imaging.volumes import evaluate_volume
+        from imaging.metrics import evaluate_volume
 
         psnr = f"{evaluate_volume(loop.reconstruction, measurements.ground_truth)['psnr']:.2f} dB"
 

@@ -1,16 +1,18 @@
 """imaging: dynamic tomography and dynamic MRI reconstruction with RED-PSM.
 
-Flat public API (DESIGN.md section 6)::
+Flat public API (docs/design.md, "Python API")::
 
     import imaging
     m = imaging.load_measurements("walnut.npz")
     result = imaging.reconstruct(m, method="red-psm", callback=None)
-    result.reconstruction          # numpy (P, N, N)
+    result.reconstruction          # numpy (P, N, N), or (P, Z, N, N) for a volume
 """
 
 from .io import load_measurements, load_reconstruction, save_measurements, save_reconstruction
 from .measurements import MeasurementError, Measurements
-from .solvers import METHODS, ParameterError, ReconstructionResult, iterate, reconstruct
+from .results import ReconstructionResult
+from .run import IterationInfo, iterate, reconstruct
+from .solvers import METHODS, ParameterError, get_solver
 
 __version__ = "0.1.0"
 
@@ -19,7 +21,9 @@ __all__ = [
     "MeasurementError",
     "ParameterError",
     "METHODS",
+    "IterationInfo",
     "ReconstructionResult",
+    "get_solver",
     "load_measurements",
     "save_measurements",
     "load_reconstruction",

@@ -268,7 +268,7 @@ class Measurements:
         if self.is_volume:
             raise MeasurementError(
                 f"these measurements are a volume of {self.n_slices} slices; build the operator of one "
-                "slice with .slice(z).operator(), or reconstruct with imaging.volumes.reconstruct_volume"
+                "slice with .slice(z).operator(), or reconstruct the volume with imaging.reconstruct"
             )
 
         if self.modality == "tomography":

@@ -305,3 +305,34 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
         cells = [str(name), *(_format_value(key, metrics[key]) if key in metrics else "-" for key in columns)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def evaluate_volume(reconstruction: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """The metrics of :func:`imaging.metrics.evaluate` for a (P, Z, N, N) volume.
+
+    ``psnr`` is computed over the whole 4D volume (data range max - min of the whole
+    reference, the paper's convention extended to volumes) and ``psnr_frame_mean`` over
+    the time frames, each frame being the whole (Z, N, N) volume at that time; the other
+    metrics (SSIM, MAE, HFEN) are means over slices of the 2D+time metrics.
+
+    Parameters
+    ----------
+    reconstruction, reference : numpy.ndarray
+        Real (P, Z, N, N) arrays of equal shape.
+    """
+    reconstruction = np.asarray(reconstruction, dtype=np.float32)
+    reference = np.asarray(reference, dtype=np.float32)
+    if reconstruction.ndim != 4 or reconstruction.shape != reference.shape:
+        raise ValueError(
+            f"evaluate_volume needs two (P, Z, N, N) arrays of equal shape, got {reconstruction.shape} "
+            f"and {reference.shape}"
+        )
+    frames, n_slices, height, width = reference.shape
+    per_slice = [evaluate(reconstruction[:, z], reference[:, z]) for z in range(n_slices)]
+    scores = {name: float(np.mean([s[name] for s in per_slice])) for name in per_slice[0]}
+    # PSNR is pointwise, so the (P, Z, N, N) volume may be laid out as P frames of (Z*N, N).
+    flat_reconstruction = reconstruction.reshape(frames, n_slices * height, width)
+    flat_reference = reference.reshape(frames, n_slices * height, width)
+    scores["psnr"] = float(psnr(flat_reconstruction, flat_reference))
+    scores["psnr_frame_mean"] = float(np.mean(psnr_frames(flat_reconstruction, flat_reference)))
+    return scores

@@ -300,8 +300,8 @@ def simulate(
         :func:`imaging.phantoms.volume`, every slice is measured with the same schedule
         (tomography: the same view angles, one detector row per slice; MRI: the same k-t
         mask) and the noise is relative to the whole volume's full data
-        (:func:`imaging.volumes.simulate_volume_tomography`,
-        :func:`imaging.volumes.simulate_volume_mri`).
+        (:func:`imaging.simulate.simulate_volume_tomography`,
+        :func:`imaging.simulate.simulate_volume_mri`).
 
     Returns
     -------
@@ -311,7 +311,6 @@ def simulate(
     """
     from .phantoms import get_phantom, volume
     from .schedules import kt_mask, view_angles
-    from .volumes import simulate_volume_mri, simulate_volume_tomography
 
     if modality is None:
         modality = "mri" if phantom == "cardiac" else "tomography"
@@ -333,3 +332,142 @@ def simulate(
     mask = kt_mask(mask_pattern, frames, (size, size), lines_per_frame, center_lines=center_lines, seed=seed)
     coil_maps = synthetic_coil_maps(coils, (size, size)) if coils > 1 else None
     return measure_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed)
+
+
+# -- time-varying volumes (P, Z, N, N), measured slice by slice ---------------------------
+def _check_volume(volume) -> np.ndarray:
+    volume = np.asarray(volume)
+    if volume.ndim != 4 or min(volume.shape) < 1:
+        raise ValueError(f"volume must have shape (P, Z, N, N), got {volume.shape}")
+    return volume
+
+
+def _slices_as_frames(volume: np.ndarray) -> np.ndarray:
+    """(P, Z, H, W) -> (Z * P, H, W), slice-major: frames of slice 0, then slice 1, ..."""
+    frames, n_slices, height, width = volume.shape
+    return np.ascontiguousarray(volume.transpose(1, 0, 2, 3)).reshape(n_slices * frames, height, width)
+
+
+def _frames_as_slices(stack: np.ndarray, n_slices: int) -> np.ndarray:
+    """Inverse of :func:`_slices_as_frames` on the leading axis: (Z * P, ...) -> (P, Z, ...)."""
+    per_slice = stack.reshape(n_slices, stack.shape[0] // n_slices, *stack.shape[1:])
+    return np.ascontiguousarray(np.swapaxes(per_slice, 0, 1))
+
+
+def simulate_volume_tomography(
+    volume,
+    angles,
+    noise: float = 5e-3,
+    seed: int = 0,
+    detector_spacing: float = 1.0,
+    n_detectors: int | None = None,
+) -> Measurements:
+    """Dynamic parallel-beam projections of a time-varying volume, slice by slice.
+
+    Every slice is measured at the same angles ``angles[p]`` at time p (one detector row
+    per slice). The noise is i.i.d. Gaussian with std ``noise`` times the maximum of the
+    full (all-angle) projection data of the *whole volume*, so every slice carries the
+    same absolute noise level (:func:`imaging.simulate.simulate_tomography` applied to
+    the Z * P frames of all slices at once).
+
+    Parameters
+    ----------
+    volume : array_like, shape (P, Z, N, N)
+        Real time-varying volume.
+    angles : array_like, shape (P, V) or (P,)
+        View angles per frame in radians, shared by all slices.
+    noise, seed, detector_spacing, n_detectors :
+        As :func:`imaging.simulate.simulate_tomography`.
+
+    Returns
+    -------
+    Measurements
+        A volume: ``sinogram`` float32 (P, V, Z, D), ``angles`` (P, V), ``image_shape``
+        (Z, N, N), ``ground_truth`` float32 (P, Z, N, N), ``noise_std`` absolute.
+    """
+    volume = _check_volume(volume)
+    frames, n_slices = volume.shape[:2]
+    angles = frame_angles(angles, frames)
+    stacked = simulate_tomography(
+        _slices_as_frames(volume),
+        np.tile(angles, (n_slices, 1)),
+        noise=noise,
+        seed=seed,
+        detector_spacing=detector_spacing,
+        n_detectors=n_detectors,
+    )
+    # (Z*P, V, D) -> (P, Z, V, D) -> (P, V, Z, D)
+    sinogram = np.ascontiguousarray(_frames_as_slices(stacked.sinogram, n_slices).transpose(0, 2, 1, 3))
+    return Measurements(
+        modality="tomography",
+        image_shape=(n_slices, *stacked.image_shape),
+        sinogram=sinogram,
+        angles=angles,
+        detector_spacing=stacked.detector_spacing,
+        ground_truth=_frames_as_slices(stacked.ground_truth, n_slices),
+        noise_std=stacked.noise_std,
+    )
+
+
+def simulate_volume_mri(volume, mask, coil_maps=None, noise: float = 5e-3, seed: int = 0) -> Measurements:
+    """Undersampled multi-slice Cartesian k-space of a time-varying volume.
+
+    The noise is circular complex Gaussian with ``E|n|^2 = sigma^2``, ``sigma = noise``
+    times the maximum of the fully sampled k-space of the *whole volume* (every frame,
+    slice and coil), on the sampled entries only (:func:`imaging.simulate.simulate_mri`
+    applied to the Z * P frames of all slices at once).
+
+    Parameters
+    ----------
+    volume : array_like, shape (P, Z, H, W)
+        Real time-varying volume.
+    mask : array_like bool, shape (P, H, W) or (P, Z, H, W)
+        Sampled k-space locations per frame, shared by all slices or per slice.
+    coil_maps : array_like complex, shape (C, H, W), optional
+        Coil sensitivities shared by all slices; one unit coil when omitted.
+    noise, seed :
+        As :func:`imaging.simulate.simulate_mri`.
+
+    Returns
+    -------
+    Measurements
+        A volume: ``kspace`` complex64 (P, Z, C, H, W), ``mask`` as given, ``image_shape``
+        (Z, H, W), ``ground_truth`` float32 (P, Z, H, W), ``noise_std`` = sigma.
+    """
+    volume = _check_volume(volume)
+    frames, n_slices, height, width = volume.shape
+    mask = np.asarray(mask)
+    if mask.shape == (frames, height, width):
+        per_frame_mask = np.tile(mask, (n_slices, 1, 1))
+    elif mask.shape == (frames, n_slices, height, width):
+        per_frame_mask = _slices_as_frames(mask)
+    else:
+        raise ValueError(
+            f"mask must have shape {(frames, height, width)} (shared by all slices) or "
+            f"{(frames, n_slices, height, width)} (per slice), got {mask.shape}"
+        )
+    stacked = simulate_mri(_slices_as_frames(volume), per_frame_mask, coil_maps=coil_maps, noise=noise, seed=seed)
+    return Measurements(
+        modality="mri",
+        image_shape=(n_slices, height, width),
+        kspace=_frames_as_slices(stacked.kspace, n_slices),
+        mask=stacked.mask[:frames] if mask.ndim == 3 else _frames_as_slices(stacked.mask, n_slices),
+        coil_maps=stacked.coil_maps,
+        ground_truth=_frames_as_slices(stacked.ground_truth, n_slices),
+        noise_std=stacked.noise_std,
+    )
+
+
+def simulate_volume(phantom: str, frames: int = 64, size: int = 128, slices: int = 8, **options) -> Measurements:
+    """Simulate a dynamic volume acquisition of a built-in phantom (``imaging simulate --slices``).
+
+    The same as :func:`imaging.simulate.simulate` with ``slices`` (see there; ``options``
+    are its other parameters).
+
+    Returns
+    -------
+    Measurements
+        A volume with ``image_shape`` (Z, N, N), ``ground_truth`` float32 (P, Z, N, N)
+        and ``noise_std``.
+    """
+    return simulate(phantom, frames=frames, size=size, slices=slices, **options)

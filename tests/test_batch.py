@@ -12,7 +12,7 @@ distributed = pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
 
 from imaging import load_reconstruction, reconstruct, save_measurements, save_reconstruction  # noqa: E402
-from imaging.batch import (  # noqa: E402
+from imaging.run.batch import (  # noqa: E402
     SUMMARY_NAME,
     WORK_DIR_NAME,
     BatchError,
@@ -25,7 +25,9 @@ from imaging.cli import main  # noqa: E402
 from imaging.metrics import evaluate  # noqa: E402
 from imaging.simulate import simulate_tomography  # noqa: E402
 from imaging.solvers import METHODS, Solver, SolverParams, param, register  # noqa: E402
-from imaging.volumes import evaluate_volume, reconstruct_volume, simulate_volume_tomography  # noqa: E402
+from imaging.metrics import evaluate_volume  # noqa: E402
+from imaging.run import reconstruct  # noqa: E402
+from imaging.simulate import simulate_volume_tomography  # noqa: E402
 
 FRAMES, SIZE, SLICES = 6, 24, 3
 METHOD = "fbp-window"
@@ -201,7 +203,7 @@ def test_volume_slices_run_as_tasks_and_assemble(client, cluster, scans, tmp_pat
     assert result.reconstruction.shape == (FRAMES, SLICES, SIZE, SIZE)
     from imaging import load_measurements
 
-    expected = reconstruct_volume(load_measurements(volume_path), METHOD)
+    expected = reconstruct(load_measurements(volume_path), METHOD)
     np.testing.assert_array_equal(result.reconstruction, expected.reconstruction)
     assert sorted({entry["slice"] for entry in result.history}) == list(range(SLICES))
     assert rows["volume.h5"]["metrics"]["psnr"] == pytest.approx(

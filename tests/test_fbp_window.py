@@ -8,7 +8,8 @@ import imaging.solvers
 from imaging import metrics
 from imaging.measurements import Measurements
 from imaging.operators import DynamicMRI, DynamicTomography, disk_mask
-from imaging.solvers import METHODS, ParameterError, reconstruct
+from imaging import reconstruct
+from imaging.solvers import METHODS, ParameterError
 from imaging.solvers.fbp_window import FBPWindow, angular_weights, filter_views, window_starts
 
 N = 48
@@ -214,7 +215,7 @@ def test_registered_and_driven_by_the_runner():
     images = _static_phantom(n=24, frames=frames)
     m = _tomography(images, _shuffled_angles(frames))
     seen = []
-    result = imaging.solvers.reconstruct(m, method="fbp-window", callback=seen.append, max_iter=3)
+    result = imaging.reconstruct(m, method="fbp-window", callback=seen.append, max_iter=3)
     assert len(seen) == 1 and result.stop_reason == "converged"  # one step computes everything
     assert result.method == "fbp-window" and result.params["window"] == 0 and result.params["filter"] == "ramp"
     assert {"data_residual", "psnr", "psnr_frame_mean", "ssim"} <= set(result.history[0])

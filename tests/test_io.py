@@ -17,7 +17,7 @@ from imaging.io import (
     save_reconstruction,
 )
 from imaging.measurements import MeasurementError, Measurements
-from imaging.solvers.runner import ReconstructionResult
+from imaging.results import ReconstructionResult
 
 RNG = np.random.default_rng(0)
 

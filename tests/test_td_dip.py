@@ -6,7 +6,8 @@ import torch
 
 from imaging.measurements import Measurements
 from imaging.operators import DynamicMRI, DynamicTomography, disk_mask
-from imaging.solvers import ParameterError, get_solver, reconstruct
+from imaging import reconstruct
+from imaging.solvers import ParameterError, get_solver
 from imaging.solvers.td_dip import TDDIP, TDDIPNetwork, helix_latent
 
 FRAMES = 8

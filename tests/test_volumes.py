@@ -5,15 +5,8 @@ import pytest
 
 from imaging import load_measurements, reconstruct, save_measurements
 from imaging.measurements import MeasurementError, Measurements
-from imaging.simulate import simulate_mri, simulate_tomography
-from imaging.volumes import (
-    SliceIterationInfo,
-    assemble_volume,
-    reconstruct_volume,
-    simulate_volume_mri,
-    simulate_volume_tomography,
-    slice_checkpoint,
-)
+from imaging.run import IterationInfo, assemble_volume, iterate, slice_checkpoint
+from imaging.simulate import simulate_mri, simulate_tomography, simulate_volume_mri, simulate_volume_tomography
 
 FRAMES, SLICES, SIZE = 6, 3, 24
 
@@ -96,7 +89,7 @@ def test_mri_volume_file_round_trip(tmp_path):
 
 def test_evaluate_volume_scores_the_whole_volume():
     from imaging import metrics
-    from imaging.volumes import evaluate_volume
+    from imaging.metrics import evaluate_volume
 
     reference = moving_disks()
     estimate = reference + np.random.default_rng(2).normal(0, 0.05, reference.shape).astype(np.float32)
@@ -179,16 +172,16 @@ def test_volume_has_no_single_operator(tomo_volume):
     assert tomo_volume.slice(0).operator().range_shape == (FRAMES, 2, SIZE)
 
 
-def test_reconstruct_volume_equals_slice_by_slice(tomo_volume):
+def test_reconstruct_takes_a_volume_and_equals_slice_by_slice(tomo_volume):
     seen = []
-    result = reconstruct_volume(tomo_volume, "fbp-window", callback=seen.append)
+    result = reconstruct(tomo_volume, "fbp-window", callback=seen.append)
     assert result.reconstruction.shape == (FRAMES, SLICES, SIZE, SIZE)
     assert result.reconstruction.dtype == np.float32
     for z in range(SLICES):
         alone = reconstruct(tomo_volume.slice(z), "fbp-window")
         np.testing.assert_array_equal(result.reconstruction[:, z], alone.reconstruction)
     assert sorted({entry["slice"] for entry in result.history}) == list(range(SLICES))
-    assert all(isinstance(info, SliceIterationInfo) and info.n_slices == SLICES for info in seen)
+    assert all(isinstance(info, IterationInfo) and info.n_slices == SLICES for info in seen)
     assert [info.slice_index for info in seen] == sorted(info.slice_index for info in seen)
     assert seen[-1].estimate().shape == (FRAMES, SIZE, SIZE)
     last_elapsed = {entry["slice"]: entry["elapsed_seconds"] for entry in result.history}
@@ -196,20 +189,46 @@ def test_reconstruct_volume_equals_slice_by_slice(tomo_volume):
 
 
 def test_reconstruct_volume_stops_on_request(tomo_volume):
-    result = reconstruct_volume(tomo_volume, "fbp-window", callback=lambda info: info.slice_index < 1)
+    result = reconstruct(tomo_volume, "fbp-window", callback=lambda info: info.slice_index < 1)
     assert "stopped" in result.stop_reason
     assert {entry["slice"] for entry in result.history} == {0, 1}
     assert np.any(result.reconstruction[:, 1]) and not np.any(result.reconstruction[:, 2])
 
 
-def test_reconstruct_volume_refuses_a_single_slice(tomo_volume):
-    with pytest.raises(MeasurementError, match="needs volume measurements"):
-        reconstruct_volume(tomo_volume.slice(0), "fbp-window")
+def test_iterate_runs_chosen_slices_of_a_volume(tomo_volume):
+    run = iterate(tomo_volume, "fbp-window", slices=[2])
+    infos = []
+    try:
+        while True:
+            infos.append(next(run))
+    except StopIteration as finished:
+        result = finished.value
+    assert [info.slice_index for info in infos] == [2]
+    assert result.reconstruction.shape == (FRAMES, 1, SIZE, SIZE)
+    alone = reconstruct(tomo_volume.slice(2), "fbp-window")
+    np.testing.assert_array_equal(result.reconstruction[:, 0], alone.reconstruction)
+
+
+def test_slices_are_checked(tomo_volume):
+    with pytest.raises(MeasurementError, match="slices must be indices"):
+        reconstruct(tomo_volume, "fbp-window", slices=[SLICES])
+    with pytest.raises(MeasurementError, match="single slice"):
+        reconstruct(tomo_volume.slice(0), "fbp-window", slices=[1])
+
+
+def test_moved_volume_names_still_work_with_a_warning(tomo_volume):
+    import imaging.volumes
+
+    with pytest.warns(DeprecationWarning, match="imaging.run.runner.reconstruct"):
+        old = imaging.volumes.reconstruct_volume
+    np.testing.assert_array_equal(
+        old(tomo_volume, "fbp-window").reconstruction, reconstruct(tomo_volume, "fbp-window").reconstruction
+    )
 
 
 def test_slice_checkpoints_are_written_per_slice(tomo_volume, tmp_path):
     base = tmp_path / "out.npz.ckpt"
-    reconstruct_volume(tomo_volume, "fbp-window", checkpoint=base)
+    reconstruct(tomo_volume, "fbp-window", checkpoint=base)
     assert all(slice_checkpoint(base, z).is_file() for z in range(SLICES))
     assert slice_checkpoint(base, 2).name == "out.npz.ckpt.z0002"
 
@@ -223,7 +242,7 @@ def test_assemble_volume_rejects_mixed_settings(tomo_volume):
 
 def test_simulate_volume_of_built_in_phantoms():
     from imaging.phantoms import volume
-    from imaging.volumes import simulate_volume
+    from imaging.simulate import simulate_volume
 
     m = simulate_volume("walnut", frames=4, size=16, slices=2, seed=1)
     assert m.modality == "tomography" and m.sinogram.shape == (4, 1, 2, 16)

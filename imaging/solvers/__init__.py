@@ -1,24 +1,24 @@
-"""Reconstruction methods and the runner that drives them.
+"""Reconstruction methods (SigPy's ``Alg``): one module per method, registered by name.
 
-``METHODS`` maps the method names of the CLI and the API to solver classes.
+``METHODS`` maps the method names of the CLI and the API to solver classes. The loop
+that drives a solver (callbacks, checkpoints, volumes) is :mod:`imaging.run`.
 """
 
+from . import fbp_window, psm, red_psm, td_dip  # noqa: F401  (each registers its solver)
 from .base import ParameterError, Solver, SolverParams, param
-from .runner import IterationInfo, ReconstructionResult, get_solver, iterate, reconstruct
+from .._deprecation import moved_attribute
+from .registry import METHODS, get_solver, register
 
-METHODS: dict[str, type[Solver]] = {}
-
-
-def register(solver_cls: type[Solver]) -> type[Solver]:
-    """Add a solver class to :data:`METHODS` under its ``name``."""
-    METHODS[solver_cls.name] = solver_cls
-    return solver_cls
-
-
-from . import fbp_window  # noqa: E402,F401  (registers itself)
-from . import psm  # noqa: E402,F401  (registers itself)
-from . import red_psm  # noqa: E402,F401  (registers itself)
-from . import td_dip  # noqa: E402,F401  (registers itself)
+# The runner used to be re-exported here; it lives in imaging.run (and imaging) now.
+__getattr__ = moved_attribute(
+    __name__,
+    {
+        "IterationInfo": "imaging.run.runner:IterationInfo",
+        "ReconstructionResult": "imaging.results:ReconstructionResult",
+        "iterate": "imaging.run.runner:iterate",
+        "reconstruct": "imaging.run.runner:reconstruct",
+    },
+)
 
 __all__ = [
     "METHODS",
@@ -27,9 +27,5 @@ __all__ = [
     "SolverParams",
     "param",
     "register",
-    "IterationInfo",
-    "ReconstructionResult",
     "get_solver",
-    "iterate",
-    "reconstruct",
 ]

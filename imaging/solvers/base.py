@@ -3,7 +3,7 @@
 A solver owns its iterates and knows how to advance them by one outer iteration, when
 its own stopping rule (no ground truth) is met, and how to save and restore its state.
 Looping, timing, callbacks, metrics against a reference and checkpoints belong to the
-runner (:mod:`imaging.solvers.runner`), which every front end (API, CLI, GUI, batch)
+runner (:mod:`imaging.run.runner`), which every front end (API, CLI, GUI, batch)
 drives.
 """
 

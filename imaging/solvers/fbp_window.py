@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from ..operators import DynamicTomography, ifft2c
-from . import register
+from .registry import register
 from .base import ParameterError, Solver, SolverParams, param
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hann")

@@ -283,12 +283,17 @@ def kspace_centre_frames(measurements) -> torch.Tensor:
     return combined.real.float().contiguous()
 
 
-def fbp_window_frames(measurements) -> torch.Tensor:
-    """The ``fbp-window`` reconstruction with its default settings, (P, N, N) float32."""
-    from .runner import reconstruct
+def fbp_window_frames(measurements, device="cpu") -> torch.Tensor:
+    """The ``fbp-window`` reconstruction with its default settings, (P, N, N) float32.
 
-    result = reconstruct(measurements, "fbp-window")
-    return torch.from_numpy(np.asarray(result.reconstruction, dtype=np.float32))
+    The solver object is run directly (one step, no runner): no re-seeding, no scoring
+    against a ground truth, on the caller's device.
+    """
+    from .fbp_window import FBPWindow
+
+    solver = FBPWindow(measurements, FBPWindow.make_params(), device=device)
+    solver.step()
+    return torch.from_numpy(solver.estimate())
 
 
 def initial_frames(measurements, method: str, knots: int = 6, rank: int | None = None) -> torch.Tensor:

@@ -59,7 +59,7 @@ from ..models.psm import (
     psm_from_frames,
     synthesize,
 )
-from . import register
+from .registry import register
 from .base import ParameterError, Solver, SolverParams, param
 from .init import INITIALISATIONS, INITIALISATIONS_BY_MODALITY, amplitude_scale, initial_frames
 

@@ -61,7 +61,7 @@ import time
 import numpy as np
 import torch
 
-from . import register
+from .registry import register
 from .base import ParameterError, param
 from .psm import PSMFamilySolver, PSMParams, _relative
 

@@ -70,7 +70,7 @@ import torch
 from torch import nn
 
 from ..measurements import Measurements
-from . import register
+from .registry import register
 from .base import ParameterError, Solver, SolverParams, param
 
 #: Side of the generator's first feature map (the mapping network's 64 outputs as 8 x 8).

@@ -98,7 +98,7 @@ def simulate_from_image(
     imaging.Measurements
         With ``ground_truth`` = the images (float32) and the absolute ``noise_std``.
     """
-    from imaging import schedules, simulate, volumes
+    from imaging import schedules, simulate
 
     images = as_image_stack(images, volumes=True)
     if schedule not in acquisition_schedules(modality):
@@ -113,7 +113,7 @@ def simulate_from_image(
         if height != width:
             raise InputError(f"tomography needs square frames, the image has {height}x{width} pixels")
         angles = schedules.view_angles(schedule, frames, views_per_frame=per_frame, seed=seed)
-        simulate_tomography = volumes.simulate_volume_tomography if is_volume else simulate.simulate_tomography
+        simulate_tomography = simulate.simulate_volume_tomography if is_volume else simulate.simulate_tomography
         return simulate_tomography(images, angles, noise=noise, seed=seed)
     if per_frame > height:
         raise InputError(f"{per_frame} lines per frame exceed the {height} k-space rows")
@@ -121,7 +121,7 @@ def simulate_from_image(
         schedule, frames, (height, width), per_frame, center_lines=min(center_lines, per_frame), seed=seed
     )
     coil_maps = simulate.synthetic_coil_maps(int(coils), (height, width)) if coils > 1 else None
-    simulate_mri = volumes.simulate_volume_mri if is_volume else simulate.simulate_mri
+    simulate_mri = simulate.simulate_volume_mri if is_volume else simulate.simulate_mri
     return simulate_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed)
 
 
@@ -268,8 +268,8 @@ def reconstruction_job(
         ``reconstruction`` (P, N, N), or (P, Z, N, N) for a volume; ``stop_reason``
         is (for a volume: contains) "stopped" when a stop was sent.
     """
-    from imaging.solvers import iterate
-    from imaging.volumes import assemble_volume
+    from imaging.run import iterate
+    from imaging.run import assemble_volume
 
     n_slices = measurements.n_slices
     # A volume's finished slices (zeros for the others), from which each preview is copied.
@@ -368,7 +368,7 @@ def compare(reference, candidates: Mapping[str, Any]) -> tuple[list[dict[str, An
         from the reference's (which includes a volume compared with a stack).
     """
     from imaging import metrics
-    from imaging.volumes import evaluate_volume
+    from imaging.metrics import evaluate_volume
 
     reference = as_image_stack(reference, "the reference", volumes=True)
     evaluate = evaluate_volume if reference.ndim == 4 else metrics.evaluate

@@ -93,7 +93,7 @@ def tomography_measurements(moving_disk):
 @pytest.fixture
 def tomography_volume():
     """A walnut volume of 16 frames x 2 slices of 16x16, two views per frame, 1% noise."""
-    from imaging.volumes import simulate_volume
+    from imaging.simulate import simulate_volume
 
     return simulate_volume("walnut", frames=16, size=16, slices=2, views_per_frame=2, noise=0.01)
 
@@ -101,7 +101,7 @@ def tomography_volume():
 @pytest.fixture
 def mri_volume():
     """A cardiac volume of 8 frames x 2 slices of 16x16, 6 k-space lines per frame, 2 coils."""
-    from imaging.volumes import simulate_volume
+    from imaging.simulate import simulate_volume
 
     return simulate_volume("cardiac", frames=8, size=16, slices=2, lines_per_frame=6, coils=2, noise=0.01)
 

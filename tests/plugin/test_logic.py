@@ -222,7 +222,7 @@ def test_convergence_curves_skip_missing_keys():
 
 def test_compare_scores_a_volume_like_evaluate_volume():
     from imaging import metrics
-    from imaging.volumes import evaluate_volume
+    from imaging.metrics import evaluate_volume
 
     rng = np.random.default_rng(0)
     reference = rng.random((4, 2, 8, 8), dtype=np.float32)
@@ -348,7 +348,7 @@ def _run_job(job, stop_after=None):
 @pytest.mark.parametrize("method, params", [("fbp-window", {}), ("psm", {"max_iter": 2})])
 def test_volume_job_equals_single_slice_runs(tomography_volume, method, params):
     from imaging import reconstruct
-    from imaging.volumes import reconstruct_volume
+    from imaging.run import reconstruct
 
     reports, result = _run_job(_logic.reconstruction_job(tomography_volume, method, params=params))
     assert result.reconstruction.shape == (16, 2, 16, 16)
@@ -358,7 +358,7 @@ def test_volume_job_equals_single_slice_runs(tomography_volume, method, params):
     assert [r.slice_index for r in reports] == [entry["slice"] for entry in result.history]
     assert {r.n_slices for r in reports} == {2}
     # The same result as the library's own volume reconstruction (the CLI's).
-    library = reconstruct_volume(tomography_volume, method, **params)
+    library = reconstruct(tomography_volume, method, **params)
     assert result.stop_reason == library.stop_reason and len(result.history) == len(library.history)
     assert set(result.extras) == set(library.extras)
 

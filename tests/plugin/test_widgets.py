@@ -312,7 +312,7 @@ def test_cancelling_a_volume_keeps_the_finished_slices(make_napari_viewer_proxy,
 def test_compare_scores_volumes_and_refuses_a_stack_against_a_volume(
     make_napari_viewer_proxy, nothreads, landweber, notifications
 ):
-    from imaging.volumes import evaluate_volume
+    from imaging.metrics import evaluate_volume
 
     viewer = make_napari_viewer_proxy()
     measurement = _simulated_volume(viewer, frames=8, size=8)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._common import CommandError, progress_callback
+
 
 def add_parser(sub):
     p = sub.add_parser("demo", help="simulate the walnut phantom, reconstruct with fbp-window and RED-PSM, compare")
@@ -29,11 +31,10 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from . import metrics
-    from .cli import CommandError, _progress_callback, _write_text_atomic
-    from .io import save_measurements, save_reconstruction
-    from .simulate import simulate
-    from .solvers import reconstruct
+    from .. import metrics
+    from ..io import save_measurements, save_reconstruction, write_text_atomic
+    from ..run import reconstruct
+    from ..simulate import simulate
 
     output = Path(args.output)
     if output.exists() and not output.is_dir():
@@ -48,7 +49,7 @@ def run(args) -> int:
         ("red-psm", {"preset": args.preset, "max_iter": args.max_iter}),
     ):
         options = {k: v for k, v in options.items() if v is not None}
-        bar, callback = _progress_callback(options.get("max_iter", 1), method)
+        bar, callback = progress_callback(options.get("max_iter", 1), method)
         try:
             result = reconstruct(measurements, method, callback=callback, device=args.device, **options)
         finally:
@@ -62,7 +63,7 @@ def run(args) -> int:
         table[name]["seconds"] = r.elapsed_seconds
     print()
     print(metrics.format_table(table))
-    _write_text_atomic(output / "metrics.json", json.dumps(table, indent=2) + "\n")
+    write_text_atomic(output / "metrics.json", json.dumps(table, indent=2) + "\n")
     figure_path = output / "comparison.png"
     comparison_figure(truth, {k: r.reconstruction for k, r in results.items()}, results["red-psm"].history, figure_path)
     print(f"\nwrote {output}/: measurements.npz, fbp-window.npz, red-psm.npz, metrics.json, comparison.png")

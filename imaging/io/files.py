@@ -1,4 +1,4 @@
-"""Measurement and reconstruction files (DESIGN.md sections 3 and 4).
+"""Measurement and reconstruction files (docs/design.md, "Measurement file" and "Reconstruction file").
 
 Files are untrusted input. Reading never unpickles: NumPy object arrays and HDF5
 object, variable-length (other than a scalar string), reference, compound, linked or
@@ -7,8 +7,7 @@ item size) is checked against a limit before any memory is allocated for it. Con
 checks (shapes, dtypes, NaN/inf, consistency) are those of
 :class:`imaging.measurements.Measurements`.
 
-Writing is atomic: the data go to a temporary file in the destination directory, which
-is flushed to disk and then renamed onto the final name, so an interrupted or failed
+Writing is atomic (:func:`imaging.io.atomic.write_atomic`): an interrupted or failed
 write leaves neither a half-written file nor a temporary behind, and an existing file of
 that name stays intact.
 
@@ -21,8 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import uuid
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -31,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from .measurements import MODALITIES, MeasurementError, Measurements
+from ..measurements import MODALITIES, MeasurementError, Measurements
+from ..results import ReconstructionResult
+from .atomic import write_atomic
 
 #: Largest total array size (bytes) a file may declare before it is refused (8 GiB).
 DEFAULT_MAX_BYTES = 8 * 1024**3
@@ -61,34 +60,6 @@ _PICKLE_MESSAGE = "file carries pickled Python objects; refusing to load"
 
 class FileFormatError(ValueError):
     """Raised for a file that is not a readable measurement or reconstruction file."""
-
-
-# ---------------------------------------------------------------------------------------
-# Atomic writes
-
-
-def _atomic_write(path, write: Callable[[str], None]) -> Path:
-    """Run ``write(temporary_path)`` and rename the result onto ``path``.
-
-    The temporary lives next to ``path`` (a rename across file systems is not atomic),
-    is created with the usual permissions (``0o666`` minus the umask) and is removed
-    if anything fails.
-    """
-    path = Path(path)
-    directory = path.parent
-    if not directory.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: directory {directory} does not exist")
-    temporary = directory / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
-    os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    try:
-        write(str(temporary))
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _string_array(text: str) -> np.ndarray:
@@ -169,7 +140,7 @@ def save_measurements(path, measurements: Measurements) -> Path:
             if array.dtype.kind == "U" and array.ndim > 0:
                 raise ValueError(f"cannot save {name!r} to HDF5: only single strings are stored, not arrays of text")
     writer = _write_npz(arrays) if suffix in NPZ_SUFFIXES else _write_h5(arrays)
-    return _atomic_write(path, writer)
+    return write_atomic(path, writer)
 
 
 # ---------------------------------------------------------------------------------------
@@ -406,7 +377,7 @@ def save_reconstruction(path, result) -> Path:
     ----------
     path : str or os.PathLike
         Destination ending in ``.npz``, ``.tif`` or ``.tiff``; its directory must exist.
-    result : imaging.solvers.ReconstructionResult
+    result : imaging.ReconstructionResult
 
     Returns
     -------
@@ -434,7 +405,7 @@ def save_reconstruction(path, result) -> Path:
                 metadata={"axes": "TYX" if reconstruction.ndim == 3 else "TZYX", "Info": json.dumps(metadata)},
             )
 
-        return _atomic_write(path, write)
+        return write_atomic(path, write)
     arrays = {
         "reconstruction": reconstruction,
         "method": _string_array(metadata["method"]),
@@ -445,7 +416,7 @@ def save_reconstruction(path, result) -> Path:
     }
     for name, value in (result.extras or {}).items():
         arrays[EXTRAS_PREFIX + str(name)] = _plain_array(f"extras[{name!r}]", value)
-    return _atomic_write(path, _write_npz(arrays))
+    return write_atomic(path, _write_npz(arrays))
 
 
 def _parse_json(path: Path, name: str, text: str, expected: type):
@@ -497,7 +468,7 @@ def load_reconstruction(path, *, max_bytes: int = DEFAULT_MAX_BYTES):
 
     Returns
     -------
-    imaging.solvers.ReconstructionResult
+    imaging.ReconstructionResult
         ``reconstruction`` float32 (P, N, N); ``extras`` the ``extras/`` arrays.
 
     Raises
@@ -506,9 +477,6 @@ def load_reconstruction(path, *, max_bytes: int = DEFAULT_MAX_BYTES):
         As :func:`load_measurements`; also for a reconstruction that is not a finite
         real (P, N, N) array or params/history that are not JSON.
     """
-    # Imported here: the solver package imports solvers that may import this module.
-    from .solvers.runner import ReconstructionResult
-
     path = Path(path)
     if _suffix(path, NPZ_SUFFIXES + TIFF_SUFFIXES, "a reconstruction file") in TIFF_SUFFIXES:
         if not path.is_file():

@@ -1,0 +1,262 @@
+"""The runner (SigPy's ``App``): loop, timing, callbacks, metrics, checkpoints.
+
+:func:`iterate` is a generator that yields one :class:`IterationInfo` per outer
+iteration and returns the :class:`ReconstructionResult`; napari's ``thread_worker``
+runs it directly. :func:`reconstruct` drives the same generator with an optional
+callback; the CLI and batch jobs call it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..io.atomic import write_atomic
+from ..measurements import MeasurementError, Measurements
+from ..results import ReconstructionResult
+from ..solvers.base import ParameterError, Solver
+from ..solvers.registry import get_solver
+from .volumes import assemble_volume, slice_checkpoint
+
+
+@dataclasses.dataclass
+class IterationInfo:
+    """What a callback or a GUI sees after each outer iteration.
+
+    ``slice_index`` and ``n_slices`` say which slice of a volume is running (0 and 1
+    for a single slice); ``estimate()`` is the current (P, N, N) estimate of that slice.
+    """
+
+    iteration: int
+    max_iter: int
+    entry: dict[str, Any]
+    solver: Solver
+    slice_index: int = 0
+    n_slices: int = 1
+
+    def estimate(self) -> np.ndarray:
+        """The current reconstruction of the running slice, (P, N, N) float32."""
+        return self.solver.estimate()
+
+
+def _reference_metrics(estimate: np.ndarray, reference: np.ndarray, with_ssim: bool) -> dict[str, float]:
+    from .. import metrics
+
+    out = {"psnr": metrics.psnr(estimate, reference), "psnr_frame_mean": metrics.psnr_frames(estimate, reference).mean()}
+    if with_ssim:
+        out["ssim"] = metrics.ssim(estimate, reference)
+    return {k: float(v) for k, v in out.items()}
+
+
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    write_atomic(path, lambda temporary: torch.save(payload, temporary), make_parents=True)
+
+
+def _load_checkpoint(path: Path, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a corrupt or foreign file
+        raise ParameterError(f"cannot resume: {path} is not a readable checkpoint ({exc})") from None
+    # max_iter only bounds the loop, so a run may be resumed with another budget
+    # (e.g. continue a finished run for more iterations).
+    saved = {k: v for k, v in json.loads(payload.get("params", "{}")).items() if k != "max_iter"}
+    if payload.get("method") != method or saved != {k: v for k, v in params.items() if k != "max_iter"}:
+        raise ParameterError(
+            f"cannot resume: checkpoint {path} was written by a run with other settings "
+            f"(method {payload.get('method')!r}); remove it or use the same settings"
+        )
+    return payload
+
+
+def iterate(
+    measurements: Measurements,
+    method: str = "red-psm",
+    *,
+    device: str = "cpu",
+    preset: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 10,
+    resume: bool = False,
+    metrics_every: int = 10,
+    slices: Sequence[int] | None = None,
+    **params,
+) -> Generator[IterationInfo, Any, ReconstructionResult]:
+    """Run a reconstruction step by step, of one slice or of a volume.
+
+    Yields an :class:`IterationInfo` after every outer iteration; sending a true value
+    (or the caller closing the generator) stops it. Returns the
+    :class:`ReconstructionResult`.
+
+    A volume (``measurements.is_volume``) is reconstructed slice by slice, each slice an
+    independent 2D problem with the same method, parameters and seed (exact for
+    parallel beam), so slice z of the result equals a single-slice run on
+    ``measurements.slice(z)``. A stop request ends the running slice and skips the
+    remaining ones (their images stay zero).
+
+    Parameters
+    ----------
+    measurements : Measurements
+        One slice (result (P, N, N)) or a volume (result (P, Z, N, N)).
+    method : str
+        A key of :data:`imaging.solvers.METHODS`.
+    device : {"cpu", "cuda", "auto"}
+    preset : str, optional
+        A named set of parameters of the method (e.g. "fast", "paper").
+    checkpoint : path, optional
+        Where to save the solver state every ``checkpoint_every`` iterations; slice z of
+        a volume checkpoints to :func:`imaging.run.volumes.slice_checkpoint`
+        ``(checkpoint, z)``.
+    resume : bool
+        Continue from ``checkpoint`` if it exists (same method and parameters required);
+        a volume's finished slices are then not recomputed.
+    metrics_every : int
+        With a ground truth, SSIM is logged every this many iterations (PSNR every one).
+    slices : sequence of int, optional
+        Reconstruct only these slices of a volume (in this order); the result then holds
+        ``len(slices)`` slices. Default: all.
+    **params
+        The method's parameters (see ``get_solver(method).describe_params()``).
+    """
+    from ..operators import resolve_device
+
+    solver_cls = get_solver(method)
+    solver_params = solver_cls.make_params(preset, **params)
+    device = str(resolve_device(device))
+    settings = dict(
+        device=device, checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every
+    )
+    if not measurements.is_volume:
+        if slices is not None and list(slices) != [0]:
+            raise MeasurementError(f"these measurements are a single slice; slices={list(slices)!r} does not apply")
+        path = Path(checkpoint) if checkpoint is not None else None
+        return (yield from _iterate_slice(measurements, method, solver_cls, solver_params, path, **settings))
+    chosen = list(range(measurements.n_slices)) if slices is None else [int(z) for z in slices]
+    if not chosen or any(not 0 <= z < measurements.n_slices for z in chosen):
+        raise MeasurementError(f"slices must be indices in [0, {measurements.n_slices}), got {chosen!r}")
+    results: list[ReconstructionResult] = []
+    for position, z in enumerate(chosen):
+        path = slice_checkpoint(checkpoint, z) if checkpoint is not None else None
+        run = _iterate_slice(measurements.slice(z), method, solver_cls, solver_params, path, **settings)
+        stop = None
+        try:
+            while True:
+                info = run.send(stop)
+                stop = yield dataclasses.replace(info, slice_index=z, n_slices=measurements.n_slices)
+        except StopIteration as finished:
+            results.append(finished.value)
+        if results[-1].stop_reason == "stopped":
+            break
+    return assemble_volume(results, len(chosen))
+
+
+def _iterate_slice(
+    measurements: Measurements,
+    method: str,
+    solver_cls: type[Solver],
+    solver_params,
+    checkpoint_path: Path | None,
+    *,
+    device: str,
+    checkpoint_every: int,
+    resume: bool,
+    metrics_every: int,
+) -> Generator[IterationInfo, Any, ReconstructionResult]:
+    """The loop of :func:`iterate` on one 2D slice."""
+    params_dict = dataclasses.asdict(solver_params)
+    torch.manual_seed(solver_params.seed)
+    np.random.seed(solver_params.seed % (2**32))
+    start = time.perf_counter()
+    solver = solver_cls(measurements, solver_params, device=device)
+    history: list[dict[str, Any]] = []
+    elapsed_before = 0.0
+    if resume and checkpoint_path is not None and checkpoint_path.exists():
+        payload = _load_checkpoint(checkpoint_path, method, params_dict)
+        solver.load_state_dict(payload["solver"])
+        history = json.loads(payload["history"])
+        elapsed_before = float(payload["elapsed"])
+        torch.set_rng_state(payload["torch_rng"])
+        start = time.perf_counter()
+    reference = measurements.ground_truth
+    stop_reason = "max_iter"
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - start
+
+    while solver.iteration < solver_params.max_iter:
+        entry = {k: float(v) for k, v in solver.step().items()}
+        solver.iteration += 1
+        entry = {"iteration": solver.iteration, **entry, "elapsed_seconds": elapsed()}
+        finished = solver.converged() or solver.iteration >= solver_params.max_iter
+        if reference is not None:
+            with_ssim = finished or solver.iteration % max(1, metrics_every) == 0
+            entry.update(_reference_metrics(solver.estimate(), reference, with_ssim))
+        history.append(entry)
+        if checkpoint_path is not None and (solver.iteration % max(1, checkpoint_every) == 0 or finished):
+            _save_checkpoint(
+                checkpoint_path,
+                {
+                    "method": method,
+                    "params": json.dumps(params_dict, sort_keys=True),
+                    "solver": solver.state_dict(),
+                    "history": json.dumps(history),
+                    "elapsed": elapsed(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+            )
+        stop_requested = yield IterationInfo(solver.iteration, solver_params.max_iter, entry, solver)
+        if stop_requested:
+            stop_reason = "stopped"
+            break
+        if solver.converged():
+            stop_reason = "converged"
+            break
+    return ReconstructionResult(
+        reconstruction=solver.estimate(),
+        method=method,
+        params=params_dict,
+        history=history,
+        elapsed_seconds=elapsed(),
+        stop_reason=stop_reason,
+        extras=solver.extras(),
+    )
+
+
+def reconstruct(
+    measurements: Measurements,
+    method: str = "red-psm",
+    callback: Callable[[IterationInfo], Any] | None = None,
+    **kwargs,
+) -> ReconstructionResult:
+    """Reconstruct ``measurements`` (one slice or a volume) with ``method``.
+
+    ``callback(info)`` is called after every outer iteration with an
+    :class:`IterationInfo`; returning ``False`` or raising ``StopIteration`` stops the
+    run, which then returns the current estimate. Other keyword arguments are those of
+    :func:`iterate` and the method's parameters.
+
+    Returns
+    -------
+    ReconstructionResult
+        ``reconstruction`` float32 (P, N, N), or (P, Z, N, N) for a volume.
+    """
+    run = iterate(measurements, method, **kwargs)
+    stop = None
+    try:
+        while True:
+            info = run.send(stop)
+            stop = None
+            if callback is not None:
+                try:
+                    stop = callback(info) is False
+                except StopIteration:
+                    stop = True
+    except StopIteration as finished:
+        return finished.value
