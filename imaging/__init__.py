@@ -8,15 +8,16 @@ Flat public API (docs/design.md, "Python API")::
     result.reconstruction          # numpy (P, N, N), or (P, Z, N, N) for a volume
 """
 
+from ._version import __version__
 from .io import load_measurements, load_reconstruction, save_measurements, save_reconstruction
 from .measurements import MeasurementError, Measurements
 from .results import ReconstructionResult
 from .run import IterationInfo, iterate, reconstruct
 from .solvers import METHODS, ParameterError, get_solver
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "Measurements",
     "MeasurementError",
     "ParameterError",

@@ -38,9 +38,7 @@ SHIPPED_DENOISERS = {"default": "dncnn_default.pt"}
 
 def data_directory() -> Path:
     """The folder of the shipped denoiser weights: ``<repository>/data/denoiser``."""
-    import imaging
-
-    return Path(imaging.__file__).resolve().parents[1] / "data" / "denoiser"
+    return Path(__file__).resolve().parents[2] / "data" / "denoiser"
 
 
 def provenance_path(weights_path: str | os.PathLike) -> Path:
