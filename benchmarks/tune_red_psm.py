@@ -139,7 +139,7 @@ def run_grid(args, measurements) -> list[dict]:
 
 def run_init(args, measurements) -> list[dict]:
     from imaging.models.psm import interpolation_matrix, psm_from_frames
-    from imaging.solvers.init import INITIALISATIONS_BY_MODALITY, initial_frames
+    from imaging.solvers.psm.initialisation import INITIALISATIONS_BY_MODALITY, initial_frames
 
     fixed = _parse_assignments(args.set)
     order = int(fixed.get("order", 6))

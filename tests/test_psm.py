@@ -13,7 +13,7 @@ from imaging.models.psm import PSMFactors, interpolation_matrix, psm_from_frames
 from imaging.operators import DynamicTomography
 from imaging.schedules import view_angles
 from imaging.solvers import ParameterError
-from imaging.solvers.init import amplitude_scale, kspace_centre_frames, projection_domain_frames
+from imaging.solvers.psm.initialisation import amplitude_scale, kspace_centre_frames, projection_domain_frames
 from imaging.solvers.psm import PSMSolver, PSMSubproblem
 from imaging.simulate import simulate
 
@@ -238,3 +238,13 @@ def test_initialisation_must_suit_the_modality():
     m = simulate("cardiac", frames=8, size=16, lines_per_frame=4)
     with pytest.raises(ParameterError, match="does not apply"):
         reconstruct(m, "psm", init="projection", order=2, knots=4, max_iter=1)
+
+
+def test_old_initialisation_module_is_a_deprecated_alias():
+    import imaging.solvers.init as old
+    from imaging.solvers import psm
+
+    with pytest.warns(DeprecationWarning, match="imaging.solvers.psm.initialisation.amplitude_scale"):
+        assert old.amplitude_scale is psm.amplitude_scale
+    with pytest.raises(AttributeError):
+        old.no_such_name

@@ -121,7 +121,7 @@ def test_callback_stops_the_run(walnut):
 def test_red_psm_on_dynamic_mri_improves_on_its_initialisation():
     m = simulate("cardiac", frames=16, size=32, lines_per_frame=6, seed=1)
     red = reconstruct(m, "red-psm", max_iter=8, **SMALL)
-    from imaging.solvers.init import kspace_centre_frames
+    from imaging.solvers.psm.initialisation import kspace_centre_frames
 
     start = kspace_centre_frames(m).numpy()
     assert psnr(red.reconstruction, m.ground_truth) > psnr(start, m.ground_truth) + 1.0

@@ -1,7 +1,7 @@
 """RED-PSM (Iskender, Klasky, Bresler, ICCV 2023 / IEEE TCI 2024): method "red-psm".
 
 Problem, in normalised units (data divided by the robust object amplitude of the
-initialisation, :func:`~imaging.solvers.init.amplitude_scale`, so the object and the
+initialisation, :func:`~imaging.solvers.psm.amplitude_scale`, so the object and the
 denoiser input are about unit range; results are multiplied back)::
 
     min  (w/2) ||A(Lambda Psi^T) - g||^2 + lam * rho(f) + (xi/2)||Psi||^2 + (chi/2)||Lambda||^2
@@ -63,7 +63,7 @@ import torch
 
 from .registry import register
 from .base import ParameterError, param
-from .psm import PSMFamilySolver, PSMParams, _relative
+from .psm import PSMFamilySolver, PSMParams, relative_norm
 
 
 @dataclasses.dataclass
@@ -186,8 +186,8 @@ class RedPSMSolver(PSMFamilySolver):
             self.f = (p.lam * self.denoised + anchor) / (p.lam + p.beta)
         denoiser_seconds = time.perf_counter() - start
         self.dual = self.dual + psm_frames - self.f
-        self.previous_change = _relative(self.f - previous, self.f)
-        self.primal_residual = _relative(psm_frames - self.f, self.f)
+        self.previous_change = relative_norm(self.f - previous, self.f)
+        self.primal_residual = relative_norm(psm_frames - self.f, self.f)
         entry.update(
             data_residual=self._data_residual(self.f),
             psm_data_residual=self._data_residual(psm_frames),
