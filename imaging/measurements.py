@@ -258,29 +258,30 @@ class Measurements:
                 f"(per slice), got {mask.shape}"
             )
 
-    def operator(self, device="cpu", **options):
-        """The forward operator of these (single-slice) measurements (imaging.operators).
+    @property
+    def operator_class(self) -> type:
+        """The :mod:`imaging.operators` class that models this modality's physics.
 
-        A volume has one operator per slice: use ``self.slice(z).operator(...)``.
+        Its class-level capabilities (e.g. ``initialisations``) can be read without
+        building the operator.
         """
         from .operators import DynamicMRI, DynamicTomography
 
+        return DynamicTomography if self.modality == "tomography" else DynamicMRI
+
+    def operator(self, device="cpu", **options):
+        """The forward operator of these (single-slice) measurements (imaging.operators).
+
+        The one factory from a modality to its operator (``operator_class``); ``options``
+        are keyword arguments of that class. A volume has one operator per slice: use
+        ``self.slice(z).operator(...)``.
+        """
         if self.is_volume:
             raise MeasurementError(
                 f"these measurements are a volume of {self.n_slices} slices; build the operator of one "
                 "slice with .slice(z).operator(), or reconstruct the volume with imaging.reconstruct"
             )
-
-        if self.modality == "tomography":
-            return DynamicTomography(
-                self.angles,
-                self.image_shape,
-                n_detectors=self.sinogram.shape[2],
-                detector_spacing=self.detector_spacing,
-                device=device,
-                **options,
-            )
-        return DynamicMRI(self.mask, self.coil_maps, device=device, **options)
+        return self.operator_class.from_measurements(self, device=device, **options)
 
     def to_dict(self) -> dict:
         """The file-contract keys present, as numpy values (for saving)."""

@@ -266,11 +266,14 @@ class FBPWindow(Solver):
     def converged(self) -> bool:
         return self._estimate is not None
 
-    def estimate(self) -> np.ndarray:
+    def frames(self) -> torch.Tensor:
+        """The reconstruction, float32 (P, N, N) on the solver's device (zeros before :meth:`step`)."""
         if self._estimate is None:
-            n = self.measurements.n_frames
-            return np.zeros((n, *self.measurements.image_shape), dtype=np.float32)
-        return self._estimate.cpu().numpy().astype(np.float32, copy=False)
+            return torch.zeros((self.measurements.n_frames, *self.measurements.image_shape), device=self.device)
+        return self._estimate
+
+    def estimate(self) -> np.ndarray:
+        return self.frames().cpu().numpy().astype(np.float32, copy=False)
 
     def state_dict(self):
         state = super().state_dict()

@@ -54,11 +54,12 @@ import numpy as np
 import torch
 
 from ...models.psm import interpolation_matrix
+from ...operators import ifft2c
+from ..fbp_window import FBPWindow
 
+#: Every initialisation; those that suit a modality, the default first, are its
+#: operator's ``initialisations`` (:class:`imaging.operators.LinearOperator`).
 INITIALISATIONS = ("projection", "fbp-svd", "kspace-centre")
-
-#: Initialisations available for each modality, the first being the default.
-INITIALISATIONS_BY_MODALITY = {"tomography": ("fbp-svd", "projection"), "mri": ("kspace-centre",)}
 
 
 def amplitude_scale(frames: torch.Tensor, quantile: float = 0.999) -> float:
@@ -254,13 +255,15 @@ def projection_domain_frames(
     return (temporal @ spatial.reshape(r, -1)).reshape(n_frames, image_size, image_size)
 
 
-def kspace_centre_frames(measurements) -> torch.Tensor:
+def kspace_centre_frames(measurements, device="cpu") -> torch.Tensor:
     """Low-resolution frames from the k-space locations sampled in every frame (MRI).
 
     Parameters
     ----------
     measurements : Measurements
         MRI measurements (``kspace`` (P, C, H, W), ``mask`` (P, H, W), optional coil maps).
+    device : str or torch.device
+        Where the inverse FFT runs and the frames are returned.
 
     Returns
     -------
@@ -269,16 +272,14 @@ def kspace_centre_frames(measurements) -> torch.Tensor:
         restricted to the common locations (or, when no location is sampled in every
         frame, of the zero-filled k-space).
     """
-    from ...operators import ifft2c
-
     mask = np.asarray(measurements.mask)
     common = mask.all(axis=0)
-    keep = common if common.any() else mask
-    kspace = torch.from_numpy(np.asarray(measurements.kspace)) * torch.from_numpy(np.broadcast_to(keep, mask.shape).copy())[:, None]
+    keep = torch.from_numpy(np.broadcast_to(common if common.any() else mask, mask.shape).copy()).to(device)
+    kspace = torch.from_numpy(np.asarray(measurements.kspace)).to(device) * keep[:, None]
     coil_images = ifft2c(kspace)
     if measurements.coil_maps is None:
         return coil_images[:, 0].real.float().contiguous()
-    maps = torch.from_numpy(np.asarray(measurements.coil_maps))
+    maps = torch.from_numpy(np.asarray(measurements.coil_maps)).to(device)
     combined = (maps.conj()[None] * coil_images).sum(dim=1) / (maps.abs().square().sum(dim=0) + 1e-12)
     return combined.real.float().contiguous()
 
@@ -286,36 +287,38 @@ def kspace_centre_frames(measurements) -> torch.Tensor:
 def fbp_window_frames(measurements, device="cpu") -> torch.Tensor:
     """The ``fbp-window`` reconstruction with its default settings, (P, N, N) float32.
 
-    The solver object is run directly (one step, no runner): no re-seeding, no scoring
-    against a ground truth, on the caller's device.
+    The solver object is run directly (one step, no runner): no seeding of any random
+    generator, no scoring against a ground truth, on ``device`` (the result stays there).
     """
-    from ..fbp_window import FBPWindow
-
     solver = FBPWindow(measurements, FBPWindow.make_params(), device=device)
     solver.step()
-    return torch.from_numpy(solver.estimate())
+    return solver.frames()
 
 
-def initial_frames(measurements, method: str, knots: int = 6, rank: int | None = None) -> torch.Tensor:
+def initial_frames(measurements, method: str, knots: int = 6, rank: int | None = None, device="cpu") -> torch.Tensor:
     """Initial frame sequence (P, N, N) float32 in data units by ``method``.
 
     Parameters
     ----------
     measurements : Measurements
+        One slice.
     method : {"projection", "fbp-svd", "kspace-centre"}
-        See the module docstring; must suit the modality
-        (:data:`INITIALISATIONS_BY_MODALITY`).
+        See the module docstring; must be one of the ``initialisations`` of the
+        measurements' operator class.
     knots, rank : int
         Temporal model of the projection-domain fit: cubic knots and temporal functions
         (default ``rank = knots``, the determined linear fit).
+    device : str or torch.device
+        The run's device: the fbp-window and k-space-centre initialisations compute
+        there; the projection-domain fit runs on the CPU (ASTRA) and is moved there.
     """
-    allowed = INITIALISATIONS_BY_MODALITY[measurements.modality]
+    allowed = measurements.operator_class.initialisations
     if method not in allowed:
         raise ValueError(
             f"initialisation {method!r} does not apply to {measurements.modality} data (use one of: {', '.join(allowed)})"
         )
     if method == "projection":
-        return projection_domain_frames(
+        frames = projection_domain_frames(
             measurements.sinogram,
             measurements.angles,
             measurements.image_shape[0],
@@ -323,6 +326,7 @@ def initial_frames(measurements, method: str, knots: int = 6, rank: int | None =
             rank=knots if rank is None else min(rank, knots),
             knots=min(knots, measurements.n_frames),
         )
+        return frames.to(device)
     if method == "fbp-svd":
-        return fbp_window_frames(measurements)
-    return kspace_centre_frames(measurements)
+        return fbp_window_frames(measurements, device)
+    return kspace_centre_frames(measurements, device)

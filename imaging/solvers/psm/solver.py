@@ -18,7 +18,7 @@ import torch
 from ...models.psm import INTERPOLATIONS, PSMFactors, interpolation_matrix, psm_from_frames
 from ..base import ParameterError, Solver, SolverParams, param
 from ..registry import register
-from .initialisation import INITIALISATIONS, INITIALISATIONS_BY_MODALITY, amplitude_scale, initial_frames
+from .initialisation import INITIALISATIONS, amplitude_scale, initial_frames
 from .subproblem import PSMSubproblem, data_weight
 
 
@@ -90,15 +90,17 @@ class PSMFamilySolver(Solver):
             )
         if params.interpolation == "direct" and params.order + 1 > n_frames:
             raise ParameterError(f"order K+1 = {params.order + 1} exceeds the number of frames ({n_frames})")
-        self.init_method = (
-            INITIALISATIONS_BY_MODALITY[measurements.modality][0] if params.init == "auto" else params.init
-        )
-        if self.init_method not in INITIALISATIONS_BY_MODALITY[measurements.modality]:
-            allowed = ", ".join(INITIALISATIONS_BY_MODALITY[measurements.modality])
-            raise ParameterError(f"init {params.init!r} does not apply to {measurements.modality} data (use: {allowed})")
+        suitable = measurements.operator_class.initialisations
+        if not suitable:
+            raise ParameterError(f"no PSM initialisation suits {measurements.modality} data")
+        self.init_method = suitable[0] if params.init == "auto" else params.init
+        if self.init_method not in suitable:
+            raise ParameterError(
+                f"init {params.init!r} does not apply to {measurements.modality} data (use: {', '.join(suitable)})"
+            )
         self.operator = measurements.operator(device)
         self.raw_data = torch.from_numpy(np.asarray(measurements.data)).to(self.operator.device)
-        self.support = self.operator.support_mask() if measurements.modality == "tomography" else None
+        self.support = self.operator.support_mask()
         self.interpolation = interpolation_matrix(n_frames, params.knots, params.interpolation).to(self.operator.device)
         self.scale: float | None = None
         self.data_weight: float | None = None
@@ -122,8 +124,9 @@ class PSMFamilySolver(Solver):
     def _initialise(self) -> dict[str, float]:
         """Initial factors and normalisation; returns log entries (seconds spent)."""
         start = time.perf_counter()
-        frames = initial_frames(self.measurements, self.init_method, knots=self.params.init_knots)
-        frames = frames.to(self.operator.device)
+        frames = initial_frames(
+            self.measurements, self.init_method, knots=self.params.init_knots, device=self.operator.device
+        )
         if self.support is not None:
             frames = frames * self.support
         self.scale = amplitude_scale(frames)

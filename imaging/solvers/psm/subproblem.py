@@ -24,9 +24,11 @@ average curvature the two agree within a factor 1.5.
   replaces ``sum_p psi_p psi_p^T (x) A_p^T A_p`` by ``(Psi^T Psi) (x) Nbar`` where
   ``Nbar`` is the frame average of ``A_p^T A_p``, approximated as a convolution whose
   kernel is measured once (the response to a centred point); it is inverted exactly in
-  the eigenbasis of ``Psi^T Psi`` and in the Fourier domain. For single-coil Cartesian
-  MRI the step is exact instead: the normal equations decouple into one (K+1) x (K+1)
-  system per k-space location;
+  the eigenbasis of ``Psi^T Psi`` and in the Fourier domain (:mod:`imaging.solvers._cg`).
+  Where the operator's ``A^T A`` is diagonal in k-space
+  (:meth:`~imaging.operators.LinearOperator.kspace_normal_weights`: single-coil
+  Cartesian MRI) the step is exact instead: the normal equations decouple into one
+  (K+1) x (K+1) system per k-space location;
 - ``z`` step: the normal equations in the ``(K+1) d`` knot values are assembled from
   ``K + 1`` projections of the spatial bases (or, for MRI, their spectra) and solved
   directly;
@@ -49,7 +51,7 @@ import math
 import torch
 
 from ...models.psm import PSMFactors, project_frames, synthesize
-from ...operators import DynamicMRI, fft2c, ifft2c, inner
+from ...operators import fft2c, ifft2c, inner
 from .._cg import conjugate_gradient
 
 
@@ -94,7 +96,8 @@ class PSMSubproblem:
         with torch.no_grad():
             self.weighted_backprojection = self._mask(self.data_weight * operator.adjoint(data))
         self._symbol = None
-        self.kspace_weights = _cartesian_sampling_weights(operator) if support is None else None
+        # A support mask breaks the k-space diagonal of A^T A.
+        self.kspace_weights = operator.kspace_normal_weights() if support is None else None
 
     def _mask(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.support is None else x * self.support
@@ -236,9 +239,10 @@ class PSMSubproblem:
             factors.spatial = conjugate_gradient(hessian, rhs, start, iterations, precondition).contiguous()
 
     def _solve_spatial_in_kspace(self, rhs: torch.Tensor, temporal: torch.Tensor, beta: float) -> torch.Tensor:
-        """Exact ``Lambda`` update for single-coil Cartesian MRI: one r x r system per frequency.
+        """Exact ``Lambda`` update where ``A^T A`` is diagonal in k-space: one r x r system per frequency.
 
-        With ``A_p^T A_p = F^H diag(m_p) F`` (``m_p`` the symmetrised sampling weights) the
+        With ``A_p^T A_p = F^H diag(m_p) F`` (``m_p`` the operator's
+        :meth:`~imaging.operators.LinearOperator.kspace_normal_weights`) the
         normal equations decouple over k-space locations ``omega``:
         ``(w sum_p m_p(omega) psi_p psi_p^T + beta Psi^T Psi + chi I) Lambda^(omega) = rhs^(omega)``.
         """
@@ -311,22 +315,3 @@ def data_weight(operator, support: torch.Tensor | None = None, probes: int = 4) 
             total += inner(projected, projected)
     unknowns = float(mask.sum()) * operator.domain_shape[0]
     return unknowns * probes / total if total > 0 else 1.0
-
-
-def _cartesian_sampling_weights(operator) -> torch.Tensor | None:
-    """Symmetrised k-space sampling masks (P, H, W) of a single-coil real-image MRI operator.
-
-    For real images ``A_p^T A_p x = Re(F^H M_p F x) = F^H Mbar_p F x`` with
-    ``Mbar_p(omega) = (M_p(omega) + M_p(-omega)) / 2``, a diagonal operator in k-space.
-    Returns ``None`` for any other operator (multi-coil, complex images, tomography).
-    """
-    if not isinstance(operator, DynamicMRI) or operator.complex_image:
-        return None
-    maps = operator.coil_maps
-    if maps.shape[0] != 1 or not bool(torch.all(maps == 1)):
-        return None
-    mask = operator.mask.float()
-    height, width = mask.shape[-2:]
-    # Centred layout: frequency -omega sits at index (N - c) mod N for even N, N - 1 - c for odd N.
-    reflected = torch.roll(torch.flip(mask, dims=(-2, -1)), shifts=(1 - height % 2, 1 - width % 2), dims=(-2, -1))
-    return 0.5 * (mask + reflected)
