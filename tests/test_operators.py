@@ -326,6 +326,32 @@ def test_measurements_build_the_operator_of_their_modality():
         assert type(operator) is cls and operator.range_shape == m.data.shape
 
 
+def test_operator_of_selected_frames_is_those_frames_of_the_operator():
+    from imaging.measurements import MeasurementError
+    from imaging.simulate import simulate
+
+    for m in (simulate("walnut", frames=5, size=16, views_per_frame=2), simulate("cardiac", frames=5, size=16, coils=2)):
+        images = torch.randn(5, 16, 16, generator=torch.Generator().manual_seed(3))
+        chosen = m.select_frames([3, 0])
+        assert chosen.n_frames == 2 and np.array_equal(chosen.ground_truth, m.ground_truth[[3, 0]])
+        expected = m.operator().forward(images)[[3, 0]]
+        assert torch.allclose(chosen.operator().forward(images[[3, 0]]), expected, atol=1e-6)
+        with pytest.raises(MeasurementError, match=r"\[0, 5\)"):
+            m.select_frames([5])
+        with pytest.raises(MeasurementError, match="non-empty"):
+            m.select_frames([])
+
+
+def test_frame_subset_of_td_dip_is_a_deprecated_alias():
+    from imaging.simulate import simulate
+    from imaging.solvers import td_dip
+
+    m = simulate("walnut", frames=4, size=16)
+    with pytest.warns(DeprecationWarning, match="Measurements.select_frames"):
+        subset = td_dip.frame_subset(m, [1])
+    assert np.array_equal(subset.sinogram, m.sinogram[[1]])
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 

@@ -295,7 +295,9 @@ def fbp_window_frames(measurements, device="cpu") -> torch.Tensor:
     return solver.frames()
 
 
-def initial_frames(measurements, method: str, knots: int = 6, rank: int | None = None, device="cpu") -> torch.Tensor:
+def initial_frames(
+    measurements, method: str, knots: int = 6, rank: int | None = None, device="cpu"
+) -> torch.Tensor:
     """Initial frame sequence (P, N, N) float32 in data units by ``method``.
 
     Parameters
@@ -315,7 +317,8 @@ def initial_frames(measurements, method: str, knots: int = 6, rank: int | None =
     allowed = measurements.operator_class.initialisations
     if method not in allowed:
         raise ValueError(
-            f"initialisation {method!r} does not apply to {measurements.modality} data (use one of: {', '.join(allowed)})"
+            f"initialisation {method!r} does not apply to {measurements.modality} data "
+            f"(use one of: {', '.join(allowed)})"
         )
     if method == "projection":
         frames = projection_domain_frames(
