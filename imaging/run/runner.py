@@ -24,6 +24,7 @@ from ..measurements import MeasurementError, Measurements
 from ..results import ReconstructionResult
 from ..solvers.base import ParameterError, Solver
 from ..solvers.registry import get_solver
+from .threads import choose_threads, thread_budget
 from .volumes import assemble_volume, slice_checkpoint
 
 
@@ -87,6 +88,7 @@ def iterate(
     resume: bool = False,
     metrics_every: int = 10,
     slices: Sequence[int] | None = None,
+    threads: int | None = None,
     **params,
 ) -> Generator[IterationInfo, Any, ReconstructionResult]:
     """Run a reconstruction step by step, of one slice or of a volume.
@@ -122,6 +124,9 @@ def iterate(
     slices : sequence of int, optional
         Reconstruct only these slices of a volume (in this order); the result then holds
         ``len(slices)`` slices. Default: all.
+    threads : int, optional
+        CPU threads of the run (PyTorch and the tomography pool together; see
+        :mod:`imaging.run.threads`). Default: the cores idle when the run starts.
     **params
         The method's parameters (see ``get_solver(method).describe_params()``).
     """
@@ -130,6 +135,15 @@ def iterate(
     solver_cls = get_solver(method)
     solver_params = solver_cls.make_params(preset, **params)
     device = str(resolve_device(device))
+    budget = choose_threads(threads)
+    with thread_budget(budget):
+        return (yield from _iterate(measurements, method, solver_cls, solver_params, checkpoint, slices, device=device,
+                                    checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every))
+
+
+def _iterate(measurements, method, solver_cls, solver_params, checkpoint, slices, *, device, checkpoint_every, resume,
+             metrics_every):
+    """:func:`iterate` once its arguments are checked: one slice, or the chosen slices of a volume."""
     settings = dict(
         device=device, checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every
     )
@@ -142,7 +156,7 @@ def iterate(
     if not chosen or any(not 0 <= z < measurements.n_slices for z in chosen):
         raise MeasurementError(f"slices must be indices in [0, {measurements.n_slices}), got {chosen!r}")
     results: list[ReconstructionResult] = []
-    for position, z in enumerate(chosen):
+    for z in chosen:
         path = slice_checkpoint(checkpoint, z) if checkpoint is not None else None
         run = _iterate_slice(measurements.slice(z), method, solver_cls, solver_params, path, **settings)
         stop = None
