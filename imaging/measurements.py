@@ -1,4 +1,4 @@
-"""The in-memory form of a measurement file (DESIGN.md section 3).
+"""The in-memory form of a measurement file (docs/design.md §3).
 
 A :class:`Measurements` holds exactly the keys of the file contract and validates them
 on construction, so every consumer (solvers, CLI, GUI, batch) can rely on consistent

@@ -217,7 +217,7 @@ def test_registered_and_driven_by_the_runner():
     result = imaging.reconstruct(m, method="fbp-window", callback=seen.append, max_iter=3)
     assert len(seen) == 1 and result.stop_reason == "converged"  # one step computes everything
     assert result.method == "fbp-window" and result.params["window"] == 0 and result.params["filter"] == "ramp"
-    assert {"data_residual", "psnr", "psnr_frame_mean", "ssim"} <= set(result.history[0])
+    assert {"data_residual", "psnr", "psnr_frame_mean", "ssim_sampled", "ssim_frames"} <= set(result.history[0])
 
 
 @pytest.mark.parametrize(
