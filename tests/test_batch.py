@@ -17,14 +17,15 @@ from imaging.run.batch import (  # noqa: E402
     WORK_DIR_NAME,
     BatchError,
     collect_inputs,
-    estimate_task_bytes,
     make_local_cluster,
     reconstruct_many,
 )
+from imaging.run.batch.inputs import file_digest  # noqa: E402
+from imaging.run.batch.planning import work_name  # noqa: E402
 from imaging.cli import main  # noqa: E402
 from imaging.metrics import evaluate  # noqa: E402
 from imaging.simulate import simulate_tomography  # noqa: E402
-from imaging.solvers import METHODS, Solver, SolverParams, param, register  # noqa: E402
+from imaging.solvers import METHODS, Solver, SolverParams, get_solver, param, register  # noqa: E402
 from imaging.metrics import evaluate_volume  # noqa: E402
 from imaging.run import reconstruct  # noqa: E402
 from imaging.simulate import simulate_volume_tomography  # noqa: E402
@@ -217,7 +218,7 @@ def test_finished_partial_slices_are_reused(client, tmp_path):
 
     volume_path = write_volume(tmp_path / "volume.npz")
     out = tmp_path / "out"
-    work = out / WORK_DIR_NAME / "volume"
+    work = out / WORK_DIR_NAME / work_name(volume_path, file_digest(volume_path))
     work.mkdir(parents=True)
     # A slice finished by an interrupted earlier run (recognisable: scaled by 2).
     done = reconstruct(load_measurements(volume_path).slice(1), METHOD)
@@ -234,7 +235,8 @@ def test_memory_guard_refuses_an_item_that_cannot_fit(scans, tmp_path):
     from imaging import load_measurements
 
     small = load_measurements(scans / "scan0.npz")
-    assert estimate_task_bytes(small, "red-psm") > estimate_task_bytes(small, "fbp-window") > small.sinogram.nbytes
+    red_psm, fbp_window = get_solver("red-psm"), get_solver("fbp-window")
+    assert red_psm.estimate_bytes(small) > fbp_window.estimate_bytes(small) > small.sinogram.nbytes
     rows = reconstruct_many([scans / "scan0.npz"], METHOD, output_dir=tmp_path, memory_limit="100MiB", progress=False)
     assert rows[0]["status"] == "failed"
     assert rows[0]["error"].startswith("memory guard:") and "100.00 MiB" in rows[0]["error"]
