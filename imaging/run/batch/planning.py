@@ -139,8 +139,8 @@ def plan_item(item: Item, method: str, solver_cls, params, template: TaskSpec) -
     try:
         _plan(item, method, solver_cls, params, template)
     except Exception as exc:  # one bad item never stops the batch
-        item.fail(describe_error(exc) if not isinstance(exc, OSError) else
-                  f"cannot read {item.path}: {exc.strerror or describe_error(exc)}")
+        unreadable = isinstance(exc, OSError) and exc.strerror and exc.filename == str(item.path)
+        item.fail(f"cannot read {item.path}: {exc.strerror}" if unreadable else describe_error(exc))
 
 
 def _plan(item: Item, method: str, solver_cls, params, template: TaskSpec) -> None:
@@ -163,13 +163,12 @@ def _plan(item: Item, method: str, solver_cls, params, template: TaskSpec) -> No
     name = work_name(item.path, item.digest)
     _remove_work(work_dir, item.path, keep=name)
     tag = settings_tag(method, record)
-    shared = dict(input_path=str(item.path), input_sha256=item.digest)
     if not item.is_volume:
         work_dir.mkdir(exist_ok=True)
         item.pending = {0}
         item.specs = [(0, dataclasses.replace(
-            template, name=item.path.name, output_path=str(item.output),
-            checkpoint_path=str(work_dir / f"{name}.{tag}.ckpt"), score=True, **shared,
+            template, name=item.path.name, input_path=str(item.path), output_path=str(item.output),
+            checkpoint_path=str(work_dir / f"{name}.{tag}.ckpt"), score=True, input_sha256=item.digest,
         ))]
         return
     item.slice_dir = work_dir / name
@@ -180,8 +179,8 @@ def _plan(item: Item, method: str, solver_cls, params, template: TaskSpec) -> No
         if _finished(partial, slice_shape, method, record) is not None:
             continue
         item.specs.append((z, dataclasses.replace(
-            template, name=f"{item.path.name}[z={z}]", output_path=str(partial),
-            checkpoint_path=str(item.slice_dir / f"{tag}.ckpt"), slice_index=z, score=False, **shared,
+            template, name=f"{item.path.name}[z={z}]", input_path=str(item.path), output_path=str(partial),
+            checkpoint_path=str(item.slice_dir / f"{tag}.ckpt"), slice_index=z, score=False,
         )))
         item.pending.add(z)
 
