@@ -60,7 +60,7 @@ from typing import Any
 from .cluster import available_cores, make_local_cluster, require_bokeh, total_memory, worker_limits
 from .inputs import BatchError, collect_inputs
 from .memory import estimate_task_bytes, memory_refusal  # noqa: F401 (deprecated alias)
-from .planning import WORK_DIR_NAME, Item, assemble, inputs_in_output_folder, plan_item, record
+from .planning import WORK_DIR_NAME, Item, assemble, output_folder_refusal, plan_item, record
 from .summary import SUMMARY_NAME, format_summary, write_summary
 from .tasks import INPUT_DIGEST_EXTRA, TaskSpec, describe_error, run_task
 
@@ -191,15 +191,9 @@ def reconstruct_many(
     if clashes:
         names = "; ".join(" and ".join(str(p) for p in group) for group in clashes)
         raise BatchError(f"inputs would write the same output file ({names}); rename them or batch them separately")
-    inside = inputs_in_output_folder(paths, output_dir)
-    if inside and not allow_output_in_input_folder:
-        replaced = [path.name for path in inside if path.suffix.lower() == ".npz"]
-        raise BatchError(
-            f"output folder {output_dir} holds {len(inside)} input file(s) ({', '.join(p.name for p in inside[:3])}"
-            f"{', ...' if len(inside) > 3 else ''}){': their outputs would replace them' if replaced else ''}; "
-            "choose another output folder, or allow it explicitly (--allow-output-in-input-folder, "
-            "allow_output_in_input_folder=True in Python)"
-        )
+    refusal = output_folder_refusal(paths, output_dir)
+    if refusal and not allow_output_in_input_folder:
+        raise BatchError(refusal)
     output_dir.mkdir(parents=True, exist_ok=True)
 
     template = TaskSpec(

@@ -54,7 +54,7 @@ class Item:
     slice_errors: dict[int, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def for_input(cls, path: Path, output_dir: Path) -> "Item":
+    def for_input(cls, path: Path, output_dir: Path) -> Item:
         """A pending item for input ``path`` writing ``output_dir/<stem>.npz``."""
         row = {"item": str(path), "status": "pending", "error": None, "seconds": 0.0, "output": None,
                "metrics": None, "slices": None, "input_sha256": None}
@@ -80,10 +80,20 @@ def work_name(path: Path, digest: str) -> str:
     return f"{path.stem}-{digest[:_DIGEST_DIGITS]}"
 
 
-def inputs_in_output_folder(paths: list[Path], output_dir: Path) -> list[Path]:
-    """The inputs that lie in ``output_dir`` itself (links resolved), where outputs are written."""
+def output_folder_refusal(paths: list[Path], output_dir: Path) -> str | None:
+    """Why writing into ``output_dir`` could put outputs among (or over) the inputs
+    ``paths``: the inputs that lie in that very folder (links resolved); None if none."""
     folder = os.path.realpath(output_dir)
-    return [path for path in paths if os.path.dirname(os.path.realpath(path)) == folder]
+    inside = [path for path in paths if os.path.dirname(os.path.realpath(path)) == folder]
+    if not inside:
+        return None
+    names = ", ".join(path.name for path in inside[:3]) + (", ..." if len(inside) > 3 else "")
+    replaced = any(path.name == f"{path.stem}.npz" for path in inside)  # the output's own name
+    return (
+        f"output folder {output_dir} holds {len(inside)} input file(s) ({names})"
+        f"{': outputs would replace the .npz inputs' if replaced else ''}; choose another output folder, or "
+        "allow it explicitly (--allow-output-in-input-folder, allow_output_in_input_folder=True in Python)"
+    )
 
 
 def _remove_work(work_dir: Path, path: Path, keep: str | None) -> None:
