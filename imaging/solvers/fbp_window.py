@@ -354,6 +354,7 @@ class FBPWindow(Solver):
 
     name = "fbp-window"
     Params = FBPWindowParams
+    state_copies = 28  # peak float32 (P, N, N) stacks, fitted in docs/batch.md
 
     def __init__(self, measurements, params: FBPWindowParams, device="cpu"):
         super().__init__(measurements, params, device)

@@ -131,6 +131,7 @@ class RedPSMSolver(PSMFamilySolver):
 
     name = "red-psm"
     Params = RedPSMParams
+    state_copies = 46  # peak float32 (P, N, N) stacks, fitted in docs/batch.md
     presets = {
         # Five denoiser passes' worth of work (half the frames per iteration): 0.3 dB below
         # the default on the tuning walnut (benchmarks/tune_red_psm.py).

@@ -257,6 +257,14 @@ class TDDIP(Solver):
         },
         "light": {"channels": 32, "steps": 4096, "steps_per_iteration": 1024, "batch_frames": 1},
     }
+    state_copies = 8  # peak float32 (P, N, N) stacks besides the network, fitted in docs/batch.md
+
+    @classmethod
+    def model_bytes(cls, measurements, params: TDDIPParams) -> int:
+        """The generator: 96 MiB (weights, Adam state) plus 20 bytes per activation (with its
+        gradient) of every channel of every frame in an optimiser batch; fitted at N = 64, 128."""
+        batch = min(params.batch_frames, measurements.n_frames)
+        return 96 * 2**20 + 20 * batch * params.channels * math.prod(measurements.slice_shape)
 
     def __init__(self, measurements, params: TDDIPParams, device="cpu"):
         super().__init__(measurements, params, device)

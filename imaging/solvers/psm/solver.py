@@ -205,6 +205,7 @@ class PSMSolver(PSMFamilySolver):
     """
 
     name = "psm"
+    state_copies = 30  # peak float32 (P, N, N) stacks, fitted in docs/batch.md
 
     def step(self) -> dict[str, float]:
         entry = self._ensure_initialised()
