@@ -3,7 +3,9 @@
 Cases (the paper's protocol sizes):
 
 - tomography, P=256 frames, 1 view per frame (bit-reversal over [0, pi)), N=128 and
-  N=256, detector of N bins;
+  N=256, detector of N bins; at N=512 and N=1024 also with the matrix-free back end
+  (``-matrix-free``: ASTRA's projector on the fly, no stored weights), the sparse one
+  being the default whose weights grow to 2 GB at N=1024;
 - dynamic MRI, 128 x 128, P=256 frames, 8 phase-encode lines per frame
   (variable-density, 4 centre lines), single coil and 8 coils.
 
@@ -45,6 +47,10 @@ FRAMES = 256
 CASES = {
     "tomo-128": {"modality": "tomography", "size": 128},
     "tomo-256": {"modality": "tomography", "size": 256},
+    "tomo-512": {"modality": "tomography", "size": 512, "backend": "sparse"},
+    "tomo-512-matrix-free": {"modality": "tomography", "size": 512, "backend": "matrix-free"},
+    "tomo-1024": {"modality": "tomography", "size": 1024, "backend": "sparse"},
+    "tomo-1024-matrix-free": {"modality": "tomography", "size": 1024, "backend": "matrix-free"},
     "mri-1coil": {"modality": "mri", "size": 128, "coils": 1, "lines": 8},
     "mri-8coils": {"modality": "mri", "size": 128, "coils": 8, "lines": 8},
 }
@@ -86,7 +92,8 @@ def _build(case: dict):
 
     size = case["size"]
     if case["modality"] == "tomography":
-        return DynamicTomography(view_angles("bit-reversal", FRAMES), (size, size))
+        backend = case.get("backend", "auto")
+        return DynamicTomography(view_angles("bit-reversal", FRAMES), (size, size), projector_backend=backend)
     from imaging.simulate import synthetic_coil_maps
 
     mask = kt_mask("variable-density", FRAMES, (size, size), case["lines"], center_lines=4, seed=0)
@@ -189,7 +196,7 @@ def format_report(rows: list[dict], info: list[str], args) -> str:
         "",
         f"`python benchmarks/operators.py` (median of {args.repeats} calls after {args.warmup} warm-up calls; "
         "minimum in parentheses). \"held\": the operator's `nbytes` (tomography: sparse weights and "
-        "indices; MRI: mask and coil maps, plain and modulated); \"RSS growth\": the process's resident "
+        "indices, none for the matrix-free back end; MRI: mask and coil maps, plain and modulated); \"RSS growth\": the process's resident "
         "memory after construction minus before (libraries already imported); each case runs in a "
         "fresh process.",
         "",

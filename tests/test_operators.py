@@ -45,8 +45,10 @@ def _centred_grid(n):
     return cols - centre, centre - rows
 
 
-def _tomography_case(n, views, projector, support):
-    return lambda: DynamicTomography(_angles(3, views), (n, n), projector=projector, support=support)
+def _tomography_case(n, views, projector, support, backend="sparse"):
+    return lambda: DynamicTomography(
+        _angles(3, views), (n, n), projector=projector, support=support, projector_backend=backend
+    )
 
 
 def _mri_case(shape, coils, complex_image):
@@ -60,6 +62,13 @@ OPERATOR_CASES = {
         for n in (16, 33)
         for v in (1, 3)
         for projector in ("line", "linear", "strip")
+        for support in ("disk", "square")
+    },
+    **{
+        f"tomo-matrix-free-N{n}-V{v}-{projector}-{support}": _tomography_case(n, v, projector, support, "matrix-free")
+        for n in (16, 33)
+        for v in (1, 3)
+        for projector in ("line", "strip")
         for support in ("disk", "square")
     },
     **{
@@ -83,7 +92,10 @@ def test_adjointness(case):
         assert operator.adjointness_error(seed=seed) <= 1e-5
 
 
-@pytest.mark.parametrize("case", ["tomo-N16-V3-line-disk", "mri-16x16-3coils-real", "mri-12x20-3coils-complex"])
+@pytest.mark.parametrize(
+    "case",
+    ["tomo-N16-V3-line-disk", "tomo-matrix-free-N16-V3-line-disk", "mri-16x16-3coils-real", "mri-12x20-3coils-complex"],
+)
 def test_autograd_gradients_are_the_adjoint_and_forward(case):
     operator = OPERATOR_CASES[case]()
     gen = torch.Generator().manual_seed(1)
@@ -139,17 +151,59 @@ def test_frame_blocks_and_threads_do_not_change_the_products(monkeypatch):
     blocked = DynamicTomography(angles, (20, 20))
     assert len(single._blocks) == 1 and len(blocked._blocks) >= 4
     assert blocked.nbytes - single.nbytes == 4 * (len(blocked._blocks) - 1)  # one indptr entry per extra block
+    _assert_same_products(single, blocked, torch.equal)
+    assert blocked.adjointness_error() <= 1e-6
+
+
+def _assert_same_products(reference, other, same):
+    """``same(other's product, reference's)`` for forward and adjoint, on 1 and 2 threads."""
     gen = torch.Generator().manual_seed(0)
-    x, y = single.random_domain(gen), single.random_range(gen)
+    x, y = reference.random_domain(gen), reference.random_range(gen)
     threads = torch.get_num_threads()
     try:
         for n_threads in (1, 2):
             torch.set_num_threads(n_threads)
-            assert torch.equal(blocked.forward(x), single.forward(x))
-            assert torch.equal(blocked.adjoint(y), single.adjoint(y))
+            assert same(other.forward(x), reference.forward(x))
+            assert same(other.adjoint(y), reference.adjoint(y))
     finally:
         torch.set_num_threads(threads)
-    assert blocked.adjointness_error() <= 1e-6
+
+
+@pytest.mark.parametrize("projector", ["line", "linear", "strip"])
+@pytest.mark.parametrize("support", ["disk", "square"])
+def test_matrix_free_products_equal_the_sparse_ones(projector, support):
+    # ASTRA's FP/BP walk the same weights as its projection matrix, in the same order.
+    angles = _angles(5, 2, seed=4) * 2
+    kwargs = dict(n_detectors=29, detector_spacing=0.8, projector=projector, support=support)
+    sparse = DynamicTomography(angles, (24, 24), projector_backend="sparse", **kwargs)
+    free = DynamicTomography(angles, (24, 24), projector_backend="matrix-free", **kwargs)
+    assert (sparse.projector_backend, free.projector_backend) == ("sparse", "matrix-free")
+    _assert_same_products(sparse, free, lambda a, b: torch.allclose(a, b, rtol=1e-6, atol=1e-6))
+    assert free.nbytes < sparse.nbytes / 20  # no weights held
+
+
+def test_matrix_free_ignores_what_lies_outside_the_disk():
+    angles = _angles(2, 2)
+    free = DynamicTomography(angles, (16, 16), projector_backend="matrix-free")
+    x = torch.zeros(2, 16, 16)
+    x[:, 0, 0] = math.inf  # a corner pixel, outside the inscribed disk
+    assert torch.equal(free.forward(x), torch.zeros(free.range_shape))
+    back = free.adjoint(torch.ones(free.range_shape))
+    assert torch.all(back[:, 0, 0] == 0) and torch.all(back[:, 8, 8] > 0)
+
+
+def test_projector_backend_auto_follows_the_memory_share():
+    from imaging.operators.tomography_matrix_free import SPARSE_MEMORY_SHARE, choose_projector_backend
+
+    weights_bytes = 8 * 1024 * 256 * 1 * 1024  # N=1024, P=256, one view, D=1024: 2 GiB
+    fits = int(weights_bytes / SPARSE_MEMORY_SHARE)
+    assert choose_projector_backend("auto", 1024, 256, 1, 1024, memory_bytes=fits) == "sparse"
+    assert choose_projector_backend("auto", 1024, 256, 1, 1024, memory_bytes=fits - 1) == "matrix-free"
+    assert choose_projector_backend("auto", 1024, 256, 1, 1024, "cuda", memory_bytes=1) == "sparse"
+    assert choose_projector_backend("matrix-free", 8, 1, 1, 8) == "matrix-free"
+    assert DynamicTomography(_angles(2, 1), (8, 8)).projector_backend == "sparse"  # small: always sparse
+    with pytest.raises(ValueError, match="projector_backend must be one of"):
+        DynamicTomography(_angles(2, 1), (8, 8), projector_backend="dense")
 
 
 def test_operator_memory_is_sparse():
@@ -412,11 +466,12 @@ def test_cuda_without_a_gpu_is_a_clear_error(make):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("case", ["tomography", "mri"])
+@pytest.mark.parametrize("case", ["tomography", "tomography-matrix-free", "mri"])
 def test_cuda_operators_are_adjoint_and_match_the_cpu(case):
-    if case == "tomography":
+    if case.startswith("tomography"):
         angles = _angles(4, 2)
-        cpu, gpu = (DynamicTomography(angles, (33, 33), device=d) for d in ("cpu", "cuda"))
+        backend = "matrix-free" if case.endswith("matrix-free") else "auto"
+        cpu, gpu = (DynamicTomography(angles, (33, 33), device=d, projector_backend=backend) for d in ("cpu", "cuda"))
     else:
         mask, maps = _mask(4, (16, 16)), _coil_maps(3, (16, 16))
         cpu, gpu = (DynamicMRI(mask, maps, device=d) for d in ("cpu", "cuda"))

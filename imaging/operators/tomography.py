@@ -19,20 +19,24 @@ as fast for one large forward product, but its transposed product is two orders 
 magnitude slower, and one call per block makes its OpenMP threads spin when other
 processes share the cores.) On CUDA the blocks are joined into one CSR matrix and its
 transpose, both on the GPU.
+
+Where the weights would take too much memory (large N and P), the same operator is
+applied without them: ASTRA's projector runs on the fly, frame by frame
+(:mod:`imaging.operators.tomography_matrix_free`, ``projector_backend``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ._pool import run_on_threads
 from .base import LinearOperator, resolve_device
+from .tomography_matrix_free import FrameProjectors, choose_projector_backend
 
 PROJECTORS = ("line", "linear", "strip")
 SUPPORTS = ("disk", "square")
@@ -41,10 +45,6 @@ SUPPORTS = ("disk", "square")
 #: threads evenly loaded even when other processes compete for the cores, and the cost
 #: of one block call (about 20 microseconds) stays negligible next to its product.
 _NONZEROS_PER_BLOCK = 1 << 18
-
-_EXECUTORS: dict[int, ThreadPoolExecutor] = {}
-# A forked child inherits the executors but not their threads: it must make its own.
-os.register_at_fork(after_in_child=_EXECUTORS.clear)
 
 
 def disk_mask(n: int) -> np.ndarray:
@@ -171,24 +171,6 @@ def block_diagonal_matrix(blocks: list[FrameBlock]) -> sp.csr_matrix:
     return sp.csr_matrix((data, columns, indptr.astype(index_dtype)), shape=(n_frames * rows_per_frame, n_cols))
 
 
-def _run_blocks(job, blocks: list[FrameBlock]) -> None:
-    """Call ``job(block)`` for every block, on ``torch.get_num_threads()`` threads.
-
-    Blocks are handed out one at a time, so a thread that other processes slow down
-    takes fewer of them.
-    """
-    n_workers = min(torch.get_num_threads(), len(blocks))
-    if n_workers <= 1:
-        for block in blocks:
-            job(block)
-        return
-    executor = _EXECUTORS.get(n_workers)
-    if executor is None:
-        executor = _EXECUTORS[n_workers] = ThreadPoolExecutor(n_workers, thread_name_prefix="tomography")
-    for _ in executor.map(job, blocks):
-        pass
-
-
 class _Project(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_flat, op):
@@ -230,6 +212,13 @@ class DynamicTomography(LinearOperator):
     support : {"disk", "square"}
         "disk" treats the object as zero outside the inscribed circle (the field of view
         that every view sees) and stores only those pixels' weights.
+    projector_backend : {"auto", "sparse", "matrix-free"}
+        "sparse" stores the weights (fastest products); "matrix-free" applies ASTRA's
+        projector on the fly, frame by frame, on the CPU (same weights, same products,
+        no stored matrix: :mod:`imaging.operators.tomography_matrix_free`); "auto"
+        keeps the sparse weights while they take at most a quarter of the machine's
+        memory (:func:`~imaging.operators.tomography_matrix_free.choose_projector_backend`).
+        The choice is :attr:`projector_backend`.
 
     Notes
     -----
@@ -250,6 +239,7 @@ class DynamicTomography(LinearOperator):
         device="cpu",
         projector="line",
         support="disk",
+        projector_backend="auto",
     ):
         angles = _as_angle_array(angles)
         image_shape = tuple(int(s) for s in np.atleast_1d(image_shape))
@@ -275,6 +265,23 @@ class DynamicTomography(LinearOperator):
         n_frames, n_views = angles.shape
         self.domain_shape = (n_frames, n, n)
         self.range_shape = (n_frames, n_views, n_detectors)
+        self.projector_backend = choose_projector_backend(
+            projector_backend, n, n_frames, n_views, n_detectors, self.device.type
+        )
+        self._frame_projectors = None
+        if self.projector_backend == "matrix-free":
+            import astra
+
+            self._blocks = None
+            self._frame_projectors = FrameProjectors(
+                angles,
+                n,
+                lambda frame_angles: astra.create_proj_geom("parallel", self.detector_spacing, n_detectors, frame_angles),
+                projector,
+                disk_mask(n) if support == "disk" else None,
+            )
+            self._nbytes = self._frame_projectors.nbytes
+            return
         blocks = frame_blocks(angles, n, n_detectors, self.detector_spacing, projector, support)
         if self.device.type == "cuda":
             matrix = block_diagonal_matrix(blocks)
@@ -304,7 +311,7 @@ class DynamicTomography(LinearOperator):
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the sparse weights and their indices (bytes)."""
+        """Memory held by the sparse weights and their indices (bytes; matrix-free: angles and mask)."""
         return self._nbytes
 
     def support_mask(self) -> torch.Tensor:
@@ -314,6 +321,9 @@ class DynamicTomography(LinearOperator):
         return torch.from_numpy(mask.astype(np.float32)).to(self.device)
 
     def _matvec(self, x_flat: torch.Tensor) -> torch.Tensor:
+        if self._frame_projectors is not None:
+            images = x_flat.detach().cpu().contiguous().numpy().reshape(self.domain_shape)
+            return torch.from_numpy(self._frame_projectors.forward(images).reshape(-1)).to(self.device)
         if self._blocks is None:
             return torch.mv(self._cuda_matrix, x_flat.contiguous())
         x = x_flat.detach().contiguous().numpy()
@@ -325,10 +335,13 @@ class DynamicTomography(LinearOperator):
                 block.matrix @ x[block.first_frame * cols : block.stop_frame * cols]
             )
 
-        _run_blocks(project, self._blocks)
+        run_on_threads(project, self._blocks)
         return torch.from_numpy(out)
 
     def _rmatvec(self, y_flat: torch.Tensor) -> torch.Tensor:
+        if self._frame_projectors is not None:
+            sinograms = y_flat.detach().cpu().contiguous().numpy().reshape(self.range_shape)
+            return torch.from_numpy(self._frame_projectors.adjoint(sinograms).reshape(-1)).to(self.device)
         if self._blocks is None:
             return torch.mv(self._cuda_matrix_transposed, y_flat.contiguous())
         y = y_flat.detach().contiguous().numpy()
@@ -340,7 +353,7 @@ class DynamicTomography(LinearOperator):
                 block.transposed @ y[block.first_frame * rows : block.stop_frame * rows]
             )
 
-        _run_blocks(back_project, self._blocks)
+        run_on_threads(back_project, self._blocks)
         return torch.from_numpy(out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
