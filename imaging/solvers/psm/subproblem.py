@@ -94,7 +94,10 @@ class PSMSubproblem:
         self.chi = float(chi)
         self.direct = bool(direct)
         with torch.no_grad():
-            self.weighted_backprojection = self._mask(self.data_weight * operator.adjoint(data))
+            # In place: one (P, N, N) stack at a time.
+            self.weighted_backprojection = operator.adjoint(data).mul_(self.data_weight)
+            if support is not None:
+                self.weighted_backprojection.mul_(support)
         self._symbol = None
         # A support mask breaks the k-space diagonal of A^T A.
         self.kspace_weights = operator.kspace_normal_weights() if support is None else None
@@ -104,7 +107,26 @@ class PSMSubproblem:
 
     def normal(self, frames: torch.Tensor) -> torch.Tensor:
         """``w A^T A`` applied to (P, N, N) frames (callers mask the result)."""
-        return self.data_weight * self.operator.normal(frames)
+        return self.operator.normal(frames).mul_(self.data_weight)
+
+    def projected_normal(self, spatial: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
+        """``Psi^T (w A^T A) (Lambda Psi^T)``: the data term's curvature on spatial bases.
+
+        Parameters
+        ----------
+        spatial : torch.Tensor
+            (r, N, N) bases ``Lambda``.
+        temporal : torch.Tensor
+            (P, r) temporal bases ``Psi``.
+
+        Returns
+        -------
+        torch.Tensor
+            (r, N, N), not masked. The synthesised frames are released before the
+            back-projection, so one (P, N, N) stack is held at a time.
+        """
+        projections = self.operator.forward(synthesize(spatial, temporal))
+        return project_frames(self.operator.adjoint(projections), temporal).mul_(self.data_weight)
 
     # -- objective --------------------------------------------------------------------------
     def terms(self, factors: PSMFactors, beta: float = 0.0, target: torch.Tensor | None = None) -> dict[str, float]:
@@ -155,11 +177,13 @@ class PSMSubproblem:
         with torch.no_grad():
             # gram[p, k, l] = w <Lambda_k, A_p^T A_p Lambda_l> + beta <Lambda_k, Lambda_l>
             gram = self._data_gram(spatial)
-            linear = self.weighted_backprojection
+            # linear[p, k] = <w A_p^T g_p + beta M target_p, Lambda_k>, without a stack temporary.
+            linear = self.weighted_backprojection.reshape(n_frames, -1) @ flat.T  # (P, r)
             if beta > 0:
                 gram += beta * (flat @ flat.T).double()
-                linear = linear + beta * self._mask(target)
-            linear = (linear.reshape(n_frames, -1) @ flat.T).double()  # (P, r)
+                masked = flat if self.support is None else (spatial * self.support).reshape(rank, -1)
+                linear += beta * (target.reshape(n_frames, -1) @ masked.T)
+            linear = linear.double()
             eye = torch.eye(rank, dtype=torch.float64, device=spatial.device)
             gram += self.xi * eye
             u = self.interpolation.double()
@@ -184,7 +208,9 @@ class PSMSubproblem:
             impulse = torch.zeros(self.operator.domain_shape, device=self.data.device)
             impulse[:, height // 2, width // 2] = 1.0
             with torch.no_grad():
-                kernel = (self.data_weight * self.operator.normal(impulse)).mean(dim=0)
+                projections = self.operator.forward(impulse)
+                del impulse  # one (P, N, N) stack at a time
+                kernel = self.operator.adjoint(projections).mean(dim=0).mul_(self.data_weight)
             kernel = torch.fft.ifftshift(kernel, dim=(-2, -1))
             symbol = torch.fft.rfft2(kernel).real
             # The convolution model of the frame-averaged normal operator is crude where the
@@ -221,16 +247,16 @@ class PSMSubproblem:
         temporal = factors.temporal()
         gram = temporal.T @ temporal
         with torch.no_grad():
-            rhs_frames = self.weighted_backprojection
+            # Psi^T (w A^T g + beta M target), projected stack by stack (no stack temporary).
+            rhs = project_frames(self.weighted_backprojection, temporal)
             if beta > 0:
-                rhs_frames = rhs_frames + beta * self._mask(target)
-            rhs = project_frames(rhs_frames, temporal)
+                rhs += beta * self._mask(project_frames(target, temporal))
             if self.kspace_weights is not None:
                 factors.spatial = self._solve_spatial_in_kspace(rhs, temporal, beta)
                 return
 
             def hessian(x: torch.Tensor) -> torch.Tensor:
-                out = project_frames(self.normal(synthesize(x, temporal)), temporal)
+                out = self.projected_normal(x, temporal)
                 out += torch.einsum("kxy,kl->lxy", x, beta * gram) + self.chi * x
                 return self._mask(out)
 
