@@ -78,6 +78,29 @@ def test_one_f_step_decreases_the_f_objective(walnut):
     assert objective(solver.f) < objective(previous)
 
 
+@pytest.mark.parametrize("schedule", [{}, {"denoise_stride": 2, "red_iterations": 2, "denoise_batch": 2}])
+def test_block_wise_f_and_dual_steps_equal_the_whole_stack(walnut, monkeypatch, schedule):
+    from imaging.solvers import red_psm
+
+    states = []
+    for block_bytes in (2**40, 1):  # one block; the smallest blocks (stride x batch frames)
+        monkeypatch.setattr(red_psm, "F_STEP_BLOCK_BYTES", block_bytes)
+        solver = _solver(walnut, **schedule)
+        unit = solver.params.denoise_stride * solver.params.denoise_batch
+        assert solver._block_frames() >= 16 if block_bytes > 1 else solver._block_frames() == unit < 16
+        for _ in range(3):
+            entry = solver.step()
+            solver.iteration += 1
+        states.append((solver.f.clone(), solver.dual.clone(), entry))
+    (f_whole, dual_whole, entry_whole), (f_blocks, dual_blocks, entry_blocks) = states
+    assert torch.allclose(f_blocks, f_whole, rtol=0, atol=1e-6) and torch.allclose(dual_blocks, dual_whole, rtol=0, atol=1e-6)
+    for key in ("relative_change", "primal_residual", "data_residual"):
+        assert entry_blocks[key] == pytest.approx(entry_whole[key], rel=1e-5)
+    # f_PSM of a block of frames is those frames of the whole product.
+    spatial, temporal = solver.factors.spatial, solver.factors.temporal()
+    assert torch.allclose(red_psm.synthesize(spatial, temporal[4:9]), solver.factors.frames()[4:9], rtol=0, atol=1e-6)
+
+
 def test_red_psm_beats_fbp_window_on_a_tiny_phantom(walnut):
     red = reconstruct(walnut, "red-psm", max_iter=10, **SMALL)
     fbp = reconstruct(walnut, "fbp-window")

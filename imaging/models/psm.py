@@ -148,6 +148,32 @@ def fit_knots(temporal: torch.Tensor, interpolation: torch.Tensor) -> torch.Tens
     return solution.T.to(temporal.dtype).contiguous()
 
 
+#: Bytes of the float64 copy of a block of pixel columns in :func:`_double_product`.
+_DOUBLE_BLOCK_BYTES = 16 * 2**20
+
+
+def _double_product(left: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``left @ matrix`` in double precision, converting ``matrix`` a block of columns at a time.
+
+    Parameters
+    ----------
+    left : torch.Tensor
+        float64 (k, P).
+    matrix : torch.Tensor
+        (P, M), any real dtype (frames as rows, pixels as columns).
+
+    Returns
+    -------
+    torch.Tensor
+        float64 (k, M); no float64 copy of the whole ``matrix`` is made.
+    """
+    columns = max(1, _DOUBLE_BLOCK_BYTES // (8 * matrix.shape[0]))
+    out = torch.empty((left.shape[0], matrix.shape[1]), dtype=torch.float64, device=matrix.device)
+    for first in range(0, matrix.shape[1], columns):
+        out[:, first : first + columns] = left @ matrix[:, first : first + columns].double()
+    return out
+
+
 def psm_from_frames(frames: torch.Tensor, rank: int, interpolation: torch.Tensor) -> "PSMFactors":
     """Best rank-``rank`` PSM of ``frames`` whose temporal bases lie in the span of ``U``.
 
@@ -180,15 +206,15 @@ def psm_from_frames(frames: torch.Tensor, rank: int, interpolation: torch.Tensor
         raise ValueError(f"interpolation has {interpolation.shape[0]} rows but there are {p} frames")
     if not 1 <= rank <= d:
         raise ValueError(f"rank must be between 1 and the number of knots ({d}), got {rank}")
-    matrix = frames.reshape(p, n * m).double()
+    matrix = frames.reshape(p, n * m)
     basis, _ = torch.linalg.qr(interpolation.double())  # (P, d) orthonormal span of U
-    coefficients = basis.T @ matrix  # (d, N M)
+    coefficients = _double_product(basis.T, matrix)  # (d, N M)
     eigenvalues, eigenvectors = torch.linalg.eigh(coefficients @ coefficients.T)
     order = torch.argsort(eigenvalues, descending=True)[:rank]
     temporal = basis @ eigenvectors[:, order]  # (P, r)
     peak = temporal.gather(0, temporal.abs().argmax(dim=0, keepdim=True))
     temporal = temporal * torch.where(peak < 0, -1.0, 1.0)
-    spatial = (temporal.T @ matrix).reshape(rank, n, m).to(frames.dtype)
+    spatial = _double_product(temporal.T, matrix).reshape(rank, n, m).to(frames.dtype)
     knots = fit_knots(temporal, interpolation.double()).to(frames.dtype)
     return PSMFactors(spatial.contiguous(), knots.contiguous(), interpolation.to(frames.dtype))
 

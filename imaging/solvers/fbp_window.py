@@ -289,16 +289,24 @@ class SlidingFBP(SlidingWindowMethod):
         m = measurements
         n_frames, n_views, n_detectors = m.sinogram.shape
         size = m.image_shape[0]
-        # One "frame" per view: its adjoint back-projects every view on its own.
+        # One "frame" per view: its adjoint back-projects every view on its own. Applied
+        # twice, so ASTRA projects on the fly (on the CPU, also for a CUDA run): storing
+        # the weights would cost their memory and about 40 products' time.
         per_view = DynamicTomography(
-            m.angles.reshape(-1, 1), m.image_shape, n_detectors, m.detector_spacing, device=device
+            m.angles.reshape(-1, 1),
+            m.image_shape,
+            n_detectors,
+            m.detector_spacing,
+            device=device,
+            projector_backend="matrix-free",
         )
         data = torch.from_numpy(m.sinogram).to(device)
         filtered = filter_views(data.reshape(-1, 1, n_detectors), filter_kind)
         backprojections = per_view.adjoint(filtered).reshape(n_frames * n_views, size * size)
         weights = sliding_view_weights(m.angles, window).to(device)
         frames = (weights @ backprojections).reshape(n_frames, size, size)
-        measured = per_view.forward(frames.repeat_interleave(n_views, dim=0)).reshape(data.shape)
+        per_view_frames = frames if n_views == 1 else frames.repeat_interleave(n_views, dim=0)
+        measured = per_view.forward(per_view_frames).reshape(data.shape)
         return frames, _relative_residual(measured, data)
 
 

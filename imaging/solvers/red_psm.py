@@ -65,9 +65,25 @@ import torch
 from torch import nn
 
 from ..denoisers import denoise_frames, describe_module, load_denoiser
+from ..models.psm import synthesize
 from .registry import register
 from .base import ParameterError, param
-from .psm import PSMFamilySolver, PSMParams, relative_norm
+from .psm import PSMFamilySolver, PSMParams
+
+#: Bytes of one float32 block of frames in the f and dual updates (the block's f_PSM,
+#: denoiser output and update are a few such blocks).
+F_STEP_BLOCK_BYTES = 16 * 2**20
+
+
+def _squared_norm(x: torch.Tensor) -> float:
+    """``||x||^2`` accumulated in double precision."""
+    return float(torch.linalg.vector_norm(x, dtype=torch.float64)) ** 2
+
+
+def _ratio(numerator_sq: float, denominator_sq: float) -> float:
+    """``sqrt(numerator_sq / denominator_sq)`` (the numerator's root for a zero denominator),
+    as :func:`~imaging.solvers.psm.relative_norm` of the two norms."""
+    return math.sqrt(numerator_sq / denominator_sq) if denominator_sq > 0 else math.sqrt(numerator_sq)
 
 
 @dataclasses.dataclass
@@ -194,31 +210,82 @@ class RedPSMSolver(PSMFamilySolver):
         patch = self.params.patch_size or None
         return denoise_frames(self.denoiser, frames, patch_size=patch, batch_size=self.params.denoise_batch)
 
-    def _update_denoised(self) -> None:
-        stride = self.params.denoise_stride
-        if self.denoised is None or stride == 1:
-            self.denoised = self._mask(self._denoise(self.f))
-            return
-        selected = torch.arange(self.iteration % stride, self.f.shape[0], stride, device=self.f.device)
-        self.denoised[selected] = self._mask(self._denoise(self.f[selected].contiguous()))
+    def _block_frames(self) -> int:
+        """Frames per block of the f and dual updates.
+
+        A multiple of ``denoise_stride * denoise_batch``, so that the denoiser sees the
+        same batches as on the whole stack, and about :data:`F_STEP_BLOCK_BYTES` per
+        float32 block.
+        """
+        p = self.params
+        unit = p.denoise_stride * p.denoise_batch
+        frame_bytes = 4 * self.f[0].numel()
+        return unit * max(1, F_STEP_BLOCK_BYTES // (unit * frame_bytes))
+
+    def _f_and_dual_step(self) -> tuple[float, float, float]:
+        """The f step and the dual step, one block of frames at a time (in place).
+
+        ``f_PSM`` is synthesised per block, so the step holds a few blocks of frames
+        besides ``f`` and the dual (and the kept denoiser output when
+        ``denoise_stride > 1``). The f step decouples over frames, so this equals the
+        update of the whole stack.
+
+        Returns
+        -------
+        tuple of float
+            ``||f_new - f_old||^2``, ``||f_new||^2`` and ``||f_PSM - f_new||^2``.
+        """
+        p = self.params
+        stride = p.denoise_stride
+        n_frames = self.f.shape[0]
+        temporal = self.factors.temporal()
+        # The first pass of a strided schedule denoises every frame (there is no earlier output).
+        first_pass_all = self.denoised is None
+        if stride > 1 and self.denoised is None:
+            self.denoised = torch.empty_like(self.f)
+        phase = self.iteration % stride
+        change_sq = norm_sq = primal_sq = 0.0
+        block = self._block_frames()
+        for first in range(0, n_frames, block):
+            frames = slice(first, min(n_frames, first + block))
+            psm = self._mask(synthesize(self.factors.spatial, temporal[frames]))
+            anchor = p.beta * (psm + self.dual[frames])
+            previous = self.f[frames]
+            f = previous
+            for red_iteration in range(p.red_iterations):
+                if stride == 1:
+                    denoised = self._mask(self._denoise(f))
+                elif first_pass_all and red_iteration == 0:
+                    denoised = self.denoised[frames]
+                    denoised[:] = self._mask(self._denoise(f))
+                else:
+                    denoised = self.denoised[frames]
+                    selected = torch.arange((phase - first) % stride, f.shape[0], stride, device=f.device)
+                    denoised[selected] = self._mask(self._denoise(f[selected].contiguous()))
+                f = (p.lam * denoised + anchor) / (p.lam + p.beta)
+            change_sq += _squared_norm(f - previous)
+            norm_sq += _squared_norm(f)
+            primal_sq += _squared_norm(psm - f)
+            self.dual[frames] = self.dual[frames] + psm - f
+            self.f[frames] = f
+        return change_sq, norm_sq, primal_sq
 
     def step(self) -> dict[str, float]:
         entry = self._ensure_initialised()
         p = self.params
         start = time.perf_counter()
-        self.problem.sweep(self.factors, p.beta, self.f - self.dual, p.sweeps, p.cg_iterations)
-        psm_frames = self._mask(self.factors.frames())
+        target = self.f - self.dual
+        self.problem.sweep(self.factors, p.beta, target, p.sweeps, p.cg_iterations)
+        del target
         psm_seconds = time.perf_counter() - start
-        previous = self.f
         start = time.perf_counter()
-        anchor = p.beta * (psm_frames + self.dual)
-        for _ in range(p.red_iterations):
-            self._update_denoised()
-            self.f = (p.lam * self.denoised + anchor) / (p.lam + p.beta)
+        change_sq, norm_sq, primal_sq = self._f_and_dual_step()
         denoiser_seconds = time.perf_counter() - start
-        self.dual = self.dual + psm_frames - self.f
-        self.previous_change = relative_norm(self.f - previous, self.f)
-        self.primal_residual = relative_norm(psm_frames - self.f, self.f)
+        self.previous_change = _ratio(change_sq, norm_sq)
+        self.primal_residual = _ratio(primal_sq, norm_sq)
+        psm_frames = self.factors.frames()
+        if self.support is not None:
+            psm_frames.mul_(self.support)
         entry.update(
             data_residual=self._data_residual(self.f),
             psm_data_residual=self._data_residual(psm_frames),
@@ -235,7 +302,7 @@ class RedPSMSolver(PSMFamilySolver):
 
     def estimate(self) -> np.ndarray:
         self._ensure_initialised()
-        return (self.f * self.scale).cpu().numpy().astype(np.float32)
+        return (self.f * self.scale).cpu().numpy().astype(np.float32, copy=False)
 
     def state_dict(self) -> dict:
         state = super().state_dict()

@@ -127,11 +127,13 @@ class PSMFamilySolver(Solver):
         frames = initial_frames(
             self.measurements, self.init_method, knots=self.params.init_knots, device=self.operator.device
         )
+        # In place: the initial frames are one (P, N, N) stack until the factors are made.
         if self.support is not None:
-            frames = frames * self.support
+            frames.mul_(self.support)
         self.scale = amplitude_scale(frames)
+        frames.div_(self.scale)
         self.data_weight = data_weight(self.operator, self.support)
-        self.factors = psm_from_frames(frames / self.scale, self.params.order + 1, self.interpolation)
+        self.factors = psm_from_frames(frames, self.params.order + 1, self.interpolation)
         self._build_problem()
         self.problem.rebalance(self.factors)
         if self.init_method == "kspace-centre":
@@ -141,7 +143,7 @@ class PSMFamilySolver(Solver):
             # from 29.5 to 29.7 dB in 12 instead of 21 iterations.
             self.problem.update_spatial(self.factors, iterations=self.params.cg_iterations)
             self.problem.rebalance(self.factors)
-        self._after_initialise(frames / self.scale)
+        self._after_initialise(frames)
         return {"init_seconds": time.perf_counter() - start}
 
     def _after_initialise(self, frames: torch.Tensor) -> None:
