@@ -206,7 +206,11 @@ class Solver:
 
     # -- checkpoints --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-for-bit: tensors, numbers, lists (no objects)."""
+        """Everything needed to continue bit-for-bit: tensors, numbers, lists (no objects).
+
+        Like ``torch.nn.Module.state_dict``, the tensors may be the solver's own, which the
+        next :meth:`step` updates in place: save or copy them before stepping again.
+        """
         return {"iteration": self.iteration}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
