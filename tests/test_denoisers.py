@@ -255,3 +255,21 @@ def test_shipped_default_denoises_and_keeps_clean_images():
     denoised = denoise_frames(model, noisy)
     assert _psnr(denoised, clean) > _psnr(noisy, clean) + 4.0
     assert _psnr(denoise_frames(model, clean), clean) > 35.0
+
+
+def test_denoise_layout_bounds_the_working_memory():
+    from imaging.denoisers.inference import AUTO_PATCH_SIZE, denoise_layout, working_bytes_per_pixel
+
+    model = DnCNN(depth=3, width=16)
+    per_pixel = working_bytes_per_pixel(model)
+    assert per_pixel == 8 * 16 + 40
+    # Small frames: whole frames, at most 8 per call.
+    assert denoise_layout(model, (64, 64)) == (None, 8)
+    # The batch shrinks with the frame: two frames' activations fit.
+    assert denoise_layout(model, (100, 100), working_bytes=2 * per_pixel * 100 * 100) == (None, 2)
+    # One frame does not fit: patches, as many as fit (at least one).
+    patch_bytes = per_pixel * AUTO_PATCH_SIZE**2
+    assert denoise_layout(model, (1024, 1024), working_bytes=3 * patch_bytes) == (AUTO_PATCH_SIZE, 3)
+    assert denoise_layout(model, (1024, 1024), working_bytes=patch_bytes // 2) == (AUTO_PATCH_SIZE, 1)
+    # Explicit values are kept.
+    assert denoise_layout(model, (1024, 1024), patch_size=64, batch_size=5) == (64, 5)

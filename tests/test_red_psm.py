@@ -86,7 +86,7 @@ def test_block_wise_f_and_dual_steps_equal_the_whole_stack(walnut, monkeypatch, 
     for block_bytes in (2**40, 1):  # one block; the smallest blocks (stride x batch frames)
         monkeypatch.setattr(red_psm, "F_STEP_BLOCK_BYTES", block_bytes)
         solver = _solver(walnut, **schedule)
-        unit = solver.params.denoise_stride * solver.params.denoise_batch
+        unit = solver.params.denoise_stride * solver.denoise_batch
         assert solver._block_frames() >= 16 if block_bytes > 1 else solver._block_frames() == unit < 16
         for _ in range(3):
             entry = solver.step()
@@ -99,6 +99,22 @@ def test_block_wise_f_and_dual_steps_equal_the_whole_stack(walnut, monkeypatch, 
     # f_PSM of a block of frames is those frames of the whole product.
     spatial, temporal = solver.factors.spatial, solver.factors.temporal()
     assert torch.allclose(red_psm.synthesize(spatial, temporal[4:9]), solver.factors.frames()[4:9], rtol=0, atol=1e-6)
+
+
+def test_patches_by_default_where_a_frame_exceeds_the_denoiser_memory_give_the_same_result(walnut, monkeypatch):
+    from imaging.denoisers import inference
+    from imaging.denoisers.dncnn import DnCNN
+
+    torch.manual_seed(0)
+    denoiser = DnCNN(depth=3, width=4).eval()  # receptive radius 3: the tiling is exact
+    params = dict(SMALL, max_iter=2, denoiser=denoiser)
+    whole = reconstruct(walnut, "red-psm", **params)
+    monkeypatch.setattr(inference, "DENOISER_WORKING_BYTES", 20 * 20 * inference.working_bytes_per_pixel(denoiser))
+    monkeypatch.setattr(inference, "AUTO_PATCH_SIZE", 20)
+    solver = RedPSMSolver(walnut, RedPSMSolver.make_params(**params))
+    assert (solver.denoise_patch, solver.denoise_batch) == (20, 1)
+    patched = reconstruct(walnut, "red-psm", **params)
+    assert np.allclose(patched.reconstruction, whole.reconstruction, rtol=0, atol=1e-5 * np.abs(whole.reconstruction).max())
 
 
 def test_red_psm_beats_fbp_window_on_a_tiny_phantom(walnut):

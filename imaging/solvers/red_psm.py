@@ -65,6 +65,7 @@ import torch
 from torch import nn
 
 from ..denoisers import denoise_frames, describe_module, load_denoiser
+from ..denoisers.inference import denoise_layout, exact_patch_overlap
 from ..models.psm import synthesize
 from .registry import register
 from .base import ParameterError, param
@@ -102,8 +103,11 @@ class RedPSMParams(PSMParams):
     denoiser: str = param(
         "default", "denoiser: a shipped name or a path to a weights file (Python API: also a torch.nn.Module)"
     )
-    patch_size: int = param(0, "denoise in patches of this size (0: whole frames)")
-    denoise_batch: int = param(8, "frames (or patches) per denoiser call")
+    patch_size: int = param(
+        0, "denoise in patches of this size (0: whole frames, or patches of 256 where one frame's "
+        "denoiser activations would exceed 256 MiB)"
+    )
+    denoise_batch: int = param(0, "frames (or patches) per denoiser call (0: as many as fit 256 MiB, at most 8)")
     tol: float = param(4e-3, "stop when relative change of f and primal residual are both below tol")
     min_iter: int = param(5, "iterations before the stopping rule may stop the run")
 
@@ -130,13 +134,14 @@ class RedPSMParams(PSMParams):
                 raise ParameterError(f"{name} must be a finite number >= 0, got {value}")
         if self.beta <= 0:
             raise ParameterError(f"beta must be > 0 (it couples f to the PSM frames), got {self.beta}")
-        if self.red_iterations < 1 or self.denoise_stride < 1 or self.denoise_batch < 1:
+        if self.red_iterations < 1 or self.denoise_stride < 1:
             raise ParameterError(
-                "red_iterations, denoise_stride and denoise_batch must be >= 1, got "
-                f"{self.red_iterations}, {self.denoise_stride}, {self.denoise_batch}"
+                f"red_iterations and denoise_stride must be >= 1, got {self.red_iterations}, {self.denoise_stride}"
             )
+        if self.denoise_batch < 0:
+            raise ParameterError(f"denoise_batch must be >= 0 (0: automatic), got {self.denoise_batch}")
         if self.patch_size < 0:
-            raise ParameterError(f"patch_size must be >= 0 (0: whole frames), got {self.patch_size}")
+            raise ParameterError(f"patch_size must be >= 0 (0: automatic), got {self.patch_size}")
         if self.min_iter < 0:
             raise ParameterError(f"min_iter must be >= 0, got {self.min_iter}")
 
@@ -177,6 +182,10 @@ class RedPSMSolver(PSMFamilySolver):
         # faster on the 2-core CPU (1.3 s instead of 3.7 s for 256 frames of 128^2; same
         # output to 3e-7), and the denoiser is most of an iteration's cost.
         self.denoiser = denoiser.to(memory_format=torch.channels_last)
+        # Whole frames or patches, and images per call, within the denoiser's working memory.
+        self.denoise_patch, self.denoise_batch = denoise_layout(
+            self.denoiser, measurements.slice_shape, params.patch_size, params.denoise_batch
+        )
         self.f: torch.Tensor | None = None
         self.dual: torch.Tensor | None = None
         self.denoised: torch.Tensor | None = None
@@ -207,18 +216,22 @@ class RedPSMSolver(PSMFamilySolver):
         return x if self.support is None else x * self.support
 
     def _denoise(self, frames: torch.Tensor) -> torch.Tensor:
-        patch = self.params.patch_size or None
-        return denoise_frames(self.denoiser, frames, patch_size=patch, batch_size=self.params.denoise_batch)
+        return denoise_frames(
+            self.denoiser,
+            frames,
+            patch_size=self.denoise_patch,
+            patch_overlap=exact_patch_overlap(self.denoiser),
+            batch_size=self.denoise_batch,
+        )
 
     def _block_frames(self) -> int:
         """Frames per block of the f and dual updates.
 
-        A multiple of ``denoise_stride * denoise_batch``, so that the denoiser sees the
-        same batches as on the whole stack, and about :data:`F_STEP_BLOCK_BYTES` per
-        float32 block.
+        A multiple of ``denoise_stride`` times the images per denoiser call, so that the
+        denoiser sees the same batches as on the whole stack, and about
+        :data:`F_STEP_BLOCK_BYTES` per float32 block.
         """
-        p = self.params
-        unit = p.denoise_stride * p.denoise_batch
+        unit = self.params.denoise_stride * self.denoise_batch
         frame_bytes = 4 * self.f[0].numel()
         return unit * max(1, F_STEP_BLOCK_BYTES // (unit * frame_bytes))
 
