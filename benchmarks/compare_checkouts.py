@@ -94,7 +94,14 @@ def main() -> int:
     args = parser.parse_args()
     current = run_cases()
     if args.write:
-        np.savez(args.write, **current)
+        from imaging.io.atomic import write_atomic
+
+        # np.savez appends ".npz" to a name without it: write to a file object instead.
+        def save(temporary: str) -> None:
+            with open(temporary, "wb") as handle:
+                np.savez(handle, **current)
+
+        write_atomic(args.write, save)
         print(f"wrote {args.write}")
         return 0
     with np.load(args.compare) as reference:

@@ -230,9 +230,15 @@ class PSMSubproblem:
         shape = self.operator.domain_shape[1:]
 
         def apply(x: torch.Tensor) -> torch.Tensor:
-            rotated = torch.einsum("kl,kxy->lxy", eigenvectors, x)
-            filtered = torch.fft.irfft2(torch.fft.rfft2(rotated) * inverse, s=shape)
-            return self._mask(torch.einsum("kl,lxy->kxy", eigenvectors, filtered))
+            # In place where possible: few (r, N, N) temporaries per CG iteration.
+            rank = x.shape[0]
+            rotated = (eigenvectors.T @ x.reshape(rank, -1)).reshape(x.shape)
+            spectrum = torch.fft.rfft2(rotated)
+            del rotated
+            filtered = torch.fft.irfft2(spectrum.mul_(inverse), s=shape)
+            del spectrum
+            out = (eigenvectors @ filtered.reshape(rank, -1)).reshape(x.shape)
+            return out if self.support is None else out.mul_(self.support)
 
         return apply
 
@@ -255,10 +261,14 @@ class PSMSubproblem:
                 factors.spatial = self._solve_spatial_in_kspace(rhs, temporal, beta)
                 return
 
+            coupling = (beta * gram).T.contiguous()
+
             def hessian(x: torch.Tensor) -> torch.Tensor:
+                # In place: (w Psi^T A^T A Psi + beta Psi^T Psi + chi) x, masked.
                 out = self.projected_normal(x, temporal)
-                out += torch.einsum("kxy,kl->lxy", x, beta * gram) + self.chi * x
-                return self._mask(out)
+                flat = out.reshape(x.shape[0], -1)
+                flat.addmm_(coupling, x.reshape(x.shape[0], -1)).add_(x.reshape(x.shape[0], -1), alpha=self.chi)
+                return out if self.support is None else out.mul_(self.support)
 
             precondition = self._preconditioner(temporal, beta)
             start = self._mask(factors.spatial)
