@@ -33,7 +33,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,9 @@ import time
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))
+
+from benchmarks._memory import peak_rss_bytes, rss_bytes  # noqa: E402
 DEFAULT_OUTPUT = REPOSITORY / "benchmarks" / "results" / "operators.md"
 
 FRAMES = 256
@@ -56,22 +58,6 @@ CASES = {
 }
 #: Forward + adjoint time (ms) and operator memory (MB) targets of issue 2.
 TARGETS = {"tomo-128": {"ms": 30.0}, "tomo-256": {"ms": 120.0, "mb": 150.0}}
-
-
-def _rss_bytes() -> int:
-    """Current resident set size of this process (Linux /proc, else psutil)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        import psutil
-
-        return psutil.Process().memory_info().rss
-
-
-def _peak_rss_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # kilobytes on Linux
 
 
 def _time_calls(function, argument, warmup: int, repeats: int) -> list[float]:
@@ -114,11 +100,11 @@ def run_case(name: str, warmup: int, repeats: int, threads: int | None) -> dict:
     import imaging.schedules  # noqa: F401
     import imaging.simulate  # noqa: F401
 
-    rss_before = _rss_bytes()
+    rss_before = rss_bytes()
     start = time.perf_counter()
     operator = _build(CASES[name])
     build_seconds = time.perf_counter() - start
-    rss_growth = _rss_bytes() - rss_before
+    rss_growth = rss_bytes() - rss_before
     generator = torch.Generator().manual_seed(0)
     x = operator.random_domain(generator)
     y = operator.random_range(generator)
@@ -135,7 +121,7 @@ def run_case(name: str, warmup: int, repeats: int, threads: int | None) -> dict:
         "adjoint_min_ms": 1e3 * min(adjoint),
         "held_mb": operator.nbytes / 1e6,
         "rss_growth_mb": rss_growth / 1e6,
-        "peak_rss_mb": _peak_rss_bytes() / 1e6,
+        "peak_rss_mb": peak_rss_bytes() / 1e6,
         "adjointness": operator.adjointness_error(),
         "shape": f"{tuple(operator.domain_shape)} -> {tuple(operator.range_shape)}",
         "numpy": np.__version__,
