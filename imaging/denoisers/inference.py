@@ -77,15 +77,16 @@ AUTO_PATCH_SIZE = 256
 DEFAULT_PATCH_OVERLAP = 16
 
 
-def working_bytes_per_pixel(model: nn.Module) -> int:
+def working_bytes_per_pixel(model: nn.Module | None) -> int:
     """Peak memory of one call of ``model`` per input pixel (bytes), from its widest layer.
 
     Measured with channels-last convolutions on the CPU (DnCNN of width 16, 32, 64: 139,
     258, 515 bytes per pixel): two float32 activations of the widest layer are alive at
     a time, plus input and output; modelled as ``8 * width + 40``. A module without
-    ``Conv2d`` layers counts as width 64.
+    ``Conv2d`` layers (or ``None``, an unknown one) counts as width 64.
     """
-    widths = [layer.out_channels for layer in model.modules() if isinstance(layer, nn.Conv2d)]
+    modules = [] if model is None else model.modules()
+    widths = [layer.out_channels for layer in modules if isinstance(layer, nn.Conv2d)]
     return 8 * (max(widths) if widths else 64) + 40
 
 
@@ -97,14 +98,15 @@ def exact_patch_overlap(model: nn.Module) -> int:
 
 
 def denoise_layout(
-    model: nn.Module, image_shape: tuple[int, int], patch_size: int = 0, batch_size: int = 0,
+    model: nn.Module | None, image_shape: tuple[int, int], patch_size: int = 0, batch_size: int = 0,
     working_bytes: int | None = None,
 ) -> tuple[int | None, int]:
     """How to denoise frames of ``image_shape`` within ``working_bytes``: patches and batch.
 
     Parameters
     ----------
-    model : torch.nn.Module
+    model : torch.nn.Module or None
+        The denoiser (None: an unknown one, see :func:`working_bytes_per_pixel`).
     image_shape : tuple of int
         (H, W) of a frame.
     patch_size : int

@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -362,7 +363,22 @@ class FBPWindow(Solver):
 
     name = "fbp-window"
     Params = FBPWindowParams
-    state_copies = 28  # peak float32 (P, N, N) stacks, fitted in docs/batch.md
+    # Memory model (fitted with benchmarks/memory_model.py): tomography builds no stored
+    # operator (the per-view projector is matrix-free) and holds the back-projections, the
+    # frames and a temporary (3.2 stacks); MRI the windowed k-space, the coil images and the
+    # frames (7 stacks) besides the operator of its residual.
+    fixed_bytes = 12 * 2**20
+    state_copies = 3.2
+    mri_state_copies: ClassVar[float] = 7
+
+    @classmethod
+    def operator_bytes(cls, size, device_type="cpu", memory_bytes=None) -> int:
+        return 0 if size.modality == "tomography" else super().operator_bytes(size, device_type, memory_bytes)
+
+    @classmethod
+    def state_bytes(cls, size, params) -> int:
+        copies = cls.state_copies if size.modality == "tomography" else cls.mri_state_copies
+        return int(copies * size.stack_bytes)
 
     def __init__(self, measurements, params: FBPWindowParams, device="cpu"):
         super().__init__(measurements, params, device)

@@ -65,7 +65,7 @@ import torch
 from torch import nn
 
 from ..denoisers import denoise_frames, describe_module, load_denoiser
-from ..denoisers.inference import denoise_layout, exact_patch_overlap
+from ..denoisers.inference import denoise_layout, exact_patch_overlap, working_bytes_per_pixel
 from ..models.psm import synthesize
 from .registry import register
 from .base import ParameterError, param
@@ -74,6 +74,17 @@ from .psm import PSMFamilySolver, PSMParams
 #: Bytes of one float32 block of frames in the f and dual updates (the block's f_PSM,
 #: denoiser output and update are a few such blocks).
 F_STEP_BLOCK_BYTES = 16 * 2**20
+
+
+def f_step_block_frames(stride: int, batch: int, frame_bytes: int) -> int:
+    """Frames per block of RED-PSM's f and dual updates.
+
+    A multiple of ``stride * batch`` (``denoise_stride`` times the images per denoiser
+    call), so that the denoiser sees the same batches as on the whole stack, and about
+    :data:`F_STEP_BLOCK_BYTES` per float32 block of frames of ``frame_bytes``.
+    """
+    unit = stride * batch
+    return unit * max(1, F_STEP_BLOCK_BYTES // (unit * frame_bytes))
 
 
 def _squared_norm(x: torch.Tensor) -> float:
@@ -146,13 +157,46 @@ class RedPSMParams(PSMParams):
             raise ParameterError(f"min_iter must be >= 0, got {self.min_iter}")
 
 
+def _denoiser_for_estimate(params: RedPSMParams) -> nn.Module | None:
+    """The denoiser of ``params`` for the memory model (None where it cannot be loaded)."""
+    if params.denoiser_module is not None:
+        return params.denoiser_module
+    try:
+        return load_denoiser(params.denoiser)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 @register
 class RedPSMSolver(PSMFamilySolver):
     """RED-PSM: bilinear ADMM coupling the PSM model to a denoiser-regularised copy ``f``."""
 
     name = "red-psm"
     Params = RedPSMParams
-    state_copies = 46  # peak float32 (P, N, N) stacks, fitted in docs/batch.md
+    # Memory model (imaging/solvers/memory.py), fitted to benchmarks/memory_model.py: 40 MiB
+    # fixed (denoiser, kernels' first-use buffers); the Lambda step's peak holds f, the
+    # dual and w A^T g, the target f - dual and the synthesised frames and their
+    # back-projection: 6 stacks once they are mapped, 18 while the allocator's heap
+    # serves them (below 32 MiB); a kept denoiser output adds one (denoise_stride > 1).
+    fixed_bytes = 40 * 2**20
+    state_copies = 6
+    heap_state_copies = 18
+
+    @classmethod
+    def state_bytes(cls, size, params: RedPSMParams) -> int:
+        """The larger of the Lambda step's peak and the f step's (state, blocks, denoiser)."""
+        kept_denoised = size.stack_bytes if params.denoise_stride > 1 else 0
+        patch, batch = denoise_layout(_denoiser_for_estimate(params), size.slice_shape, params.patch_size, params.denoise_batch)
+        image_pixels = size.pixels if patch is None else min(patch, size.slice_shape[0]) * min(patch, size.slice_shape[1])
+        frame_bytes = 4 * size.pixels
+        block = min(size.n_frames, f_step_block_frames(params.denoise_stride, batch, frame_bytes))
+        # f, dual, w A^T g, the kept output; per block: f_PSM, anchor, denoiser output, new f and temporaries.
+        f_step = (
+            (3 * size.stack_bytes + kept_denoised)
+            + 6 * block * frame_bytes
+            + working_bytes_per_pixel(_denoiser_for_estimate(params)) * batch * image_pixels
+        )
+        return max(super().state_bytes(size, params) + kept_denoised, int(f_step))
     presets = {
         # Five denoiser passes' worth of work (half the frames per iteration): 0.3 dB below
         # the default on the tuning walnut (benchmarks/tune_red_psm.py).
@@ -225,15 +269,8 @@ class RedPSMSolver(PSMFamilySolver):
         )
 
     def _block_frames(self) -> int:
-        """Frames per block of the f and dual updates.
-
-        A multiple of ``denoise_stride`` times the images per denoiser call, so that the
-        denoiser sees the same batches as on the whole stack, and about
-        :data:`F_STEP_BLOCK_BYTES` per float32 block.
-        """
-        unit = self.params.denoise_stride * self.denoise_batch
-        frame_bytes = 4 * self.f[0].numel()
-        return unit * max(1, F_STEP_BLOCK_BYTES // (unit * frame_bytes))
+        """Frames per block of the f and dual updates (:func:`f_step_block_frames`)."""
+        return f_step_block_frames(self.params.denoise_stride, self.denoise_batch, 4 * self.f[0].numel())
 
     def _f_and_dual_step(self) -> tuple[float, float, float]:
         """The f step and the dual step, one block of frames at a time (in place).

@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from ...models.psm import INTERPOLATIONS, PSMFactors, interpolation_matrix, psm_from_frames
-from ..base import ParameterError, Solver, SolverParams, param
+from ..base import HEAP_STACK_LIMIT, ParameterError, Solver, SolverParams, param
 from ..registry import register
 from .initialisation import INITIALISATIONS, amplitude_scale, initial_frames
 from .subproblem import PSMSubproblem, data_weight
@@ -79,6 +80,18 @@ class PSMFamilySolver(Solver):
     """
 
     Params = PSMParams
+    #: Peak float32 (K+1, N, N) copies of the spatial bases in the Lambda step (CG vectors,
+    #: preconditioner spectra) while the allocator's heap serves them (below 32 MiB), and
+    #: once they are mapped; fitted with benchmarks/memory_model.py.
+    heap_rank_copies: ClassVar[float] = 14
+    rank_copies: ClassVar[float] = 12
+
+    @classmethod
+    def state_bytes(cls, size, params: PSMParams) -> int:
+        """The stacks (``state_copies``) plus the Lambda step's copies of the spatial bases."""
+        rank_bytes = 4 * (params.order + 1) * size.pixels
+        copies = cls.heap_rank_copies if rank_bytes < HEAP_STACK_LIMIT else cls.rank_copies
+        return int(super().state_bytes(size, params) + copies * rank_bytes)
 
     def __init__(self, measurements, params: PSMParams, device="cpu"):
         super().__init__(measurements, params, device)
@@ -207,7 +220,11 @@ class PSMSolver(PSMFamilySolver):
     """
 
     name = "psm"
-    state_copies = 30  # peak float32 (P, N, N) stacks, fitted in docs/batch.md
+    # Memory model (fitted with benchmarks/memory_model.py): w A^T g, the previous and the
+    # new frames, their difference and the Lambda step's synthesised frames.
+    fixed_bytes = 20 * 2**20
+    state_copies = 4
+    heap_state_copies = 9
 
     def step(self) -> dict[str, float]:
         entry = self._ensure_initialised()
