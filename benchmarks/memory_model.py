@@ -15,6 +15,13 @@ Usage::
 
 A case is ``method[+preset]:N:P[:modality]`` (modality ``tomography`` by default, or
 ``mri``); the table goes to ``benchmarks/results/memory_model.md``.
+
+``--largest`` prints instead, from the model alone, the largest N of a tomography slice
+(one view per frame, a detector of N bins) whose reconstruction fits 8, 16 and 24 GiB
+(:func:`imaging.solvers.memory.largest_fitting_size`, the memory available to the run,
+the process's own imports included)::
+
+    python benchmarks/memory_model.py --largest --frames 256
 """
 
 from __future__ import annotations
@@ -38,10 +45,11 @@ from benchmarks._memory import peak_rss_bytes, rss_bytes  # noqa: E402
 ITERATIONS = 3
 
 DEFAULT_CASES = [
-    "fbp-window:128:128", "fbp-window:256:256", "fbp-window:128:64:mri",
-    "psm:128:128", "psm:256:64",
+    "fbp-window:128:128", "fbp-window:256:256", "fbp-window:512:64", "fbp-window:128:64:mri",
+    "psm:128:256", "psm:256:128", "psm:512:128",
     "red-psm:64:64", "red-psm:128:128", "red-psm:128:256", "red-psm:256:128", "red-psm:256:256",
-    "red-psm+fast:128:128", "red-psm+fast:256:256", "red-psm:128:64:mri",
+    "red-psm:512:64", "red-psm:512:128", "red-psm:1024:32",
+    "red-psm+fast:128:128", "red-psm+fast:256:256", "red-psm:64:64:mri", "red-psm:128:64:mri",
     "td-dip:64:32", "td-dip:128:32",
 ]
 
@@ -116,17 +124,43 @@ def _format(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: (method, preset) rows of ``--largest``.
+LARGEST_METHODS = [("red-psm", None), ("red-psm", "fast"), ("psm", None), ("fbp-window", None), ("td-dip", None)]
+
+
+def largest_table(frames: int, memories_gib=(8, 16, 24)) -> str:
+    """Markdown table: the largest N that fits each memory, per method (from the model)."""
+    from imaging.solvers import get_solver
+    from imaging.solvers.memory import largest_fitting_size
+
+    lines = [
+        f"| method | {' | '.join(f'{m} GiB' for m in memories_gib)} |",
+        "|---|" + "---|" * len(memories_gib),
+    ]
+    for method, preset in LARGEST_METHODS:
+        solver_cls = get_solver(method)
+        params = solver_cls.make_params(preset)
+        sizes = [largest_fitting_size(solver_cls, m * 2**30, frames=frames, params=params) for m in memories_gib]
+        lines.append(f"| {method}{' ' + preset if preset else ''} | " + " | ".join(f"N <= {n}" for n in sizes) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="method[+preset]:N:P[:modality]")
     parser.add_argument("--json", action="store_true", help="print each row as a JSON line")
     parser.add_argument("--no-write", action="store_true", help="do not write the table")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "memory_model.md"))
+    parser.add_argument("--largest", action="store_true", help="print the largest N that fits 8, 16, 24 GiB")
+    parser.add_argument("--frames", type=int, default=256, help="P of --largest (default 256)")
     parser.add_argument("--child", nargs=3, metavar=("DATA", "METHOD", "PRESET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         data, method, preset = args.child
         print(json.dumps(run_child(data, method, preset or None)))
+        return 0
+    if args.largest:
+        print(largest_table(args.frames), end="")
         return 0
     for case in args.cases:
         _parse_case(case)

@@ -47,7 +47,7 @@ def test_problem_size_of_measurements_matches_the_size_alone():
 def test_the_operator_term_follows_the_projector_choice():
     size = ProblemSize.tomography(1024, 256)
     weights = 1024 * 256 * 1024
-    # 24 GiB keeps the sparse weights (2 GiB <= a quarter); 8 GiB projects on the fly.
+    # 24 GiB keeps the sparse weights (2 GiB <= an eighth); 8 GiB projects on the fly.
     assert operator_bytes(size, memory_bytes=24 * 2**30) == 12 * weights
     assert operator_bytes(size, memory_bytes=8 * 2**30 - 1) == 0
     assert operator_bytes(size, "cuda", memory_bytes=8 * 2**30 - 1) == 24 * weights

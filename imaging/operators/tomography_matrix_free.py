@@ -45,9 +45,12 @@ SPARSE_BYTES_PER_WEIGHT = 8
 
 #: ``"auto"`` keeps the sparse weights while ``SPARSE_BYTES_PER_WEIGHT`` times their
 #: count is at most this share of the machine's memory (one view per frame, D = N: up to
-#: P = 256 at N = 1024 on 8 GiB, P = 768 on 24 GiB). Beyond, the memory they would take
-#: is worth more to the iterates than the 2-3 times faster products.
-SPARSE_MEMORY_SHARE = 0.25
+#: P = 128 at N = 1024 on 8 GiB, P = 384 on 24 GiB). The weights are then about 2 image
+#: stacks of the 10 that RED-PSM's peak holds with them, so a run that keeps them takes
+#: at most about 60 % of the memory; beyond, their memory is worth more to the iterates
+#: than the 2-3 times faster products (a quarter would keep them at N = 1024, P = 256 on
+#: 8 GiB, where the run would then need 9.8 GiB instead of 6.8 GiB).
+SPARSE_MEMORY_SHARE = 0.125
 
 
 def sparse_weight_count(image_size: int, n_frames: int, n_views: int, n_detectors: int) -> int:
