@@ -13,6 +13,12 @@ import numpy as np
 
 MODALITIES = ("tomography", "mri")
 
+#: Tomography geometries of the file contract (``geometry`` key).
+GEOMETRIES = ("parallel", "fan")
+
+#: The geometry fields of tomography measurements (keys of the file contract).
+GEOMETRY_KEYS = ("geometry", "center_offset", "source_origin", "origin_detector")
+
 
 class MeasurementError(ValueError):
     """Raised for measurement data that violate the file contract."""
@@ -23,6 +29,13 @@ def _require_finite(name: str, array: np.ndarray) -> None:
         raise MeasurementError(f"'{name}' contains NaN or infinite values")
 
 
+def _finite_number(name: str, value) -> float:
+    array = np.asarray(value)
+    if array.size != 1 or array.dtype.kind not in "iuf" or not np.isfinite(array.reshape(())):
+        raise MeasurementError(f"{name!r} must be a finite number, got {value!r}")
+    return float(array.reshape(()))
+
+
 @dataclass
 class Measurements:
     """Dynamic measurements of one 2D slice or of a volume (a stack of Z slices), time first.
@@ -30,7 +43,11 @@ class Measurements:
     One slice (``image_shape`` has two entries):
 
     - tomography: ``sinogram`` float32 (P, V, D), ``angles`` float64 (P, V) radians,
-      ``detector_spacing``, ``image_shape`` (N, N);
+      ``detector_spacing``, ``image_shape`` (N, N); the geometry: ``geometry``
+      ("parallel" or "fan"), ``center_offset`` (detector bins from the detector centre
+      to where the rotation axis projects; signed, sub-pixel) and, for a fan beam,
+      ``source_origin`` and ``origin_detector`` (pixel units, ASTRA ``fanflat``;
+      ``detector_spacing`` is then the bin width at the detector);
     - MRI: ``kspace`` complex64 (P, C, H, W), ``mask`` bool (P, H, W), optional
       ``coil_maps`` complex64 (C, H, W); ``image_shape`` is (H, W);
     - optional for both: ``ground_truth`` float32 (P, N, N) (scoring only) and ``noise_std``.
@@ -40,7 +57,9 @@ class Measurements:
     axis of the data:
 
     - tomography: ``sinogram`` float32 (P, V, Z, D) (parallel beam: detector row z sees
-      slice z only), ``angles`` float64 (P, V) shared by every slice;
+      slice z only), ``angles`` float64 (P, V) shared by every slice. Parallel beam only:
+      the rows of a fan-beam (i.e. cone-beam) detector are fan-beam slices only at the
+      central row, so fan-beam volumes are refused rather than reconstructed wrongly;
     - MRI: ``kspace`` complex64 (P, Z, C, H, W), ``mask`` bool (P, H, W) shared by every
       slice or (P, Z, H, W) per slice, ``coil_maps`` complex64 (C, H, W) shared or
       (Z, C, H, W) per slice;
@@ -59,6 +78,10 @@ class Measurements:
     coil_maps: np.ndarray | None = None
     ground_truth: np.ndarray | None = None
     noise_std: float | None = None
+    geometry: str = "parallel"
+    center_offset: float = 0.0
+    source_origin: float | None = None
+    origin_detector: float | None = None
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -114,6 +137,7 @@ class Measurements:
                 sinogram=contiguous(self.sinogram[:, :, z]),
                 angles=self.angles,
                 detector_spacing=self.detector_spacing,
+                **self.geometry_fields(),
                 **common,
             )
         return Measurements(
@@ -122,6 +146,52 @@ class Measurements:
             mask=contiguous(self.mask[:, z]) if self.mask.ndim == 4 else self.mask,
             coil_maps=None if self.coil_maps is None or self.coil_maps.ndim == 3 else contiguous(self.coil_maps[z]),
             **common,
+        )
+
+    def select_frames(self, indices) -> "Measurements":
+        """The measurements of the frames ``indices`` (in that order), same geometry.
+
+        Parameters
+        ----------
+        indices : sequence of int
+            Frame numbers in ``[0, n_frames)``.
+
+        Returns
+        -------
+        Measurements
+            ``ground_truth`` is subset too; ``noise_std`` and ``extra`` are kept.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        ground_truth = None if self.ground_truth is None else self.ground_truth[indices]
+        common = dict(image_shape=self.image_shape, ground_truth=ground_truth, noise_std=self.noise_std, extra=self.extra)
+        if self.modality == "tomography":
+            return Measurements(
+                modality="tomography",
+                sinogram=self.sinogram[indices],
+                angles=self.angles[indices],
+                detector_spacing=self.detector_spacing,
+                **self.geometry_fields(),
+                **common,
+            )
+        return Measurements(
+            modality="mri", kspace=self.kspace[indices], mask=self.mask[indices], coil_maps=self.coil_maps, **common
+        )
+
+    def geometry_fields(self) -> dict:
+        """The tomography geometry keys (``geometry``, ``center_offset``, fan distances) as a dict."""
+        return {key: getattr(self, key) for key in GEOMETRY_KEYS}
+
+    def projection_geometry(self):
+        """The :class:`imaging.operators.geometry.ProjectionGeometry` of tomography measurements."""
+        from .operators.geometry import ProjectionGeometry
+
+        return ProjectionGeometry(
+            int(self.sinogram.shape[-1]),
+            self.detector_spacing,
+            self.geometry,
+            self.center_offset,
+            self.source_origin,
+            self.origin_detector,
         )
 
     @property
@@ -196,8 +266,48 @@ class Measurements:
         self.sinogram = sinogram.astype(np.float32, copy=False)
         self.angles = angles.astype(np.float64, copy=False)
         self.detector_spacing = spacing
+        self._validate_geometry()
+
+    def _validate_geometry(self) -> None:
+        if not isinstance(self.geometry, str) or self.geometry not in GEOMETRIES:
+            raise MeasurementError(
+                f"'geometry' {self.geometry!r} is not supported: the toolkit reconstructs "
+                f"{' or '.join(repr(g) for g in GEOMETRIES)} beam tomography (cone beam and others are refused "
+                "rather than reconstructed with the wrong physics)"
+            )
+        if self.center_offset is None:
+            self.center_offset = 0.0
+        for key in ("center_offset", "source_origin", "origin_detector"):
+            value = getattr(self, key)
+            if value is not None:
+                setattr(self, key, _finite_number(key, value))
+        half_detector = self.sinogram.shape[-1] / 2.0
+        if abs(self.center_offset) > half_detector:
+            raise MeasurementError(
+                f"'center_offset' {self.center_offset:g} puts the rotation axis outside the detector of "
+                f"{self.sinogram.shape[-1]} bins (|offset| must be at most {half_detector:g})"
+            )
+        if self.geometry == "fan" and self.is_volume:
+            raise MeasurementError(
+                "fan-beam volumes are not supported: the rows of a fan-beam (cone-beam) detector are fan-beam "
+                "slices only at the central row; measure or import one row as a single slice"
+            )
+        try:
+            self.projection_geometry().check_image_size(self.slice_shape[0])
+        except ValueError as exc:
+            raise MeasurementError(str(exc)) from None
 
     def _validate_mri(self) -> None:
+        defaults = {
+            "geometry": "parallel",
+            "center_offset": 0.0,
+            "source_origin": None,
+            "origin_detector": None,
+            "detector_spacing": 1.0,
+        }
+        given = [key for key, default in defaults.items() if getattr(self, key) != default]
+        if given:
+            raise MeasurementError(f"{', '.join(repr(k) for k in given)} describe(s) tomography, not mri measurements")
         for key in ("kspace", "mask"):
             if getattr(self, key) is None:
                 raise MeasurementError(f"mri measurements need '{key}'")
@@ -278,6 +388,7 @@ class Measurements:
                 n_detectors=self.sinogram.shape[2],
                 detector_spacing=self.detector_spacing,
                 device=device,
+                **self.geometry_fields(),
                 **options,
             )
         return DynamicMRI(self.mask, self.coil_maps, device=device, **options)
@@ -286,7 +397,7 @@ class Measurements:
         """The file-contract keys present, as numpy values (for saving)."""
         out = {}
         for f in fields(self):
-            if f.name == "extra":
+            if f.name == "extra" or (self.modality == "mri" and f.name in (*GEOMETRY_KEYS, "detector_spacing")):
                 continue
             value = getattr(self, f.name)
             if value is None:

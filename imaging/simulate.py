@@ -16,6 +16,7 @@ import torch
 
 from .measurements import Measurements
 from .operators import DynamicMRI, disk_mask, fft2c
+from .operators.geometry import ProjectionGeometry
 from .operators.tomography import astra_projection_matrix
 
 #: Upper bound on the entries of one all-angle projection matrix built at once (about
@@ -43,12 +44,13 @@ def _check_images(images, square: bool) -> np.ndarray:
     return images.astype(np.float32, copy=False)
 
 
-def _project_all_angles(images, angles, n_detectors, detector_spacing):
+def _project_all_angles(images, angles, geometry: ProjectionGeometry):
     """Noiseless sinogram at the scheduled angles and the peak of the all-angle data.
 
     Every frame is projected at every distinct angle of the schedule with ASTRA's CPU
-    "line" projector on the inscribed disk, the weights ``DynamicTomography`` uses, so
-    the measured views are a subset of these rows and come out of the same products.
+    "line" projector of the ``geometry`` on the inscribed disk, the weights
+    ``DynamicTomography`` uses, so the measured views are a subset of these rows and come
+    out of the same products.
 
     Returns
     -------
@@ -58,6 +60,7 @@ def _project_all_angles(images, angles, n_detectors, detector_spacing):
         Maximum of the (P, P*V, D) all-angle data.
     """
     n_frames, size, _ = images.shape
+    n_detectors = geometry.n_detectors
     unique_angles, angle_index = np.unique(angles.ravel(), return_inverse=True)
     angle_index = angle_index.reshape(angles.shape)
     frames_by_column = np.ascontiguousarray((images * disk_mask(size)).reshape(n_frames, -1).T)
@@ -67,7 +70,7 @@ def _project_all_angles(images, angles, n_detectors, detector_spacing):
     full_peak = -math.inf
     for start in range(0, len(unique_angles), angles_per_chunk):
         chunk = unique_angles[start : start + angles_per_chunk]
-        matrix = astra_projection_matrix(chunk, size, n_detectors, detector_spacing, "line").astype(np.float32)
+        matrix = astra_projection_matrix(chunk, size, geometry, "line").astype(np.float32)
         # (angles * D, P) -> (angles, D, P): every frame at every angle of the chunk.
         data = np.asarray(matrix @ frames_by_column).reshape(len(chunk), n_detectors, n_frames)
         full_peak = max(full_peak, float(data.max()))
@@ -103,8 +106,12 @@ def simulate_tomography(
     seed: int = 0,
     detector_spacing: float = 1.0,
     n_detectors: int | None = None,
+    geometry: str = "parallel",
+    center_offset: float = 0.0,
+    source_origin: float | None = None,
+    origin_detector: float | None = None,
 ) -> Measurements:
-    """Dynamic parallel-beam projections of an image sequence, with Gaussian noise.
+    """Dynamic tomographic projections of an image sequence, with Gaussian noise.
 
     Parameters
     ----------
@@ -119,28 +126,40 @@ def simulate_tomography(
     seed : int
         Seed of ``numpy.random.default_rng`` for the noise.
     detector_spacing : float
-        Detector bin width in pixel units.
+        Detector bin width in pixel units (at the detector, for a fan beam).
     n_detectors : int, optional
-        Detector bins ``D`` (default ``N``).
+        Detector bins ``D``; by default the fewest that see the inscribed disk from every
+        angle (:meth:`ProjectionGeometry.covering_detectors`; ``N`` for centred parallel
+        beam with unit bins).
+    geometry, center_offset, source_origin, origin_detector :
+        The projection geometry (:class:`imaging.operators.geometry.ProjectionGeometry`):
+        "parallel" or "fan" (with its source-to-axis and axis-to-detector distances in
+        pixels), and where the rotation axis projects, in bins from the detector centre.
 
     Returns
     -------
     Measurements
         ``sinogram`` float32 (P, V, D) equal to ``DynamicTomography(angles, (N, N),
-        D, detector_spacing).forward(images)`` plus noise, ``ground_truth`` = images
-        (float32), ``noise_std`` = the absolute noise std.
+        D, detector_spacing, geometry=..., ...).forward(images)`` plus noise,
+        ``ground_truth`` = images (float32), ``noise_std`` = the absolute noise std, and
+        the geometry keys.
     """
     images = _check_images(images, square=True)
     noise = _check_noise(noise)
     angles = frame_angles(angles, images.shape[0])
     size = images.shape[1]
-    n_detectors = size if n_detectors is None else int(n_detectors)
-    if n_detectors < 1:
-        raise ValueError(f"n_detectors must be positive, got {n_detectors}")
     detector_spacing = float(detector_spacing)
     if not math.isfinite(detector_spacing) or detector_spacing <= 0:
         raise ValueError(f"detector_spacing must be positive, got {detector_spacing}")
-    sinogram, full_peak = _project_all_angles(images, angles, n_detectors, detector_spacing)
+    if n_detectors is None:
+        n_detectors = ProjectionGeometry.covering_detectors(
+            size, detector_spacing, center_offset, source_origin, origin_detector
+        )
+    projection_geometry = ProjectionGeometry(
+        int(n_detectors), detector_spacing, geometry, center_offset, source_origin, origin_detector
+    )
+    projection_geometry.check_image_size(size)
+    sinogram, full_peak = _project_all_angles(images, angles, projection_geometry)
     noise_std = noise * max(full_peak, 0.0)
     if noise_std > 0:
         rng = np.random.default_rng(seed)
@@ -153,6 +172,10 @@ def simulate_tomography(
         detector_spacing=detector_spacing,
         ground_truth=images,
         noise_std=noise_std,
+        geometry=geometry,
+        center_offset=float(center_offset),
+        source_origin=source_origin,
+        origin_detector=origin_detector,
     )
 
 
@@ -268,9 +291,14 @@ def simulate(
     mask_pattern: str = "variable-density",
     center_lines: int = 4,
     coils: int = 1,
-    detector_spacing: float = 1.0,
+    detector_spacing: float | None = None,
     n_detectors: int | None = None,
     slices: int | None = None,
+    geometry: str = "parallel",
+    center_offset: float = 0.0,
+    source_origin: float | None = None,
+    origin_detector: float | None = None,
+    arc: float | None = None,
 ) -> Measurements:
     """Simulate a dynamic acquisition of a built-in phantom (``imaging simulate``).
 
@@ -294,7 +322,17 @@ def simulate(
     coils : int
         MRI: number of coils; more than one uses :func:`synthetic_coil_maps`.
     detector_spacing, n_detectors :
-        Tomography detector geometry (bin width in pixels, bins; default ``N`` bins).
+        Tomography detector: bin width in pixels at the detector (default 1 for parallel
+        beam, the magnification for a fan beam, so that a bin spans one pixel at the
+        axis) and bins (default: the fewest that see the inscribed disk from every angle,
+        ``N`` for centred parallel beam; see :func:`simulate_tomography`).
+    geometry, center_offset, source_origin, origin_detector :
+        Tomography geometry (:class:`imaging.operators.geometry.ProjectionGeometry`).
+        A fan beam defaults to ``source_origin = 2 N`` and ``origin_detector = N``
+        (magnification 1.5).
+    arc : float, optional
+        Angular range of the schedule in radians: default ``pi`` for parallel beam and
+        ``2 pi`` (a full circle) for a fan beam.
     slices : int, optional
         Simulate a dynamic volume of this many slices ``Z`` instead: the phantom is
         :func:`imaging.phantoms.volume`, every slice is measured with the same schedule
@@ -318,6 +356,11 @@ def simulate(
         raise ValueError(f"modality must be 'tomography' or 'mri', got {modality!r}")
     if isinstance(coils, bool) or not isinstance(coils, (int, np.integer)) or coils < 1:
         raise ValueError(f"coils must be a positive integer, got {coils!r}")
+    if slices is not None and geometry != "parallel":
+        raise ValueError(
+            f"{geometry}-beam volumes are not supported: the rows of a fan-beam (cone-beam) detector are fan-beam "
+            "slices only at the central row"
+        )
     if slices is None:
         images = get_phantom(phantom)(frames=frames, size=size, seed=seed)
         measure_tomography, measure_mri = simulate_tomography, simulate_mri
@@ -325,10 +368,21 @@ def simulate(
         images = volume(phantom, frames=frames, size=size, slices=slices, seed=seed)
         measure_tomography, measure_mri = simulate_volume_tomography, simulate_volume_mri
     if modality == "tomography":
-        angles = view_angles(schedule, frames, views_per_frame, seed=seed)
-        return measure_tomography(
-            images, angles, noise=noise, seed=seed, detector_spacing=detector_spacing, n_detectors=n_detectors
-        )
+        fan = geometry == "fan"
+        if fan:
+            source_origin = 2.0 * size if source_origin is None else source_origin
+            origin_detector = float(size) if origin_detector is None else origin_detector
+        if arc is None:
+            arc = 2.0 * math.pi if fan else math.pi
+        if detector_spacing is None:
+            detector_spacing = (source_origin + origin_detector) / source_origin if fan else 1.0
+        angles = view_angles(schedule, frames, views_per_frame, seed=seed, arc=arc)
+        options = dict(detector_spacing=detector_spacing, n_detectors=n_detectors, center_offset=center_offset)
+        if geometry != "parallel":
+            options.update(geometry=geometry, source_origin=source_origin, origin_detector=origin_detector)
+        return measure_tomography(images, angles, noise=noise, seed=seed, **options)
+    if geometry != "parallel" or center_offset or source_origin is not None or origin_detector is not None:
+        raise ValueError("geometry, center_offset, source_origin and origin_detector describe tomography, not mri")
     mask = kt_mask(mask_pattern, frames, (size, size), lines_per_frame, center_lines=center_lines, seed=seed)
     coil_maps = synthetic_coil_maps(coils, (size, size)) if coils > 1 else None
     return measure_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed)
@@ -361,6 +415,7 @@ def simulate_volume_tomography(
     seed: int = 0,
     detector_spacing: float = 1.0,
     n_detectors: int | None = None,
+    center_offset: float = 0.0,
 ) -> Measurements:
     """Dynamic parallel-beam projections of a time-varying volume, slice by slice.
 
@@ -376,8 +431,9 @@ def simulate_volume_tomography(
         Real time-varying volume.
     angles : array_like, shape (P, V) or (P,)
         View angles per frame in radians, shared by all slices.
-    noise, seed, detector_spacing, n_detectors :
-        As :func:`imaging.simulate.simulate_tomography`.
+    noise, seed, detector_spacing, n_detectors, center_offset :
+        As :func:`imaging.simulate.simulate_tomography` (parallel beam: a fan-beam
+        detector's rows are fan-beam slices only at the central row).
 
     Returns
     -------
@@ -395,6 +451,7 @@ def simulate_volume_tomography(
         seed=seed,
         detector_spacing=detector_spacing,
         n_detectors=n_detectors,
+        center_offset=center_offset,
     )
     # (Z*P, V, D) -> (P, Z, V, D) -> (P, V, Z, D)
     sinogram = np.ascontiguousarray(_frames_as_slices(stacked.sinogram, n_slices).transpose(0, 2, 1, 3))
@@ -404,6 +461,7 @@ def simulate_volume_tomography(
         sinogram=sinogram,
         angles=angles,
         detector_spacing=stacked.detector_spacing,
+        center_offset=stacked.center_offset,
         ground_truth=_frames_as_slices(stacked.ground_truth, n_slices),
         noise_std=stacked.noise_std,
     )

@@ -40,11 +40,23 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 #: Measurement keys of the file contract and the kind of value each holds.
-_STRING_KEYS = ("modality",)
-_SCALAR_KEYS = ("detector_spacing", "noise_std")
+_STRING_KEYS = ("modality", "geometry")
+_SCALAR_KEYS = ("detector_spacing", "noise_std", "center_offset", "source_origin", "origin_detector")
 _CONTRACT_KEYS = {
-    "tomography": ("image_shape", "sinogram", "angles", "detector_spacing", "ground_truth", "noise_std"),
-    "mri": ("image_shape", "kspace", "mask", "coil_maps", "ground_truth", "noise_std"),
+    "tomography": (
+        "image_shape",
+        "sinogram",
+        "angles",
+        "detector_spacing",
+        "ground_truth",
+        "noise_std",
+        "geometry",
+        "center_offset",
+        "source_origin",
+        "origin_detector",
+    ),
+    # Earlier versions wrote detector_spacing (1.0) into MRI files too; Measurements refuses any other value.
+    "mri": ("image_shape", "kspace", "mask", "coil_maps", "ground_truth", "noise_std", "detector_spacing"),
 }
 _REQUIRED_KEYS = {
     "tomography": ("modality", "image_shape", "sinogram", "angles"),
@@ -115,8 +127,8 @@ def save_measurements(path, measurements: Measurements) -> Path:
     path : str or os.PathLike
         Destination ending in ``.npz``, ``.h5`` or ``.hdf5``; its directory must exist.
     measurements : Measurements
-        Validated again before writing. Entries of ``measurements.extra`` are written
-        too (as arrays), after the contract keys.
+        Validated again before writing. ``measurements.extra`` must be empty: a file
+        holds the contract keys only (the loader refuses any other key).
 
     Returns
     -------
@@ -131,10 +143,11 @@ def save_measurements(path, measurements: Measurements) -> Path:
     arrays = {}
     for name, value in measurements.to_dict().items():
         arrays[name] = _string_array(value) if name in _STRING_KEYS else _plain_array(name, value)
-    for name, value in measurements.extra.items():
-        if name in arrays:
-            raise ValueError(f"extra entry {name!r} clashes with a key of the measurement file contract")
-        arrays[name] = _plain_array(name, value)
+    if measurements.extra:
+        raise ValueError(
+            f"cannot save extra entries {', '.join(map(repr, sorted(measurements.extra)))}: a measurement file holds "
+            "only the keys of its contract (docs/design.md), and loading refuses any other key"
+        )
     if suffix in HDF5_SUFFIXES:
         for name, array in arrays.items():
             if array.dtype.kind == "U" and array.ndim > 0:
@@ -286,6 +299,38 @@ def _as_scalar(path: Path, name: str, value) -> float:
     return float(array.reshape(()))
 
 
+def _refuse_unknown_keys(path: Path, modality: str, names) -> None:
+    """One error naming every key outside the modality's contract (their physics is unknown)."""
+    unknown = sorted(name for name in names if name not in _STRING_KEYS and name not in _CONTRACT_KEYS[modality])
+    if unknown:
+        raise FileFormatError(
+            f"{path}: unknown key(s) {', '.join(map(repr, unknown))} in a {modality} measurement file; refusing to "
+            "reconstruct data whose description the toolkit does not understand (the contract keys are "
+            f"{', '.join(('modality',) + tuple(k for k in _CONTRACT_KEYS[modality]))}; see docs/design.md)"
+        )
+
+
+def _hdf5_groups(path: Path) -> list[str]:
+    """Names of the top-level groups of an HDF5 file (never part of the contract)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return [name for name in handle if isinstance(handle.get(name, getlink=True), h5py.HardLink)
+                    and isinstance(handle[name], h5py.Group)]
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise FileFormatError(f"{path} is not a readable HDF5 file: {exc}") from None
+
+
+def _raw_acquisition_hint(groups: list[str]) -> str:
+    """Advice for an HDF5 file that is a raw acquisition rather than a measurement file."""
+    if "exchange" in groups:
+        return "it looks like a raw Data Exchange acquisition: convert it with `imaging import FILE -o MEASUREMENT`"
+    if groups:
+        return "it may be a raw (e.g. NXtomo) acquisition: convert it with `imaging import FILE -o MEASUREMENT`"
+    return ""
+
+
 def load_measurements(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Measurements:
     """Read and validate a measurement file (``.npz``, ``.h5`` or ``.hdf5``).
 
@@ -299,7 +344,8 @@ def load_measurements(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Measuremen
     Returns
     -------
     Measurements
-        Keys outside the contract of its modality are kept in ``Measurements.extra``.
+        Exactly the file's keys; a key outside the contract of its modality is refused
+        (the loader never guesses what unknown physics means).
 
     Raises
     ------
@@ -307,26 +353,28 @@ def load_measurements(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Measuremen
         No such file.
     FileFormatError
         Unknown extension, not a zip/HDF5 file, pickled or object data, oversize
-        arrays, missing keys, unknown modality, non-string/non-scalar entries.
+        arrays, missing or unknown keys (HDF5 groups included), unknown modality,
+        non-string/non-scalar entries.
     MeasurementError
         Contents violate the contract (shapes, dtypes, NaN/inf, consistency).
     """
     path, values = _read_arrays(path, max_bytes, "measurement file", NPZ_SUFFIXES + HDF5_SUFFIXES)
+    groups = _hdf5_groups(path) if path.suffix.lower() in HDF5_SUFFIXES else []
     if "modality" not in values:
-        raise FileFormatError(f"{path}: missing required key 'modality'")
+        hint = _raw_acquisition_hint(groups)
+        raise FileFormatError(f"{path}: missing required key 'modality'" + (f"; {hint}" if hint else ""))
     modality = _as_string(path, "modality", values["modality"])
     if modality not in MODALITIES:
         raise FileFormatError(f"{path}: unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
+    _refuse_unknown_keys(path, modality, [*values, *groups])
     missing = [key for key in _REQUIRED_KEYS[modality] if key not in values]
     if missing:
         raise FileFormatError(f"{path}: {modality} file is missing required key(s): {', '.join(missing)}")
     fields: dict[str, Any] = {"modality": modality}
-    extra = {}
     for name, value in values.items():
         if name in _STRING_KEYS:
-            continue
-        if name not in _CONTRACT_KEYS[modality]:
-            extra[name] = value
+            if name != "modality":
+                fields[name] = _as_string(path, name, value)
         elif name in _SCALAR_KEYS:
             fields[name] = _as_scalar(path, name, value)
         else:
@@ -336,7 +384,7 @@ def load_measurements(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Measuremen
     if fields["image_shape"].dtype.kind not in "iu":
         raise FileFormatError(f"{path}: 'image_shape' must hold integers, got dtype {fields['image_shape'].dtype}")
     try:
-        return Measurements(**fields, extra=extra)
+        return Measurements(**fields)
     except MeasurementError as exc:
         raise MeasurementError(f"{path}: {exc}") from None
 

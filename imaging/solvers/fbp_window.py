@@ -93,32 +93,36 @@ def window_starts(n_frames: int, window_frames: int) -> np.ndarray:
     return np.clip(np.arange(n_frames) - window_frames // 2, 0, n_frames - window_frames)
 
 
-def angular_weights(angles: np.ndarray) -> np.ndarray:
-    """Quadrature weights of views at ``angles`` (radians) for back-projection over [0, pi).
+def angular_weights(angles: np.ndarray, period: float = np.pi) -> np.ndarray:
+    """Quadrature weights of views at ``angles`` (radians) for back-projection.
 
-    Each distinct angle (modulo pi) stands for half of the gaps to its two neighbours on
-    the circle of circumference pi, capped at three times the median such interval (so
-    the two end views of a limited arc do not stand for the whole missing arc); views
-    that repeat an angle share its interval; the weights are then scaled to sum to pi,
-    so that the reconstruction keeps the object's mean value. ``M`` equispaced views get
-    ``pi / M`` each.
+    Each distinct angle (modulo ``period``: pi for parallel beam, whose views repeat
+    after half a turn, 2 pi for a fan beam) stands for half of the gaps to its two
+    neighbours on the circle of circumference ``period``, capped at three times the
+    median such interval (so the two end views of a limited arc do not stand for the
+    whole missing arc); views that repeat an angle share its interval; the weights are
+    then scaled to sum to pi, so that the reconstruction keeps the object's mean value
+    (over a full circle every ray is measured twice, hence FBP's factor 1/2). ``M``
+    equispaced views get ``pi / M`` each.
 
     Parameters
     ----------
     angles : numpy.ndarray
         (M,) float.
+    period : float
+        The rotation after which views repeat the same rays.
 
     Returns
     -------
     numpy.ndarray
         float64 (M,), positive, summing to pi.
     """
-    folded = np.mod(np.asarray(angles, dtype=np.float64), np.pi)
+    folded = np.mod(np.asarray(angles, dtype=np.float64), period)
     distinct, inverse, counts = np.unique(folded, return_inverse=True, return_counts=True)
     if distinct.size == 1:
-        cells = np.array([np.pi])
+        cells = np.array([period])
     else:
-        gaps = np.diff(np.concatenate([distinct, [distinct[0] + np.pi]]))
+        gaps = np.diff(np.concatenate([distinct, [distinct[0] + period]]))
         cells = 0.5 * (gaps + np.roll(gaps, 1))
     cells = np.minimum(cells, MAX_INTERVAL_RATIO * np.median(cells))
     weights = cells[inverse] / counts[inverse]
@@ -288,13 +292,23 @@ class FBPWindow(Solver):
         m = self.measurements
         n_frames, n_views, n_detectors = m.sinogram.shape
         size = m.image_shape[0]
+        geometry = m.projection_geometry()
         # One "frame" per view: its adjoint back-projects every view on its own.
         per_view = DynamicTomography(
-            m.angles.reshape(-1, 1), m.image_shape, n_detectors, m.detector_spacing, device=self.device
+            m.angles.reshape(-1, 1),
+            m.image_shape,
+            n_detectors,
+            m.detector_spacing,
+            device=self.device,
+            **m.geometry_fields(),
         )
         data = torch.from_numpy(m.sinogram).to(self.device)
-        filtered = filter_views(data.reshape(-1, 1, n_detectors), self.params.filter)
+        detector_weights = torch.from_numpy(geometry.fbp_detector_weights()).float().to(self.device)
+        filtered = filter_views((data * detector_weights).reshape(-1, 1, n_detectors), self.params.filter)
         backprojections = per_view.adjoint(filtered).reshape(n_frames * n_views, size * size)
+        pixel_weights = geometry.fbp_pixel_weights(m.angles, size)
+        if pixel_weights is not None:
+            backprojections *= torch.from_numpy(pixel_weights).reshape(n_frames * n_views, -1).to(self.device)
         frames = (self._view_weights(n_frames, n_views) @ backprojections).reshape(n_frames, size, size)
         measured = per_view.forward(frames.repeat_interleave(n_views, dim=0)).reshape(data.shape)
         return frames, _relative_residual(measured, data)
@@ -304,8 +318,9 @@ class FBPWindow(Solver):
         window_frames = min(n_frames, math.ceil(self.window_size() / n_views))
         views_per_window = window_frames * n_views
         angles = self.measurements.angles
+        period = self.measurements.projection_geometry().angular_period
         starts = window_starts(n_frames, window_frames)
-        values = np.concatenate([angular_weights(angles[s : s + window_frames].ravel()) for s in starts])
+        values = np.concatenate([angular_weights(angles[s : s + window_frames].ravel(), period) for s in starts])
         columns = (starts[:, None] * n_views + np.arange(views_per_window)).ravel()
         row_pointers = np.arange(n_frames + 1) * views_per_window
         with warnings.catch_warnings():

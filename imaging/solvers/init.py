@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from ..models.psm import interpolation_matrix
+from ..operators.geometry import shift_bins
 
 INITIALISATIONS = ("projection", "fbp-svd", "kspace-centre")
 
@@ -315,8 +316,16 @@ def initial_frames(measurements, method: str, knots: int = 6, rank: int | None =
             f"initialisation {method!r} does not apply to {measurements.modality} data (use one of: {', '.join(allowed)})"
         )
     if method == "projection":
+        if measurements.geometry != "parallel":
+            raise ValueError(
+                f"initialisation 'projection' relies on the parallel-beam symmetry g(s, theta + pi) = g(-s, theta); "
+                f"these are {measurements.geometry}-beam measurements: use init=fbp-svd"
+            )
+        sinogram = measurements.sinogram
+        if measurements.center_offset:  # the symmetry holds about the rotation axis: move it to the centre
+            sinogram = shift_bins(sinogram, -measurements.center_offset)
         return projection_domain_frames(
-            measurements.sinogram,
+            sinogram,
             measurements.angles,
             measurements.image_shape[0],
             measurements.detector_spacing,

@@ -237,24 +237,11 @@ def frame_subset(measurements: Measurements, indices) -> Measurements:
     Returns
     -------
     Measurements
-        Its ``operator()`` is the sub-operator of those frames.
+        Same geometry; its ``operator()`` is the sub-operator of those frames.
     """
-    indices = np.asarray(indices, dtype=np.int64)
-    if measurements.modality == "tomography":
-        return Measurements(
-            "tomography",
-            measurements.image_shape,
-            sinogram=measurements.sinogram[indices],
-            angles=measurements.angles[indices],
-            detector_spacing=measurements.detector_spacing,
-        )
-    return Measurements(
-        "mri",
-        measurements.image_shape,
-        kspace=measurements.kspace[indices],
-        mask=measurements.mask[indices],
-        coil_maps=measurements.coil_maps,
-    )
+    subset = measurements.select_frames(indices)
+    subset.ground_truth = None
+    return subset
 
 
 def _squared_magnitude(t: torch.Tensor) -> torch.Tensor:
