@@ -179,6 +179,60 @@ def simulate_tomography(
     )
 
 
+def simulate_raw_counts(
+    line_integrals,
+    flat_level: float = 1e5,
+    column_gain: float = 0.06,
+    dark_level: float = 100.0,
+    dark_noise: float = 2.0,
+    flats: int = 20,
+    darks: int = 10,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw detector counts of a CT acquisition: projections, flat fields and dark fields.
+
+    A detector pixel in column ``c`` receives ``flat_level * gain[c]`` photons per frame
+    without the sample (``gain`` drawn uniformly within ``1 +- column_gain``, the same in
+    every frame, as a detector's response is) and ``flat_level * gain[c] * exp(-g)`` through
+    a line integral ``g``; it counts them with Poisson noise and adds a dark signal
+    (Gaussian around ``dark_level`` with std ``dark_noise``, rounded). Flat-field
+    correction removes the gain; the Poisson noise remains.
+
+    Parameters
+    ----------
+    line_integrals : array_like
+        (n, rows, cols) line integrals of the projections, >= 0.
+    flat_level : float
+        Mean counts of the beam without sample.
+    column_gain : float
+        Relative spread of the columns' gains.
+    dark_level, dark_noise : float
+        Dark signal mean and std (counts).
+    flats, darks : int
+        Number of flat and dark frames.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    counts, flat_fields, dark_fields : numpy.ndarray
+        uint32 (n, rows, cols), (flats, rows, cols), (darks, rows, cols).
+    """
+    line_integrals = np.asarray(line_integrals, dtype=np.float64)
+    if line_integrals.ndim != 3 or not np.all(np.isfinite(line_integrals)):
+        raise ValueError(f"line_integrals must be a finite (n, rows, cols) array, got shape {line_integrals.shape}")
+    rng = np.random.default_rng(seed)
+    n_rows, n_cols = line_integrals.shape[1:]
+    beam = flat_level * (1.0 + column_gain * rng.uniform(-1.0, 1.0, n_cols))
+
+    def dark(n: int) -> np.ndarray:
+        return np.round(rng.normal(dark_level, dark_noise, (n, n_rows, n_cols)))
+
+    counts = rng.poisson(beam * np.exp(-np.maximum(line_integrals, 0.0))) + dark(len(line_integrals))
+    flat_fields = rng.poisson(np.broadcast_to(beam, (flats, n_rows, n_cols))) + dark(flats)
+    return counts.astype(np.uint32), flat_fields.astype(np.uint32), dark(darks).clip(0).astype(np.uint32)
+
+
 def simulate_mri(images, mask, coil_maps=None, noise: float = 5e-3, seed: int = 0) -> Measurements:
     """Undersampled Cartesian k-space of an image sequence, with complex Gaussian noise.
 
