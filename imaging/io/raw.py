@@ -161,7 +161,7 @@ class ImportReport:
         ]
         centre = f"center_offset {self.center_offset:+.3f} bins ({self.center_method})"
         if self.center_details:
-            centre += ": " + ", ".join(f"{k} {v:+.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in self.center_details.items())
+            centre += ": " + ", ".join(f"{k} {v:.3g}" for k, v in self.center_details.items())
         return [*out, centre]
 
 
