@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-SCHEDULES = ("bit-reversal", "golden-angle", "linear", "random")
+SCHEDULES = ("bit-reversal", "golden-angle", "linear", "random", "interlaced")
 MASK_PATTERNS = ("variable-density", "golden-ratio", "equispaced")
 
 #: The golden angle for half-turn schedules, ``pi / phi = pi * (sqrt(5) - 1) / 2``
@@ -67,7 +67,7 @@ def bit_reversal_order(n: int) -> np.ndarray:
 
 
 def view_angles(
-    schedule: str, frames: int, views_per_frame: int = 1, seed: int = 0, arc: float = math.pi
+    schedule: str, frames: int, views_per_frame: int = 1, seed: int = 0, arc: float = math.pi, turns: int | None = None
 ) -> np.ndarray:
     """View angles of a dynamic tomography acquisition over ``[0, arc)``.
 
@@ -87,7 +87,12 @@ def view_angles(
           golden section of the arc (for the half turn, :data:`GOLDEN_ANGLE` = 111.246
           degrees taken modulo 180 degrees);
         - ``"random"``: independent uniform angles in ``[0, arc)`` from
-          ``numpy.random.default_rng(seed)``.
+          ``numpy.random.default_rng(seed)``;
+        - ``"interlaced"``: a continuous rotation of ``turns`` sweeps of the arc, each
+          at ``L = ceil(M / turns)`` equispaced angles, sweep ``j`` shifted by
+          ``bitrev(j) / turns`` of their spacing (Mohan et al.'s interlaced views):
+          ``theta_k = arc * (i * turns + bitrev(j)) / (L * turns)`` for instant
+          ``k = j * L + i``, so the sweeps fill each other's gaps coarse-to-fine.
     frames : int
         Number of time frames ``P >= 1``.
     views_per_frame : int
@@ -97,6 +102,9 @@ def view_angles(
     arc : float
         The angular range in radians, ``0 < arc <= 2 pi``: ``pi`` (default) for
         parallel beam, ``2 pi`` for a full circle.
+    turns : int, optional
+        Sweeps of the ``"interlaced"`` schedule, ``1 <= turns <= M`` (default
+        ``min(4, M)``).
 
     Returns
     -------
@@ -120,6 +128,13 @@ def view_angles(
         angles[angles >= arc] = 0.0
     elif schedule == "random":
         angles = np.random.default_rng(seed).uniform(0.0, arc, size=n_instants)
+    elif schedule == "interlaced":
+        turns = min(4, n_instants) if turns is None else _check_count("turns", turns)
+        if turns > n_instants:
+            raise ValueError(f"turns ({turns}) cannot exceed the {n_instants} views of the acquisition")
+        per_turn = math.ceil(n_instants / turns)
+        sweep, index = np.divmod(np.arange(n_instants), per_turn)
+        angles = arc * (index * turns + bit_reversal_order(turns)[sweep]) / (per_turn * turns)
     else:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
     return angles.reshape(frames, views_per_frame)

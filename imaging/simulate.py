@@ -482,6 +482,7 @@ def simulate(
     source_origin: float | None = None,
     origin_detector: float | None = None,
     arc: float | None = None,
+    turns: int | None = None,
 ) -> Measurements:
     """Simulate a dynamic acquisition of a built-in phantom (``imaging simulate``).
 
@@ -516,6 +517,8 @@ def simulate(
     arc : float, optional
         Angular range of the schedule in radians: default ``pi`` for parallel beam and
         ``2 pi`` (a full circle) for a fan beam.
+    turns : int, optional
+        Sweeps of the "interlaced" schedule (default ``min(4, P * V)``).
     slices : int, optional
         Simulate a dynamic volume of this many slices ``Z`` instead: the phantom is
         :func:`imaging.phantoms.volume`, every slice is measured with the same schedule
@@ -559,7 +562,7 @@ def simulate(
             arc = 2.0 * math.pi if fan else math.pi
         if detector_spacing is None:
             detector_spacing = (source_origin + origin_detector) / source_origin if fan else 1.0
-        angles = view_angles(schedule, frames, views_per_frame, seed=seed, arc=arc)
+        angles = view_angles(schedule, frames, views_per_frame, seed=seed, arc=arc, turns=turns)
         options = dict(detector_spacing=detector_spacing, n_detectors=n_detectors, center_offset=center_offset)
         if geometry != "parallel":
             options.update(geometry=geometry, source_origin=source_origin, origin_detector=origin_detector)

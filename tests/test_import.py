@@ -157,6 +157,16 @@ def test_golden_angle_acquisition_keeps_every_angle(tmp_path):
     np.testing.assert_allclose(m.angles.ravel(), np.deg2rad(golden), atol=1e-9)
 
 
+def test_continuous_interlaced_rotation_keeps_its_angles_modulo_a_turn(tmp_path):
+    counts, flats, darks, _ = acquisition()
+    # 3 sweeps of 4 views, logged as the stage's unwrapped rotation (degrees beyond 360)
+    unwrapped = np.array([0, 45, 90, 135, 202.5, 247.5, 292.5, 337.5, 382.5, 427.5, 472.5, 517.5]) + 720.0
+    source, _ = write("dxchange", tmp_path, counts, flats, darks, unwrapped)
+    m = import_raw(source, rows="0:1", views_per_frame=4).measurements
+    assert m.sinogram.shape == (3, 4, COLS)
+    np.testing.assert_allclose(m.angles.ravel(), np.mod(np.deg2rad(unwrapped), 2 * np.pi), atol=1e-12)
+
+
 def test_fan_beam_import_states_the_geometry_in_image_pixels(tmp_path):
     counts, flats, darks, angles = acquisition()
     source, _ = write("dxchange", tmp_path, counts, flats, darks, angles * 2)

@@ -29,6 +29,7 @@ def add_parser(sub):
     p.add_argument(
         "--arc", type=float, help="tomography: angular range of the schedule in degrees (default 180, fan beam 360)"
     )
+    p.add_argument("--turns", type=int, help="tomography: sweeps of the interlaced schedule (default 4)")
     p.add_argument("--lines-per-frame", type=int, default=8, help="mri: k-space lines per frame (default 8)")
     p.add_argument("--mask-pattern", choices=MASK_PATTERNS, default="variable-density", help="mri k-t pattern")
     p.add_argument("--center-lines", type=int, default=4, help="mri: always-sampled centre lines (default 4)")
@@ -67,6 +68,7 @@ def run(args):
         detector_spacing=args.detector_spacing,
         n_detectors=args.detectors,
         arc=None if args.arc is None else math.radians(args.arc),
+        turns=args.turns,
     )
     save_measurements(args.output, measurements)
     shape = measurements.data.shape
