@@ -24,7 +24,6 @@ the target of issue 11 is 0.25 bins for offsets from -10 to +10. Writes
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import sys
 import tempfile

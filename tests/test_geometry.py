@@ -6,7 +6,7 @@ import pytest
 from imaging import load_measurements, metrics, reconstruct
 from imaging.cli import main
 from imaging.simulate import simulate
-from imaging.solvers.init import initial_frames
+from imaging.solvers.psm.initialisation import initial_frames
 
 GEOMETRIES = {
     "parallel": {},

@@ -73,7 +73,7 @@ def _reader_options(args, format: str) -> dict:
 
 def run(args):
     from ..io import save_measurements
-    from ..io.raw import detect_format, import_raw
+    from ..io.importer import detect_format, import_raw
 
     format = args.format or detect_format(args.source)
     result = import_raw(

@@ -21,7 +21,8 @@ from .files import (
     save_measurements,
     save_reconstruction,
 )
-from .raw import ImportReport, ImportResult, RawDataError, import_raw
+from .importer import ImportResult, import_raw
+from .raw import ImportReport, RawDataError
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
