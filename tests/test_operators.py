@@ -514,11 +514,12 @@ def test_cuda_without_a_gpu_is_a_clear_error(make):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("case", ["tomography", "mri"])
+@pytest.mark.parametrize("case", ["tomography", *(f"tomography-{name}" for name in GEOMETRY_CASES), "mri"])
 def test_cuda_operators_are_adjoint_and_match_the_cpu(case):
-    if case == "tomography":
+    if case.startswith("tomography"):
         angles = _angles(4, 2)
-        cpu, gpu = (DynamicTomography(angles, (33, 33), device=d) for d in ("cpu", "cuda"))
+        geometry = GEOMETRY_CASES.get(case.partition("-")[2], {})
+        cpu, gpu = (DynamicTomography(angles, (33, 33), n_detectors=40, device=d, **geometry) for d in ("cpu", "cuda"))
     else:
         mask, maps = _mask(4, (16, 16)), _coil_maps(3, (16, 16))
         cpu, gpu = (DynamicMRI(mask, maps, device=d) for d in ("cpu", "cuda"))
