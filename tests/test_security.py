@@ -127,7 +127,8 @@ def test_npz_member_smaller_than_its_declared_array_is_refused_before_reading(tm
     path = tmp_path / "short.npz"
     with zipfile.ZipFile(path, "w") as archive:
         with archive.open("sinogram.npy", "w") as member:
-            np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False, "shape": (4, 1, 8000)})
+            header = {"descr": "<f4", "fortran_order": False, "shape": (4, 1, 8000)}
+            np.lib.format.write_array_header_1_0(member, header)
             member.write(b"\0" * 64)
         for name, value in file_arrays(tomography()).items():
             if name != "sinogram":

@@ -18,6 +18,8 @@ do wrong, never the exception of the library underneath, so callers report one l
 from __future__ import annotations
 
 import math
+import pickle
+import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -283,11 +285,21 @@ def load_torch_file(path, *, what: str, max_bytes: int | None = None):
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileFormatError:
         raise
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged or hostile file
+    except pickle.UnpicklingError as exc:
+        # torch's message spans many lines and suggests loading the file unsafely; keep the reason.
+        reasons = [line.split("error:", 1)[1] for line in str(exc).splitlines() if "WeightsUnpickler error:" in line]
+        reason = _plain(reasons[0] if reasons else first_line(exc))
         raise FileFormatError(
-            f"{path} is not a readable {what} (a corrupt file, or one holding pickled objects, is refused): "
-            f"{first_line(exc)}"
+            f"{path} is not a {what}: it holds pickled objects other than tensors, which tensors-only "
+            f"loading refuses ({reason})"
         ) from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged or hostile file
+        raise FileFormatError(f"{path} is not a readable {what} (corrupt or truncated): {_plain(first_line(exc))}") from None
+
+
+def _plain(text: str) -> str:
+    """``text`` without terminal escape sequences, stripped."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text).strip()
 
 
 def first_line(exc: BaseException) -> str:

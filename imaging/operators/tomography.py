@@ -84,7 +84,8 @@ def astra_projection_matrix(angles_flat, image_size, n_detectors, detector_spaci
     if not low <= float(detector_spacing) <= high:
         raise ValueError(f"detector_spacing must be between {low:g} and {high:g}, got {detector_spacing!r}")
     vol_geom = astra.create_vol_geom(image_size, image_size)
-    proj_geom = astra.create_proj_geom("parallel", float(detector_spacing), int(n_detectors), _astra_angles(angles_flat))
+    angles = _astra_angles(angles_flat)
+    proj_geom = astra.create_proj_geom("parallel", float(detector_spacing), int(n_detectors), angles)
     projector_id = astra.create_projector(projector, proj_geom, vol_geom)
     try:
         matrix_id = astra.projector.matrix(projector_id)
