@@ -145,22 +145,20 @@ class UnverifiedWeightsWarning(UserWarning):
 _MAX_PROVENANCE_BYTES = 1 << 20
 
 
-def _verify_integrity(path: Path) -> None:
+def _verify_integrity(path: Path) -> str | None:
     """Check the SHA-256 of a weights file: the digest pinned in :data:`SHIPPED_SHA256` for
-    the shipped weights, else the one its provenance JSON records; warn when there is none."""
+    the shipped weights, else the one its provenance JSON records. Returns the warning to
+    give once the weights have loaded when there is no digest to check, else None."""
     shipped = {(data_directory() / name).resolve(): key for key, name in SHIPPED_DENOISERS.items()}
     if path.resolve() in shipped:
         expected, source = SHIPPED_SHA256[shipped[path.resolve()]], "the digest pinned for the shipped weights"
     else:
         prov_file = provenance_path(path)
         if not prov_file.is_file():
-            warnings.warn(
+            return (
                 f"denoiser weights {path} have no provenance file {prov_file.name}: their origin and integrity "
-                "are not verified",
-                UnverifiedWeightsWarning,
-                stacklevel=3,
+                "are not verified"
             )
-            return
         if prov_file.stat().st_size > _MAX_PROVENANCE_BYTES:
             raise ValueError(f"provenance file {prov_file} is larger than {_MAX_PROVENANCE_BYTES} bytes")
         try:
@@ -169,13 +167,7 @@ def _verify_integrity(path: Path) -> None:
             raise ValueError(f"provenance file {prov_file} is not valid JSON: {first_line(err)}") from None
         expected = provenance.get("sha256") if isinstance(provenance, dict) else None
         if not isinstance(expected, str):
-            warnings.warn(
-                f"the provenance file {prov_file.name} of {path} records no sha256: the weights' integrity is not "
-                "verified",
-                UnverifiedWeightsWarning,
-                stacklevel=3,
-            )
-            return
+            return f"the provenance file {prov_file.name} of {path} records no sha256: their integrity is not verified"
         source = f"its provenance file {prov_file.name}"
     actual = file_sha256(path)
     if actual != expected:
@@ -183,6 +175,7 @@ def _verify_integrity(path: Path) -> None:
             f"SHA-256 of {path} is {actual} but {source} records {expected}: "
             "the weights were modified or corrupted"
         )
+    return None
 
 
 def _read_payload(path: Path) -> dict:
@@ -270,7 +263,7 @@ def load_denoiser(name_or_path: str | os.PathLike = "default", device: str | tor
         User weights without a provenance SHA-256.
     """
     path = resolve_weights_path(name_or_path)
-    _verify_integrity(path)
+    unverified = _verify_integrity(path)
     payload = _read_payload(path)
     arch = payload["architecture"]
     try:
@@ -280,4 +273,6 @@ def load_denoiser(name_or_path: str | os.PathLike = "default", device: str | tor
         raise ValueError(f"{path}: weights do not fit the recorded architecture {arch}: {first_line(err)}") from None
     model.to(resolve_device(device)).eval()
     model.requires_grad_(False)
+    if unverified:
+        warnings.warn(unverified, UnverifiedWeightsWarning, stacklevel=2)
     return model

@@ -231,18 +231,25 @@ def _restored_state(checkpoint_path: Path | None):
 
 
 def _checked_estimate(solver: Solver, expected_shape: tuple[int, ...], resumed_from: Path | None) -> np.ndarray:
-    """The solver's estimate, refused when its shape is not (P, N, N)."""
+    """The solver's estimate, refused when it is not a float32 (P, N, N) array."""
     with _restored_state(resumed_from):
         estimate = solver.estimate()
-        if estimate.shape != expected_shape:
-            raise ValueError(f"the estimate has shape {estimate.shape}, expected {expected_shape}")
+        if estimate.shape != expected_shape or estimate.dtype != np.float32:
+            raise ValueError(
+                f"the estimate is {estimate.dtype} of shape {estimate.shape}, expected float32 {expected_shape}"
+            )
     return estimate
 
 
 def _parameters_set(solver_cls: type[Solver], params: dict[str, Any]) -> str:
-    """``name=value`` of the parameters that differ from the method's defaults."""
+    """``name=value`` of the parameters that differ from the method's defaults (but the
+    iteration budget and the seed, which cannot make a run diverge)."""
     defaults = dataclasses.asdict(solver_cls.Params())
-    changed = [f"{name}={value!r}" for name, value in params.items() if defaults.get(name) != value]
+    changed = [
+        f"{name}={value!r}"
+        for name, value in params.items()
+        if defaults.get(name) != value and name not in ("max_iter", "seed")
+    ]
     return ", ".join(changed)
 
 
