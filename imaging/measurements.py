@@ -30,7 +30,7 @@ def _finite_as(name: str, array: np.ndarray, dtype) -> np.ndarray:
     _require_finite(name, array)
     dtype = np.dtype(dtype)
     largest = float(np.finfo(dtype).max)
-    if array.dtype.kind in "fc" and np.finfo(array.dtype).max > largest and array.size:
+    if array.dtype.kind in "fc" and float(np.finfo(array.dtype).max) > largest and array.size:
         parts = (array.real, array.imag) if array.dtype.kind == "c" else (array,)
         peak = max(max(float(part.max()), -float(part.min())) for part in parts)
         if peak > largest:

@@ -118,13 +118,19 @@ def check_dtype(path: Path, name: str, dtype: np.dtype) -> None:
 
 
 def read_npy_header(handle) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """Shape, Fortran order and dtype from the header of an open ``.npy`` stream."""
+    """Shape, Fortran order and dtype from the header of an open ``.npy`` stream.
+
+    Raises ``ValueError`` for any damaged header (NumPy's parser of the header text can
+    also raise ``SyntaxError``, ``tokenize.TokenError``, ``RecursionError``...).
+    """
     version = np.lib.format.read_magic(handle)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(handle)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(handle)
-    raise ValueError(f"unsupported .npy format version {version}")
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f"unsupported .npy format version {version}")
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    try:
+        return reader(handle)
+    except Exception as exc:  # noqa: BLE001 - the header is untrusted text
+        raise ValueError(f"damaged .npy header ({first_line(exc)})") from None
 
 
 def check_zip_member(path: Path, info: zipfile.ZipInfo) -> None:
