@@ -194,7 +194,8 @@ def zip_flags(rng, data: bytes) -> bytes:
         while (start := out.find(signature, start)) >= 0:
             if rng.random() < 0.7:
                 if field == "method":
-                    out[start + offset + 2 : start + offset + 4] = int(pick(rng, [0, 8, 12, 14, 99])).to_bytes(2, "little")
+                    method = int(pick(rng, [0, 8, 12, 14, 99]))
+                    out[start + offset + 2 : start + offset + 4] = method.to_bytes(2, "little")
                 elif field == "flags":
                     out[start + offset : start + offset + 2] = int(pick(rng, [1, 8, 0x41])).to_bytes(2, "little")
                 else:  # the uncompressed size after the CRC: local header +22, central directory +24

@@ -300,7 +300,8 @@ def load_torch_file(path, *, what: str, max_bytes: int | None = None):
             f"loading refuses ({reason})"
         ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged or hostile file
-        raise FileFormatError(f"{path} is not a readable {what} (corrupt or truncated): {_plain(first_line(exc))}") from None
+        reason = _plain(first_line(exc))
+        raise FileFormatError(f"{path} is not a readable {what} (corrupt or truncated): {reason}") from None
 
 
 def _plain(text: str) -> str:
