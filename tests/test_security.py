@@ -33,6 +33,17 @@ def file_arrays(measurements):
     return arrays
 
 
+def write_h5(path, arrays, **options):
+    """Each array as a top-level dataset (text as a scalar string); ``options`` for the arrays."""
+    with h5py.File(path, "w") as handle:
+        for name, value in arrays.items():
+            if value.dtype.kind == "U":
+                handle.create_dataset(name, data=str(value))
+            else:
+                handle.create_dataset(name, data=value, **(options if value.ndim else {}))
+    return path
+
+
 def write_npz(path, arrays, compress=False):
     with open(path, "wb") as handle:
         (np.savez_compressed if compress else np.savez)(handle, **arrays)
@@ -139,32 +150,29 @@ def test_npz_member_smaller_than_its_declared_array_is_refused_before_reading(tm
         load_measurements(path)
 
 
-def test_unwritten_hdf5_datasets_are_refused(tmp_path):
+def h5_with_dataset(path, name, **dataset):
+    """A tomography HDF5 file whose ``name`` is an empty dataset made with ``dataset`` options."""
     arrays = file_arrays(tomography())
-    del arrays["ground_truth"]
-    path = tmp_path / "fill.h5"
-    with h5py.File(path, "w") as handle:
-        for name, value in arrays.items():
-            handle.create_dataset(name, data=str(value) if value.dtype.kind == "U" else value)
-        # 12 kB on disk, 400 MB of fill values once read.
-        handle.create_dataset("ground_truth", shape=(4, 5000, 5000), dtype="f4", chunks=(1, 100, 100), fillvalue=1)
+    del arrays[name]
+    write_h5(path, arrays)
+    with h5py.File(path, "a") as handle:
+        handle.create_dataset(name, **dataset)
+    return path
+
+
+def test_unwritten_hdf5_datasets_are_refused(tmp_path):
+    # 12 kB on disk, 400 MB of fill values once read.
+    path = h5_with_dataset(tmp_path / "fill.h5", "ground_truth", shape=(4, 5000, 5000), dtype="f4",
+                           chunks=(1, 100, 100), fillvalue=1)
     with pytest.raises(FileFormatError, match="'ground_truth' has 0 of its 10000 chunks written"):
         load_measurements(path)
-    with h5py.File(path, "a") as handle:
-        del handle["ground_truth"]
-        handle.create_dataset("ground_truth", shape=(4, 8, 8), dtype="f4")  # contiguous, never written
+    path = h5_with_dataset(tmp_path / "contiguous.h5", "ground_truth", shape=(4, 8, 8), dtype="f4")
     with pytest.raises(FileFormatError, match="'ground_truth' was never written"):
         load_measurements(path)
 
 
 def test_long_fixed_length_strings_are_refused(tmp_path):
-    arrays = file_arrays(tomography())
-    del arrays["modality"]
-    path = tmp_path / "text.h5"
-    with h5py.File(path, "w") as handle:
-        for name, value in arrays.items():
-            handle.create_dataset(name, data=value)
-        handle.create_dataset("modality", shape=(), dtype="S1500000000")
+    path = h5_with_dataset(tmp_path / "text.h5", "modality", shape=(), dtype="S1500000000")
     assert path.stat().st_size < 100_000
     with pytest.raises(FileFormatError, match="text 'modality' declares 1500000000 bytes"):
         load_measurements(path)
@@ -174,12 +182,7 @@ def test_gzip_hdf5_is_checked_against_the_memory_available(tmp_path, small_memor
     arrays = file_arrays(tomography())
     arrays["ground_truth"] = np.zeros((4, 256, 256), np.float32)
     arrays["image_shape"] = np.array([256, 256])
-    path = tmp_path / "gzip.h5"
-    with h5py.File(path, "w") as handle:
-        for name, value in arrays.items():
-            data = str(value) if value.dtype.kind == "U" else value
-            options = {"compression": "gzip"} if value.ndim else {}
-            handle.create_dataset(name, data=data, **options)
+    path = write_h5(tmp_path / "gzip.h5", arrays, compression="gzip")
     with pytest.raises(FileFormatError, match="'ground_truth' .* over the 1.0 MiB of memory available"):
         load_measurements(path)
 

@@ -31,6 +31,7 @@ def _load_reference(path):
     import numpy as np
 
     from ..io import HDF5_SUFFIXES, NPZ_SUFFIXES, TIFF_SUFFIXES, load_measurements, load_reconstruction
+    from ..io.files import image_stack
     from ..io.safe import load_npy
 
     path = Path(path)
@@ -38,15 +39,7 @@ def _load_reference(path):
     if not path.is_file():
         raise FileNotFoundError(2, "No such file", str(path))
     if suffix == ".npy":
-        reference = load_npy(path, converted=np.dtype(np.float32), what="reference")
-        if reference.ndim not in (3, 4) or reference.dtype.kind not in "biuf":
-            raise CommandError(
-                f"reference {path} must be a real (P, N, N) or (P, Z, N, N) array, got {reference.dtype} "
-                f"of shape {reference.shape}"
-            )
-        if not np.all(np.isfinite(reference)):
-            raise CommandError(f"reference {path} contains NaN or infinite values")
-        return reference.astype(np.float32, copy=False)
+        return image_stack(path, "reference", load_npy(path, converted=np.dtype(np.float32), what="reference"))
     if suffix in HDF5_SUFFIXES or (suffix in NPZ_SUFFIXES and "modality" in _npz_keys(path)):
         measurements = load_measurements(path)
         if measurements.ground_truth is None:

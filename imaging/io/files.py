@@ -516,14 +516,20 @@ def load_reconstruction(path, *, max_bytes: int | None = None):
         extras = {
             name[len(EXTRAS_PREFIX) :]: value for name, value in values.items() if name.startswith(EXTRAS_PREFIX)
         }
-    if reconstruction.ndim not in (3, 4) or reconstruction.dtype.kind not in "biuf":
+    reconstruction = image_stack(path, "reconstruction", reconstruction)
+    return ReconstructionResult(reconstruction=reconstruction, extras=extras, **fields)
+
+
+def image_stack(path, name: str, array: np.ndarray) -> np.ndarray:
+    """``array`` as a float32 (P, N, N) or (P, Z, N, N) image stack, or :class:`FileFormatError`
+    when it is not a finite real stack that fits float32 (``path`` and ``name`` name it)."""
+    if array.ndim not in (3, 4) or array.dtype.kind not in "biuf":
         raise FileFormatError(
-            f"{path}: 'reconstruction' must be a real (P, N, N) or (P, Z, N, N) array, got {reconstruction.dtype} "
-            f"of shape {reconstruction.shape}"
+            f"{path}: {name!r} must be a real (P, N, N) or (P, Z, N, N) array, got {array.dtype} of shape {array.shape}"
         )
-    if not np.all(np.isfinite(reconstruction)):
-        raise FileFormatError(f"{path}: 'reconstruction' contains NaN or infinite values")
-    return ReconstructionResult(reconstruction=reconstruction.astype(np.float32, copy=False), extras=extras, **fields)
+    if not np.all(np.isfinite(array)) or (array.size and float(np.abs(array).max()) > np.finfo(np.float32).max):
+        raise FileFormatError(f"{path}: {name!r} contains NaN or infinite values (or values beyond float32)")
+    return array.astype(np.float32, copy=False)
 
 
 __all__ = [
