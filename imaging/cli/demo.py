@@ -137,5 +137,7 @@ def comparison_figure(truth, reconstructions: dict, history: list, path) -> None
         twin.plot(iterations, [h["psnr"] for h in history], color="tab:orange", label="PSNR (logged only)")
         twin.set_ylabel("PSNR (dB)", color="tab:orange")
     conv.set_title("RED-PSM convergence (PSNR is logged, never used to stop)")
-    fig.savefig(path, dpi=110)
+    from ..io import write_atomic
+
+    write_atomic(path, lambda temporary: fig.savefig(temporary, dpi=110, format="png"))
     plt.close(fig)
