@@ -50,7 +50,8 @@ _STRING_KEYS = ("modality",)
 _SCALAR_KEYS = ("detector_spacing", "noise_std")
 _CONTRACT_KEYS = {
     "tomography": ("image_shape", "sinogram", "angles", "detector_spacing", "ground_truth", "noise_std"),
-    "mri": ("image_shape", "kspace", "mask", "coil_maps", "ground_truth", "noise_std"),
+    # Measurements.to_dict holds detector_spacing (1.0) for MRI too, so MRI files carry it.
+    "mri": ("image_shape", "kspace", "mask", "coil_maps", "ground_truth", "noise_std", "detector_spacing"),
 }
 _REQUIRED_KEYS = {
     "tomography": ("modality", "image_shape", "sinogram", "angles"),
@@ -114,8 +115,8 @@ def save_measurements(path, measurements: Measurements) -> Path:
     path : str or os.PathLike
         Destination ending in ``.npz``, ``.h5`` or ``.hdf5``; its directory must exist.
     measurements : Measurements
-        Validated again before writing. Entries of ``measurements.extra`` are written
-        too (as arrays), after the contract keys.
+        Validated again before writing. ``measurements.extra`` must be empty: a file
+        holds the contract keys only (the loader refuses any other key).
 
     Returns
     -------
@@ -130,10 +131,11 @@ def save_measurements(path, measurements: Measurements) -> Path:
     arrays = {}
     for name, value in measurements.to_dict().items():
         arrays[name] = _string_array(value) if name in _STRING_KEYS else _plain_array(name, value)
-    for name, value in measurements.extra.items():
-        if name in arrays:
-            raise ValueError(f"extra entry {name!r} clashes with a key of the measurement file contract")
-        arrays[name] = _plain_array(name, value)
+    if measurements.extra:
+        raise ValueError(
+            f"cannot save extra entries {', '.join(map(repr, sorted(measurements.extra)))}: a measurement file holds "
+            "only the keys of its contract (docs/design.md), and loading refuses any other key"
+        )
     if suffix in HDF5_SUFFIXES:
         for name, array in arrays.items():
             if array.dtype.kind == "U" and array.ndim > 0:
@@ -186,22 +188,23 @@ _RECONSTRUCTION_READ = _Keys(
 )
 
 
-def _read_npz(path: Path, keys: _Keys, max_bytes: int | None) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, keys: _Keys, max_bytes: int | None) -> tuple[dict[str, np.ndarray], list[str]]:
     if not zipfile.is_zipfile(path):
         raise FileFormatError(f"{path} is not a .npz file (not a zip archive)")
     budget = SizeBudget(path, max_bytes)
     arrays = {}
     try:
         with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                name = info.filename[: -len(".npy")]
-                if info.filename.endswith(".npy") and keys.wants(name):
+            members = [info for info in archive.infolist() if info.filename.endswith(".npy")]
+            names = [info.filename[: -len(".npy")] for info in members]
+            for name, info in zip(names, members):
+                if keys.wants(name):
                     arrays[name] = read_npy_member(path, archive, info, name, budget, keys.converted(name))
     except FileFormatError:
         raise
     except _READ_ERRORS as exc:
         raise FileFormatError(f"{path} is not a readable .npz file: {first_line(exc)}") from None
-    return arrays
+    return arrays, names
 
 
 def _check_h5_storage(path: Path, name: str, item) -> None:
@@ -220,7 +223,7 @@ def _check_h5_storage(path: Path, name: str, item) -> None:
         raise FileFormatError(f"{path}: dataset {name!r} was never written (no data stored); refusing to load it")
 
 
-def _read_h5(path: Path, keys: _Keys, max_bytes: int | None) -> dict[str, np.ndarray]:
+def _read_h5(path: Path, keys: _Keys, max_bytes: int | None) -> tuple[dict[str, np.ndarray], list[str]]:
     import h5py
 
     if not h5py.is_hdf5(path):
@@ -230,9 +233,10 @@ def _read_h5(path: Path, keys: _Keys, max_bytes: int | None) -> dict[str, np.nda
     try:
         with h5py.File(path, "r") as handle:
             datasets = {}
-            for name in handle:
+            names = list(handle)
+            for name in names:
                 if not keys.wants(name):
-                    continue  # outside the contract: never opened
+                    continue  # not asked for: never opened
                 link = handle.get(name, getlink=True)
                 if not isinstance(link, h5py.HardLink):
                     raise FileFormatError(f"{path}: {name!r} is a soft or external link; refusing to follow it")
@@ -270,19 +274,20 @@ def _read_h5(path: Path, keys: _Keys, max_bytes: int | None) -> dict[str, np.nda
         raise
     except _READ_ERRORS as exc:
         raise FileFormatError(f"{path} is not a readable HDF5 file: {first_line(exc)}") from None
-    return values
+    return values, names
 
 
 def _read_arrays(
     path, keys: _Keys, max_bytes: int | None, what: str, suffixes: tuple[str, ...]
-) -> tuple[Path, dict[str, np.ndarray]]:
+) -> tuple[Path, dict[str, np.ndarray], list[str]]:
+    """Read the entries ``keys`` wants; returns the path, those arrays and the names of all
+    entries (``.npy`` members, top-level HDF5 names), of which nothing else is read."""
     path = Path(path)
     suffix = _suffix(path, suffixes, what)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
-    if suffix in NPZ_SUFFIXES:
-        return path, _read_npz(path, keys, max_bytes)
-    return path, _read_h5(path, keys, max_bytes)
+    reader = _read_npz if suffix in NPZ_SUFFIXES else _read_h5
+    return (path, *reader(path, keys, max_bytes))
 
 
 def _as_string(path: Path, name: str, value) -> str:
@@ -305,6 +310,19 @@ def _as_scalar(path: Path, name: str, value) -> float:
     return float(array.reshape(()))
 
 
+def _refuse_unknown_keys(path: Path, modality: str, names) -> None:
+    """One error naming every key outside the modality's contract: the toolkit never guesses
+    what unknown physics means (the keys are only named, their data are never read)."""
+    known = {*_STRING_KEYS, *_CONTRACT_KEYS[modality]}
+    unknown = sorted(name for name in names if name not in known)
+    if unknown:
+        raise FileFormatError(
+            f"{path}: unknown key(s) {', '.join(map(repr, unknown))} in a {modality} measurement file; refusing "
+            f"data whose description the toolkit does not understand (the contract keys are "
+            f"{', '.join(sorted(known))}; see docs/design.md)"
+        )
+
+
 def load_measurements(path, *, max_bytes: int | None = None) -> Measurements:
     """Read and validate a measurement file (``.npz``, ``.h5`` or ``.hdf5``).
 
@@ -320,8 +338,8 @@ def load_measurements(path, *, max_bytes: int | None = None) -> Measurements:
     Returns
     -------
     Measurements
-        Only the keys of the contract of its modality are read; other entries of the
-        file are neither read nor kept (``Measurements.extra`` is empty).
+        Exactly the file's keys. A key outside the contract of its modality is refused
+        by its name (its data are never read).
 
     Raises
     ------
@@ -329,20 +347,22 @@ def load_measurements(path, *, max_bytes: int | None = None) -> Measurements:
         No such file.
     FileFormatError
         Unknown extension, not a zip/HDF5 file, pickled or object data, oversize
-        arrays, missing keys, unknown modality, non-string/non-scalar entries.
+        arrays, missing or unknown keys, unknown modality, non-string/non-scalar entries.
     MeasurementError
         Contents violate the contract (shapes, dtypes, NaN/inf, consistency).
     """
     suffixes = NPZ_SUFFIXES + HDF5_SUFFIXES
-    # The modality decides which keys belong to the file; the others are never read.
-    path, values = _read_arrays(path, _Keys({"modality": None}), max_bytes, "measurement file", suffixes)
+    # The modality decides which keys belong to the file; any other key is refused by its
+    # name, before anything else is read (its data never are).
+    path, values, names = _read_arrays(path, _Keys({"modality": None}), max_bytes, "measurement file", suffixes)
     if "modality" not in values:
         raise FileFormatError(f"{path}: missing required key 'modality'")
     modality = _as_string(path, "modality", values["modality"])
     if modality not in MODALITIES:
         raise FileFormatError(f"{path}: unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
+    _refuse_unknown_keys(path, modality, names)
     contract = _Keys({name: _MEASUREMENT_DTYPES[name] for name in _CONTRACT_KEYS[modality]})
-    path, values = _read_arrays(path, contract, max_bytes, "measurement file", suffixes)
+    path, values, _ = _read_arrays(path, contract, max_bytes, "measurement file", suffixes)
     missing = [key for key in _REQUIRED_KEYS[modality] if key not in values and key != "modality"]
     if missing:
         raise FileFormatError(f"{path}: {modality} file is missing required key(s): {', '.join(missing)}")
@@ -501,7 +521,7 @@ def load_reconstruction(path, *, max_bytes: int | None = None):
         }
         extras = {}
     else:
-        path, values = _read_arrays(path, _RECONSTRUCTION_READ, max_bytes, "reconstruction file", NPZ_SUFFIXES)
+        path, values, _ = _read_arrays(path, _RECONSTRUCTION_READ, max_bytes, "reconstruction file", NPZ_SUFFIXES)
         missing = [key for key in _RECONSTRUCTION_KEYS if key not in values]
         if missing:
             raise FileFormatError(f"{path}: reconstruction file is missing required key(s): {', '.join(missing)}")
