@@ -704,3 +704,16 @@ def test_evaluate_json_is_strict_and_created_with_the_umask(tmp_path, capsys, wa
 
     row = json.loads(report.read_text(), parse_constant=refuse)[str(out)]
     assert row["psnr"] is None and row["mae"] == 0.0
+
+
+def test_seeds_beyond_torchs_range_are_refused(tmp_path, capsys, walnut):
+    assert_one_line_error(capsys, "reconstruct", walnut, "--method", "fbp-window", "--seed", 10**30,
+                          "-o", tmp_path / "out.npz", match=r"seed must be an integer in \[-2\*\*63, 2\*\*64\)")
+
+
+def test_denoiser_training_beyond_the_memory_available_is_refused(tmp_path, capsys):
+    assert_one_line_error(capsys, "train-denoiser", "--images", 4, "--size", 16, "--patch-size", 16, "--width", 10**5,
+                          "--depth", 10**5, "-o", tmp_path / "w.pt", match="training a DnCNN of depth 100000 .* needs")
+    status, lines = run_cli(capsys, "train-denoiser", "--images", 4, "--size", 16, *TINY_TRAINING, "-o",
+                            tmp_path / "w.pt")
+    assert status == 0, lines  # generated objects of the smallest size (16) train too

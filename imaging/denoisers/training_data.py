@@ -212,7 +212,9 @@ def generate_static_objects(n_images: int, size: int = 128, seed: int = 0,
         if rng.random() < 0.5:
             # Fine texture (grain, tissue) inside the object only.
             support = image > 0.02
-            image = image * (1.0 + rng.uniform(0.03, 0.15) * canvas.smooth_field(rng.uniform(8, size / 4)) * support)
+            # Grain of 8 to size/4 cycles per image (8 for images under 32 pixels).
+            cutoff = rng.uniform(8, max(8.0, size / 4))
+            image = image * (1.0 + rng.uniform(0.03, 0.15) * canvas.smooth_field(cutoff) * support)
         if rng.random() < 0.5:
             image = image * (1.0 + rng.uniform(0.05, 0.3) * canvas.smooth_field(rng.uniform(0.7, 2.0)))
         image = np.clip(image, 0.0, None) * (np.hypot(canvas.x, canvas.y) <= 1.0)

@@ -97,6 +97,9 @@ class SolverParams:
         """Raise :class:`ParameterError` for impossible values (extended by subclasses)."""
         if self.max_iter < 1:
             raise ParameterError(f"max_iter must be >= 1, got {self.max_iter}")
+        # The range torch.manual_seed accepts.
+        if not -(2**63) <= self.seed < 2**64:
+            raise ParameterError(f"seed must be an integer in [-2**63, 2**64), got {self.seed}")
 
 
 class Solver:
