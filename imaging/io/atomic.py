@@ -97,8 +97,10 @@ def _strict(value):
 
 
 def write_json_atomic(path, value, *, make_parents: bool = False) -> Path:
-    """Write ``value`` as strict JSON (NaN and infinities become ``null``) with :func:`write_atomic`."""
+    """Write ``value`` as strict JSON with :func:`write_atomic`: NaN and infinities (an
+    exact reconstruction's PSNR) become ``null``, other values JSON cannot hold (paths)
+    their text."""
     import json
 
-    text = json.dumps(_strict(value), indent=2, allow_nan=False) + "\n"
+    text = json.dumps(_strict(value), indent=2, default=str, allow_nan=False) + "\n"
     return write_text_atomic(path, text, make_parents=make_parents)

@@ -118,8 +118,9 @@ CHECKPOINT_FORMAT = 2
 _STATE_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError)
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed: damaged, tampered, or of another run."""
+class CheckpointError(ParameterError):
+    """A checkpoint that cannot be resumed: damaged, tampered, or of another run (a
+    :class:`ParameterError`, as a checkpoint of other settings always was)."""
 
 
 class DivergedError(ValueError):
@@ -198,7 +199,7 @@ def _load_checkpoint(path: Path, method: str, params: dict[str, Any], digest: st
     if not isinstance(saved_params, dict) or {k: v for k, v in saved_params.items() if k != "max_iter"} != {
         k: v for k, v in params.items() if k != "max_iter"
     }:
-        raise refuse("was written by a run with other parameters; use the same settings")
+        raise refuse("was written by a run with other settings (parameters); use the same settings")
     iteration = payload["solver"].get("iteration")
     if not (isinstance(history, list) and all(isinstance(entry, dict) for entry in history)):
         raise refuse("holds a damaged history")

@@ -52,8 +52,9 @@ def _coerce(name: str, value, default):
     """``value`` as the type of the parameter's ``default``, or :class:`ParameterError`.
 
     Booleans take only true/false; numbers take finite numbers (or their text), never a
-    boolean, and integers only whole numbers; text parameters refuse numbers, booleans
-    and containers (other objects, e.g. a denoiser module, pass through).
+    boolean, and integers only whole numbers. Other parameters pass through: each
+    solver's ``validate`` checks its text choices (and what else it accepts, e.g. a
+    denoiser module).
     """
     shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
     if isinstance(default, bool):
@@ -76,8 +77,6 @@ def _coerce(name: str, value, default):
                 raise ParameterError(f"parameter {name} must be an integer, got {shown}")
             return int(number)
         return number
-    if isinstance(default, str) and (value is None or isinstance(value, (bool, int, float, list, tuple, dict))):
-        raise ParameterError(f"parameter {name} must be text, got {shown}")
     return value
 
 
