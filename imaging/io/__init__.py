@@ -8,7 +8,7 @@ acquisitions (Data Exchange, NXtomo, TIFF stacks: :mod:`.dxchange`, :mod:`.nxtom
 into measurements.
 """
 
-from .atomic import write_atomic, write_text_atomic
+from .atomic import write_atomic, write_json_atomic, write_text_atomic
 from .files import (
     DEFAULT_MAX_BYTES,
     EXTRAS_PREFIX,
@@ -40,5 +40,6 @@ __all__ = [
     "save_measurements",
     "save_reconstruction",
     "write_atomic",
+    "write_json_atomic",
     "write_text_atomic",
 ]

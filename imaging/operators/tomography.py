@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .._limits import DETECTOR_SPACING_RANGE, MAX_ABS_ANGLE
 from .base import LinearOperator, resolve_device
 from .geometry import ProjectionGeometry
 
@@ -68,6 +69,16 @@ def _as_angle_array(angles) -> np.ndarray:
     return angles
 
 
+def _astra_angles(angles_flat) -> np.ndarray:
+    """Angles reduced to [0, 2 pi): ASTRA computes in float32 and loops forever on angles of
+    about 2e8 rad, and loses the angle long before; beyond :data:`MAX_ABS_ANGLE` the
+    reduction itself would be inexact, so those are refused."""
+    angles = np.asarray(angles_flat, dtype=np.float64)
+    if not np.all(np.abs(angles) <= MAX_ABS_ANGLE):
+        raise ValueError(f"angles must be finite and within +-{MAX_ABS_ANGLE:g} rad")
+    return np.mod(angles, 2 * np.pi)
+
+
 def astra_projection_matrix(angles_flat, image_size, geometry: ProjectionGeometry, projector="line"):
     """ASTRA's projection matrix (len(angles_flat) * D, N * N) as SciPy CSR (float64).
 
@@ -84,8 +95,11 @@ def astra_projection_matrix(angles_flat, image_size, geometry: ProjectionGeometr
     """
     import astra
 
+    low, high = DETECTOR_SPACING_RANGE
+    if not low <= float(geometry.detector_spacing) <= high:
+        raise ValueError(f"detector_spacing must be between {low:g} and {high:g}, got {geometry.detector_spacing!r}")
     vol_geom = astra.create_vol_geom(image_size, image_size)
-    proj_geom = geometry.astra_geometry(angles_flat)
+    proj_geom = geometry.astra_geometry(_astra_angles(angles_flat))
     projector_id = astra.create_projector(geometry.astra_projector(projector), proj_geom, vol_geom)
     try:
         matrix_id = astra.projector.matrix(projector_id)
