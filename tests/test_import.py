@@ -114,6 +114,14 @@ def test_values_at_or_below_the_dark_level_are_clipped_and_counted(tmp_path):
     assert "clipped" in " ".join(result.report.lines())
 
 
+def test_an_import_larger_than_the_memory_is_refused_before_reading(tmp_path, monkeypatch):
+    counts, flats, darks, angles = acquisition()
+    source, _ = write("dxchange", tmp_path, counts, flats, darks, angles)
+    monkeypatch.setenv("IMAGING_MEMORY_LIMIT", "1MB")  # less than a chunk's work arrays
+    with pytest.raises(ValueError, match="importing 12 projections of 4 x 10 bins needs about.*--rows"):
+        import_raw(source)
+
+
 def test_streaming_in_chunks_gives_the_same_result(tmp_path, monkeypatch):
     counts, flats, darks, angles = acquisition()
     source, _ = write("dxchange", tmp_path, counts, flats, darks, angles)

@@ -44,6 +44,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .._limits import check_memory
 from .files import FileFormatError
 
 #: Bytes of counts read at once (per chunk of projections, float64 after conversion).
@@ -304,8 +305,14 @@ def preprocess(
         )
     floor = 0.5 / beam  # half a count above the dark level
     n_out_rows, n_out_cols = (row1 - row0) // binning, (col1 - col0) // binning
-    out = np.empty((n_projections, n_out_rows, n_out_cols), dtype=np.float32)
     step = max(1, CHUNK_BYTES // (8 * (row1 - row0) * (col1 - col0)))
+    # The output stays in memory (and is copied once into frames); a chunk's float64 work arrays come on top.
+    check_memory(
+        2 * 4 * n_projections * n_out_rows * n_out_cols + 4 * CHUNK_BYTES,
+        f"importing {n_projections} projections of {n_out_rows} x {n_out_cols} bins",
+        hint="import fewer rows (--rows A:B) or bin them (--bin B)",
+    )
+    out = np.empty((n_projections, n_out_rows, n_out_cols), dtype=np.float32)
     below = above = 0
     for start in range(0, n_projections, step):
         stop = min(n_projections, start + step)
