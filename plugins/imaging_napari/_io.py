@@ -16,8 +16,6 @@ to TIFF; any other (T, Y, X) or (T, Z, Y, X) image layer goes to a reconstructio
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,10 +31,6 @@ from ._layers import (
     reconstruction_layer,
 )
 
-NPZ_SUFFIXES = (".npz",)
-HDF5_SUFFIXES = (".h5", ".hdf5")
-TIFF_SUFFIXES = (".tif", ".tiff")
-
 #: What napari takes as "read successfully, nothing to add": a reader that handled the
 #: file itself (here: by notifying the user) returns it so no other reader is tried.
 NO_LAYERS = [(None,)]
@@ -44,6 +38,8 @@ NO_LAYERS = [(None,)]
 
 def _file_keys(path: Path) -> set[str] | None:
     """Top-level keys of an ``.npz`` or HDF5 file; ``None`` when it cannot be opened."""
+    from imaging.io import NPZ_SUFFIXES
+
     try:
         if path.suffix.lower() in NPZ_SUFFIXES:
             with zipfile.ZipFile(path) as archive:
@@ -70,6 +66,8 @@ def get_reader(path: str | list[str]) -> Callable[[str], list] | None:
     path : str or list of str
         One path (lists of more than one path are not ours to stack).
     """
+    from imaging.io import HDF5_SUFFIXES, NPZ_SUFFIXES
+
     if isinstance(path, list):
         if len(path) != 1:
             return None
@@ -88,6 +86,8 @@ def get_reader(path: str | list[str]) -> Callable[[str], list] | None:
 
 
 def _unreadable_reader(path: str) -> list:
+    from imaging.io import NPZ_SUFFIXES
+
     kind = "NumPy .npz archive" if Path(path).suffix.lower() in NPZ_SUFFIXES else "HDF5 file"
     _notify_error(f"Cannot open {Path(path).name}: it is not a readable {kind} (truncated or corrupt?)")
     return NO_LAYERS
@@ -162,19 +162,13 @@ def _result_of_layer(data: np.ndarray, meta: dict[str, Any]):
     )
 
 
-def _write_tiff_atomically(path: Path, image: np.ndarray) -> Path:
-    """Write ``image`` to a temporary file next to ``path``, then rename it onto ``path``."""
+def _write_tiff(path: Path, image: np.ndarray) -> Path:
+    """Write ``image`` as a plain TIFF through the toolkit's one atomic writer."""
     import tifffile
 
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        tifffile.imwrite(temporary, image)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    from imaging.io import write_atomic
+
+    return write_atomic(path, lambda temporary: tifffile.imwrite(temporary, image))
 
 
 def write_layer(path: str, data: Any, meta: dict) -> list[str]:
@@ -199,14 +193,14 @@ def write_layer(path: str, data: Any, meta: dict) -> list[str]:
     ValueError
         For a layer/extension pair without a format (e.g. a reconstruction as ``.h5``).
     """
-    from imaging.io import save_measurements, save_reconstruction
+    from imaging.io import HDF5_SUFFIXES, NPZ_SUFFIXES, TIFF_SUFFIXES, save_measurements, save_reconstruction
 
     suffix = Path(path).suffix.lower()
     measurements = meta.get("metadata", {}).get(MEASUREMENTS_KEY)
     if measurements is not None and suffix in NPZ_SUFFIXES + HDF5_SUFFIXES:
         return [str(save_measurements(path, measurements))]
     if measurements is not None and suffix in TIFF_SUFFIXES:
-        return [str(_write_tiff_atomically(Path(path), np.asarray(data, dtype=np.float32)))]
+        return [str(_write_tiff(Path(path), np.asarray(data, dtype=np.float32)))]
     if suffix in NPZ_SUFFIXES + TIFF_SUFFIXES:
         return [str(save_reconstruction(path, _result_of_layer(data, meta)))]
     raise ValueError(

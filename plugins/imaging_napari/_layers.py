@@ -216,7 +216,7 @@ def slice_status(result) -> tuple[str, ...] | None:
     Parameters
     ----------
     result : imaging.ReconstructionResult
-        A (P, Z, N, N) result of :func:`imaging.volumes.assemble_volume`, whose history
+        A (P, Z, N, N) result of :func:`imaging.run.assemble_volume`, whose history
         entries carry their ``"slice"``.
 
     Returns

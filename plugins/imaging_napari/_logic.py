@@ -2,7 +2,7 @@
 reconstruction job with previews, and comparison tables.
 
 Every function here is usable from a script or a test without a display; the widgets in
-:mod:`._widgets` only gather inputs, call these and show the outputs.
+:mod:`._qt` only gather inputs, call these and show the outputs.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def as_image_stack(data, name: str = "the image layer", volumes: bool = False) -
         raise InputError(f"{name} has shape {images.shape}; {wanted} is needed")
     if images.dtype.kind not in "biuf":
         raise InputError(f"{name} has dtype {images.dtype}; a real-valued image is needed")
-    # A volume of one slice is still a volume (imaging.volumes accepts Z = 1).
+    # A volume of one slice is still a volume (the library accepts Z = 1).
     if images.shape[0] < 2 or min(images.shape[-2:]) < 2:
         raise InputError(f"{name} has shape {images.shape}; at least 2 frames of 2x2 pixels are needed")
     return images.astype(np.float32, copy=False)
@@ -77,7 +77,7 @@ def simulate_from_image(
     images : array_like, shape (P, N, N) or (P, Z, N, N)
         The object, frames first (square frames for tomography). Kept as ground truth.
         A (P, Z, N, N) volume is measured slice by slice with the same schedule
-        (:mod:`imaging.volumes`).
+        (:func:`imaging.simulate.simulate_volume_tomography`, :func:`imaging.simulate.simulate_volume_mri`).
     modality : {"tomography", "mri"}
     schedule : str
         Tomography: a view-angle schedule of :data:`imaging.schedules.SCHEDULES`; MRI: a
@@ -233,18 +233,17 @@ def reconstruction_job(
     params: Mapping[str, Any] | None = None,
     preview_every: int = 5,
 ) -> Generator[Progress, Any, Any]:
-    """Run :func:`imaging.solvers.iterate` and yield :class:`Progress` for a GUI.
+    """Run :func:`imaging.run.iterate` and yield :class:`Progress` for a GUI.
 
-    A volume (``measurements.is_volume``) is reconstructed slice by slice, as
-    :func:`imaging.volumes.reconstruct_volume` does: each slice runs ``iterate`` on
-    ``measurements.slice(z)`` with the same method and parameters, and the slice results
-    are stacked by :func:`imaging.volumes.assemble_volume`, so slice z of the result
-    equals a single-slice run on ``measurements.slice(z)``.
+    The runner reconstructs a volume (``measurements.is_volume``) slice by slice itself;
+    this job only adds the previews: for a volume, the (P, Z, N, N) volume so far, whose
+    finished slices are copied from each slice's last estimate when the next slice
+    starts.
 
-    Sending a true value into the generator asks the solver to stop after the current
-    outer iteration; the generator then returns the result with the last estimate (for
-    a volume: the finished slices, the interrupted slice's last estimate, zeros for the
-    slices not run, and "stopped" in ``stop_reason``).
+    Sending a true value into the generator asks the runner to stop after the current
+    outer iteration; the generator then returns the runner's result with the last
+    estimate (for a volume: the finished slices, the interrupted slice's last estimate,
+    zeros for the slices not run, and "stopped" in ``stop_reason``).
 
     Parameters
     ----------
@@ -269,38 +268,33 @@ def reconstruction_job(
         is (for a volume: contains) "stopped" when a stop was sent.
     """
     from imaging.run import iterate
-    from imaging.run import assemble_volume
 
-    n_slices = measurements.n_slices
+    run = iterate(measurements, method, device=device, preset=preset, **dict(params or {}))
     # A volume's finished slices (zeros for the others), from which each preview is copied.
     volume = None
     if measurements.is_volume:
         volume = np.zeros((measurements.n_frames, *measurements.image_shape), np.float32)
-    results = []
-    for z in range(n_slices):
-        run = iterate(measurements.slice(z), method, device=device, preset=preset, **dict(params or {}))
-        stop = None
-        try:
-            while True:
-                info = run.send(stop)
-                wants_preview = info.iteration % max(1, int(preview_every)) == 0 or (info.iteration == 1 and z > 0)
-                # No preview where the result follows at once: the last iteration of the last slice.
-                result_follows = info.iteration >= info.max_iter and z == n_slices - 1
-                preview = info.estimate() if wants_preview and not result_follows else None
-                if preview is not None and volume is not None:
-                    estimate, preview = preview, volume.copy()
-                    preview[:, z] = estimate
-                progress = Progress(info.iteration, info.max_iter, dict(info.entry), preview, z, n_slices)
-                stop = bool((yield progress)) or None
-        except StopIteration as finished:
-            result = finished.value
-        if volume is None:
-            return result
-        results.append(result)
-        volume[:, z] = result.reconstruction
-        if result.stop_reason == "stopped":
-            break
-    return assemble_volume(results, n_slices)
+    previous = None
+    stop = None
+    try:
+        while True:
+            info = run.send(stop)
+            z = info.slice_index
+            if volume is not None and previous is not None and previous.slice_index != z:
+                # The previous slice has finished: its solver still holds its last estimate.
+                volume[:, previous.slice_index] = previous.estimate()
+            previous = info
+            wants_preview = info.iteration % max(1, int(preview_every)) == 0 or (info.iteration == 1 and z > 0)
+            # No preview where the result follows at once: the last iteration of the last slice.
+            result_follows = info.iteration >= info.max_iter and z == info.n_slices - 1
+            preview = info.estimate() if wants_preview and not result_follows else None
+            if preview is not None and volume is not None:
+                estimate, preview = preview, volume.copy()
+                preview[:, z] = estimate
+            progress = Progress(info.iteration, info.max_iter, dict(info.entry), preview, z, info.n_slices)
+            stop = bool((yield progress)) or None
+    except StopIteration as finished:
+        return finished.value
 
 
 def describe_error(exc: BaseException) -> str:
@@ -345,7 +339,7 @@ def compare(reference, candidates: Mapping[str, Any]) -> tuple[list[dict[str, An
     """Score reconstructions against a reference.
 
     Frame stacks are scored by :func:`imaging.metrics.evaluate`, time-varying volumes by
-    :func:`imaging.volumes.evaluate_volume`; a volume's per-frame PSNR is that of each
+    :func:`imaging.metrics.evaluate_volume`; a volume's per-frame PSNR is that of each
     time frame's whole (Z, N, N) volume, as in its ``psnr_frame_mean``.
 
     Parameters

@@ -347,7 +347,6 @@ def _run_job(job, stop_after=None):
 
 @pytest.mark.parametrize("method, params", [("fbp-window", {}), ("psm", {"max_iter": 2})])
 def test_volume_job_equals_single_slice_runs(tomography_volume, method, params):
-    from imaging import reconstruct
     from imaging.run import reconstruct
 
     reports, result = _run_job(_logic.reconstruction_job(tomography_volume, method, params=params))
