@@ -37,10 +37,9 @@ SHIPPED_DENOISERS = {"default": "dncnn_default.pt"}
 
 
 def data_directory() -> Path:
-    """The folder of the shipped denoiser weights: ``<repository>/data/denoiser``."""
-    import imaging
-
-    return Path(imaging.__file__).resolve().parents[1] / "data" / "denoiser"
+    """The folder of the shipped denoiser weights: ``imaging/data/denoiser`` (package data,
+    so it is in the wheel and found from any installation)."""
+    return Path(__file__).resolve().parents[1] / "data" / "denoiser"
 
 
 def provenance_path(weights_path: str | os.PathLike) -> Path:
@@ -191,7 +190,7 @@ def load_denoiser(name_or_path: str | os.PathLike = "default", device: str | tor
     Parameters
     ----------
     name_or_path : str or os.PathLike
-        ``"default"`` for the shipped weights ``data/denoiser/dncnn_default.pt``, or the
+        ``"default"`` for the shipped weights ``imaging/data/denoiser/dncnn_default.pt``, or the
         path of a weights file written by :func:`save_denoiser` /
         :func:`~imaging.denoisers.train_denoiser`.
     device : str or torch.device
