@@ -1,8 +1,10 @@
-"""Run a generator job off the GUI thread, or synchronously for tests.
+"""Run a job off the GUI thread, or synchronously for tests.
 
 A :class:`Job` drives a generator such as :func:`._logic.reconstruction_job` and calls
 back ``on_yield`` for each value, then ``on_return`` with the generator's return value or
-``on_error`` with its exception, then ``on_finish``. By default it runs in a napari
+``on_error`` with its exception, then ``on_finish``. A plain function that reports its
+progress through a callback (:meth:`Job.of_function`, e.g. a simulation) runs the same
+way. By default it runs in a napari
 ``thread_worker`` (the callbacks arrive on the GUI thread through Qt signals, so the UI
 stays responsive); with the environment variable ``IMAGING_NAPARI_NOTHREADS=1``, read
 each time a job starts, it runs in the calling thread, which makes widget tests
@@ -11,6 +13,7 @@ deterministic (the same switch stardist-napari uses).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Generator
 from typing import Any
@@ -27,6 +30,30 @@ def _ignore(*_args) -> None:
     return None
 
 
+class JobStopped(Exception):
+    """Raised inside a function job by its ``report`` callback once a stop was requested."""
+
+
+class _NamedWork(functools.partial):
+    """A call that prints as its job's description.
+
+    napari's activity dock and close dialog show a running worker as ``f"{function}"``
+    ("Executing <function work at 0x...>" for a plain function); a partial still counts
+    as a generator function for the worker class.
+    """
+
+    name = ""
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _call(function: Callable[[], Any]) -> Generator[Any, Any, Any]:
+    """A generator that yields nothing and returns ``function()``."""
+    return function()
+    yield  # makes this function a generator
+
+
 class Job:
     """One run of a generator with callbacks; stoppable between two yields.
 
@@ -40,7 +67,8 @@ class Job:
         When given and threads are used, napari's activity dock shows a progress bar of
         this many steps (one per yield), described by ``description``.
     description : str
-        Label of that progress bar.
+        Label of that progress bar, and the name of the job (napari's close dialog
+        lists running jobs by name).
     """
 
     def __init__(
@@ -64,6 +92,27 @@ class Job:
         self._stop_requested = False
         self._worker = None
         self.running = False
+
+    @classmethod
+    def of_function(cls, function: Callable[[Callable[[Any], None]], Any], **options) -> Job:
+        """A job that runs ``function(report)`` once.
+
+        ``report(value)`` passes ``value`` to ``on_yield`` (on the GUI thread) and raises
+        :class:`JobStopped` once a stop has been requested, which ends the function;
+        ``on_error`` then receives that :class:`JobStopped`. ``options`` are those of
+        :class:`Job`.
+        """
+        job = cls(_call(lambda: function(job.report)), **options)
+        return job
+
+    def report(self, value: Any) -> None:
+        """Send a progress value from inside a function job (any thread)."""
+        if self._stop_requested:
+            raise JobStopped
+        if self._worker is not None:
+            self._worker.yielded.emit(value)
+        elif self.running:
+            self._on_yield(value)
 
     def start(self) -> None:
         """Run the generator in a thread worker, or to completion here when threads are off."""
@@ -99,11 +148,14 @@ class Job:
         def work():
             return (yield from self._generator)
 
+        named_work = _NamedWork(work)
+        named_work.name = self._description or "imaging job"
+
         progress = {"total": self._progress_total, "desc": self._description} if self._progress_total else None
         # superqt's plain GeneratorWorker, not napari's subclass: napari's relays every
         # exception to its traceback dialog, whereas ``on_error`` shows a plain message.
         self._worker = create_worker(
-            work,
+            named_work,
             _worker_class=GeneratorWorker,
             _progress=progress,
             _start_thread=False,

@@ -60,7 +60,13 @@ def test_contributions_cover_widgets_samples_reader_writer(manifest):
         "mri_measurement",
     }
     assert set(contributions.readers[0].filename_patterns) == {"*.npz", "*.h5", "*.hdf5"}
-    assert set(contributions.writers[0].filename_extensions) == {".npz", ".h5", ".tif", ".tiff"}
+    writers = {writer.display_name: set(writer.filename_extensions) for writer in contributions.writers}
+    assert writers == {
+        "measurement or reconstruction file, everything kept": {".npz"},
+        "measurement file (HDF5), everything kept": {".h5", ".hdf5"},
+        "TIFF stack, pixels and run parameters only": {".tif", ".tiff"},
+    }
+    assert {writer.command for writer in contributions.writers} == {"imaging-redpsm.write_layer"}
 
 
 def test_installed_plugin_is_discovered_by_npe2():
