@@ -128,6 +128,16 @@ class Job:
         if self._worker is not None:
             self._worker.send(True)
 
+    def detach(self) -> None:
+        """Ask the job to stop and drop its callbacks, whose widgets are being deleted.
+
+        The worker thread may deliver results after its widgets are gone (the viewer was
+        closed mid-run); they then go nowhere instead of into deleted Qt objects.
+        """
+        self._on_yield = self._on_return = self._on_error = _ignore
+        self._on_finish = _ignore
+        self.request_stop()
+
     def _run_here(self) -> None:
         try:
             value = next(self._generator)
@@ -159,10 +169,11 @@ class Job:
             _worker_class=GeneratorWorker,
             _progress=progress,
             _start_thread=False,
+            # Looked up at each call, so that detach() takes effect on a running worker.
             _connect={
-                "yielded": self._on_yield,
-                "returned": self._on_return,
-                "errored": self._on_error,
+                "yielded": lambda value: self._on_yield(value),
+                "returned": lambda value: self._on_return(value),
+                "errored": lambda exc: self._on_error(exc),
                 "finished": self._finished,
             },
         )

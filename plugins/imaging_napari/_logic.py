@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-from collections.abc import Generator, Mapping
+import math
+import os
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,46 @@ def as_image_stack(data, name: str = "the image layer", volumes: bool = False) -
     return images.astype(np.float32, copy=False)
 
 
+def max_per_frame(modality: str, image_shape: tuple[int, ...]) -> int:
+    """The most views (tomography) or k-space lines (MRI) per frame worth simulating.
+
+    Tomography: ``ceil(pi N / 2)`` views sample one N x N frame fully over 180 degrees
+    (more add no information, only time: the simulation projects every frame at every
+    view of the schedule). MRI: the H rows of k-space.
+    """
+    height, width = image_shape[-2:]
+    if modality == "tomography":
+        return math.ceil(math.pi * max(height, width) / 2)
+    return int(height)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (``None`` where it cannot be asked)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def simulation_bytes(image_shape: tuple[int, ...], modality: str, per_frame: int, coils: int = 1) -> int:
+    """A generous estimate of the memory a simulation of a (P, [Z,] H, W) object needs.
+
+    Tomography: the object, the sinogram (P, V, Z, D) and one chunk of projections of
+    every frame (:mod:`imaging.simulate` projects 8 million matrix entries at a time).
+    MRI: the object and complex k-space (P, Z, C, H, W) with the intermediate
+    coil images of the forward transform.
+    """
+    frames, *middle, height, width = image_shape
+    slices = middle[0] if middle else 1
+    images = frames * slices * height * width * 4
+    if modality == "tomography":
+        sinogram = frames * per_frame * slices * width * 4
+        chunk = max(1, 8_000_000 // (2 * height * width)) * width * frames * slices * 4 + 8_000_000 * 16
+        return 3 * images + 2 * sinogram + chunk
+    kspace = frames * slices * coils * height * width * 8
+    return 3 * images + 4 * kspace
+
+
 def simulate_from_image(
     images,
     modality: str = "tomography",
@@ -69,6 +111,7 @@ def simulate_from_image(
     seed: int = 0,
     coils: int = 1,
     center_lines: int = 4,
+    progress: Callable[[int, int], None] | None = None,
 ):
     """Simulate an acquisition of an image stack (the "Simulate acquisition" widget).
 
@@ -92,11 +135,21 @@ def simulate_from_image(
         MRI only: number of synthetic receive coils.
     center_lines : int
         MRI only: k-space rows around the centre sampled in every frame.
+    progress : callable, optional
+        Tomography: ``progress(done, total)`` as the view angles are projected (see
+        :func:`imaging.simulate.simulate_tomography`); an exception it raises stops the
+        simulation.
 
     Returns
     -------
     imaging.Measurements
         With ``ground_truth`` = the images (float32) and the absolute ``noise_std``.
+
+    Raises
+    ------
+    InputError
+        For impossible inputs, more views or lines per frame than :func:`max_per_frame`,
+        or a simulation that would need more memory than the machine has free.
     """
     from imaging import schedules, simulate
 
@@ -109,12 +162,24 @@ def simulate_from_image(
     is_volume = images.ndim == 4
     if per_frame < 1:
         raise InputError(f"views or lines per frame must be >= 1, got {per_frame}")
+    most = max_per_frame(modality, images.shape)
+    if modality == "tomography" and per_frame > most:
+        raise InputError(
+            f"{per_frame} views per frame exceed the {most} that sample a {height}x{width} frame fully; "
+            "more add time, not information"
+        )
+    needed, free = simulation_bytes(images.shape, modality, per_frame, coils), available_memory()
+    if free is not None and needed > free:
+        raise InputError(
+            f"this simulation needs about {needed / 2**30:.1f} GiB of memory and {free / 2**30:.1f} GiB are free: "
+            "use fewer frames, views or coils, or a smaller image"
+        )
     if modality == "tomography":
         if height != width:
             raise InputError(f"tomography needs square frames, the image has {height}x{width} pixels")
         angles = schedules.view_angles(schedule, frames, views_per_frame=per_frame, seed=seed)
         simulate_tomography = simulate.simulate_volume_tomography if is_volume else simulate.simulate_tomography
-        return simulate_tomography(images, angles, noise=noise, seed=seed)
+        return simulate_tomography(images, angles, noise=noise, seed=seed, progress=progress)
     if per_frame > height:
         raise InputError(f"{per_frame} lines per frame exceed the {height} k-space rows")
     mask = schedules.kt_mask(
@@ -213,7 +278,9 @@ class Progress:
     for the slices to come; it is attached every ``preview_every`` iterations (and, for
     a volume, at the first iteration of every slice after the first, so that a finished
     slice shows at once) and is ``None`` otherwise. It is computed in the worker thread
-    so the GUI thread never touches the solver while it runs.
+    so the GUI thread never touches the solver while it runs. ``contrast_limits`` is the
+    display window of the run's images, computed once in the worker (from the ground
+    truth when the measurement has one, else from the first estimate).
     """
 
     iteration: int
@@ -222,6 +289,7 @@ class Progress:
     preview: np.ndarray | None
     slice_index: int = 0
     n_slices: int = 1
+    contrast_limits: tuple[float, float] | None = None
 
 
 def reconstruction_job(
@@ -269,7 +337,11 @@ def reconstruction_job(
     """
     from imaging.run import iterate
 
+    from ._layers import robust_contrast_limits
+
     run = iterate(measurements, method, device=device, preset=preset, **dict(params or {}))
+    truth = measurements.ground_truth
+    contrast_limits = robust_contrast_limits(truth) if truth is not None else None
     # A volume's finished slices (zeros for the others), from which each preview is copied.
     volume = None
     if measurements.is_volume:
@@ -288,29 +360,50 @@ def reconstruction_job(
             # No preview where the result follows at once: the last iteration of the last slice.
             result_follows = info.iteration >= info.max_iter and z == info.n_slices - 1
             preview = info.estimate() if wants_preview and not result_follows else None
+            if contrast_limits is None:
+                contrast_limits = robust_contrast_limits(info.estimate() if preview is None else preview)
             if preview is not None and volume is not None:
                 estimate, preview = preview, volume.copy()
                 preview[:, z] = estimate
-            progress = Progress(info.iteration, info.max_iter, dict(info.entry), preview, z, info.n_slices)
+            progress = Progress(
+                info.iteration, info.max_iter, dict(info.entry), preview, z, info.n_slices, contrast_limits
+            )
             stop = bool((yield progress)) or None
     except StopIteration as finished:
         return finished.value
 
 
-def describe_error(exc: BaseException) -> str:
-    """A one-line, non-technical explanation of why a job failed."""
+def psm_factors(result) -> tuple[np.ndarray, np.ndarray | None, str] | None:
+    """The PSM factors of a result, to plot: temporal (P, K+1), spatial (K+1, N, N) or None, a title.
+
+    A volume's result holds one set per slice, (Z, P, K+1) and (Z, K+1, N, N); slice 0's
+    is returned and the title says so. ``None`` when the result has no temporal bases.
+    """
+    extras = result.extras or {}
+    if "temporal_bases" not in extras:
+        return None
+    temporal, spatial = np.asarray(extras["temporal_bases"]), extras.get("spatial_bases")
+    title = "PSM factors"
+    if np.asarray(result.reconstruction).ndim == 4:
+        temporal, spatial, title = temporal[0], None if spatial is None else spatial[0], f"{title}, slice z = 0"
+    return temporal, None if spatial is None else np.asarray(spatial), title
+
+
+def describe_error(exc: BaseException, task: str = "Reconstruction") -> str:
+    """A one-line, non-technical explanation of why a job (a ``task``) failed."""
     import torch
 
     from imaging import MeasurementError, ParameterError
 
     if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
         return (
-            "Reconstruction ran out of memory: try fewer frames, a smaller image, a lighter "
+            f"{task} ran out of memory: try fewer frames, a smaller image, a lighter "
             "preset or the other device."
         )
     if isinstance(exc, (ParameterError, MeasurementError, InputError)):
         return str(exc)
-    return f"Reconstruction failed: {exc}" if str(exc) else f"Reconstruction failed ({type(exc).__name__})"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{task} failed: {text}" if text else f"{task} failed ({type(exc).__name__})"
 
 
 def progress_text(progress: Progress) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ._logic import convergence_curves
@@ -35,6 +36,17 @@ def new_figure(width: float = 4.0, height: float = 3.0) -> Figure:
     """A figure in napari's dark theme with a constrained layout."""
     with matplotlib.rc_context(DARK_THEME):
         return Figure(figsize=(width, height), layout="constrained")
+
+
+def render(figure: Figure) -> np.ndarray:
+    """Draw ``figure`` to pixels: uint8 (H, W, 4) RGBA at the figure's size and dpi.
+
+    Any thread may call this (the figure has its own Agg canvas), so the widgets draw
+    their plots in a worker and the GUI thread only shows the pixels.
+    """
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba()).copy()
 
 
 def plot_comparison(
@@ -91,14 +103,36 @@ def plot_comparison(
     figure.canvas.draw_idle()
 
 
-def plot_temporal_bases(figure: Figure, temporal_bases: np.ndarray, title: str = "temporal bases") -> None:
-    """Draw each column of a PSM temporal basis (P, K+1) against the frame index."""
+def plot_factors(
+    figure: Figure,
+    temporal_bases: np.ndarray,
+    spatial_bases: np.ndarray | None = None,
+    title: str = "PSM factors",
+) -> None:
+    """Draw a PSM model's factors: the temporal bases as curves, the spatial bases as images.
+
+    Parameters
+    ----------
+    figure : Figure
+        Cleared and redrawn.
+    temporal_bases : numpy.ndarray
+        (P, K+1): basis ``k`` is column ``k``, drawn against the frame index.
+    spatial_bases : numpy.ndarray, optional
+        (K+1, N, N): basis image ``k``, shown in a row under the curves, each divided by
+        its largest magnitude (the factors have arbitrary sign and scale) on a
+        symmetric diverging colour scale.
+    title : str
+    """
     bases = np.asarray(temporal_bases, dtype=float)
     if bases.ndim != 2:
         raise ValueError(f"temporal bases must have shape (P, K+1), got {bases.shape}")
+    images = None if spatial_bases is None else np.asarray(spatial_bases, dtype=np.float32)
+    if images is not None and (images.ndim != 3 or len(images) != bases.shape[1]):
+        raise ValueError(f"spatial bases must have shape (K+1, N, N) with K+1 = {bases.shape[1]}, got {images.shape}")
     with matplotlib.rc_context(DARK_THEME):
         figure.clear()
-        axis = figure.add_subplot(1, 1, 1)
+        grid = figure.add_gridspec(2 if images is not None else 1, max(1, bases.shape[1]))
+        axis = figure.add_subplot(grid[0, :])
         for index in range(bases.shape[1]):
             axis.plot(np.arange(bases.shape[0]), bases[:, index], linewidth=1.0, label=f"$\\psi_{{{index}}}$")
         axis.set_xlabel("frame")
@@ -106,4 +140,9 @@ def plot_temporal_bases(figure: Figure, temporal_bases: np.ndarray, title: str =
         axis.grid(True)
         if bases.shape[1] <= 8:
             axis.legend(loc="best", fontsize=7, ncol=2)
-    figure.canvas.draw_idle()
+        for index, image in enumerate(images if images is not None else ()):
+            peak = float(np.abs(image).max())
+            image_axis = figure.add_subplot(grid[1, index])
+            image_axis.imshow(image / (peak if peak > 0 else 1.0), cmap="PiYG", vmin=-1.0, vmax=1.0)
+            image_axis.set_title(f"$\\lambda_{{{index}}}$", fontsize=7)
+            image_axis.set_axis_off()

@@ -8,6 +8,7 @@ imported: the shipped denoiser weights, the napari manifest and the plugin must 
 from the wheel.
 """
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -45,12 +46,8 @@ def _build_wheel(tmp_path: Path, env: dict) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, source / name)
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(source)]
-    try:
-        import setuptools  # noqa: F401  (building with it avoids fetching a build environment)
-
+    if importlib.util.find_spec("setuptools") is not None:  # build with it: no build environment to fetch
         command.insert(4, "--no-build-isolation")
-    except ImportError:
-        pass
     _run(command, cwd=tmp_path, env=env)
     [wheel] = (tmp_path / "dist").glob("imaging_redpsm-*.whl")
     return wheel

@@ -1,25 +1,48 @@
-"""Qt plumbing shared by the dock widgets: layer choosers, scrolling docks, embedded plots."""
+"""Qt plumbing shared by the dock widgets: layer choosers, docks with a fixed footer,
+plots drawn off the GUI thread, saving a layer with everything it carries.
+"""
+
+import re
+from pathlib import Path
 
 import napari
+import numpy as np
 from magicgui.widgets import Container
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QSize, Qt
-from qtpy.QtWidgets import QComboBox, QDockWidget, QFrame, QMainWindow, QScrollArea, QWidget
+from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QFrame,
+    QLabel,
+    QMainWindow,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
+from .. import _io
 from .._layers import MEASUREMENTS_KEY
-from .._plots import new_figure
 
 #: Largest value of a Qt integer spin box.
 INT32_MAX = 2**31 - 1
 
 
 def is_stack(layer, volumes: bool = False) -> bool:
-    """A (T, Y, X) image layer, or also a (T, Z, Y, X) one when ``volumes``, that is not a measurement."""
+    """A (T, Y, X) image layer, or also a (T, Z, Y, X) one when ``volumes``, that is an object.
+
+    Measurement layers are not objects (their pictures live in another space), nor are
+    helper layers the plugin marks with ``metadata["kind"]`` (e.g. PSM factors).
+    """
     return (
         isinstance(layer, napari.layers.Image)
         and (layer.ndim == 3 or (volumes and layer.ndim == 4))
         and not layer.rgb
         and MEASUREMENTS_KEY not in layer.metadata
+        and "kind" not in layer.metadata
     )
 
 
@@ -60,7 +83,6 @@ class _ContentSizedScrollArea(QScrollArea):
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setWidget(content)
         content.installEventFilter(self)
-        self._room_requested = False
 
     def _scroll_bar_width(self) -> int:
         return self.verticalScrollBar().sizeHint().width()
@@ -79,6 +101,28 @@ class _ContentSizedScrollArea(QScrollArea):
             self.updateGeometry()
         return False
 
+
+class _DockBody(QWidget):
+    """What napari docks: the scrolling rows above a footer that never scrolls away.
+
+    The footer holds what must stay in sight when docks are stacked and the rows
+    scroll: Run/Cancel, the progress bar, the status line.
+    """
+
+    def __init__(self, scroll_area: QScrollArea):
+        super().__init__()
+        self.scroll_area = scroll_area
+        self.footer = QWidget()
+        self.footer.setLayout(QVBoxLayout())
+        self.footer.layout().setContentsMargins(0, 4, 0, 0)
+        self.footer.setVisible(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(scroll_area, 1)
+        layout.addWidget(self.footer, 0)
+        self._room_requested = False
+
     def showEvent(self, event) -> None:
         super().showEvent(event)
         if self._room_requested:
@@ -93,37 +137,115 @@ class _ContentSizedScrollArea(QScrollArea):
 
 
 class ScrollingContainer(Container):
-    """A container that napari docks inside a :class:`_ContentSizedScrollArea`.
+    """A container that napari docks as rows in a :class:`_ContentSizedScrollArea` plus a fixed footer.
 
-    napari docks a magicgui widget's ``native``, so ``native`` is the scroll area; the
-    rows live in the container's own widget inside it. (magicgui's ``scrollable=True``
-    does not help here: napari docks the inner widget, pyapp-kit/magicgui#431.)
+    napari docks a magicgui widget's ``native``, so ``native`` is the dock body; the
+    rows live in the container's own widget inside the scroll area. (magicgui's
+    ``scrollable=True`` does not help here: napari docks the inner widget,
+    pyapp-kit/magicgui#431.)
     """
 
     def __init__(self):
         super().__init__()
         self._content = super().native
-        self._scroll_area = _ContentSizedScrollArea(self._content)
+        self._body = _DockBody(_ContentSizedScrollArea(self._content))
         # napari finds the magicgui widget of a dock through this attribute.
-        self._scroll_area._magic_widget = self
+        self._body._magic_widget = self
 
     @property
     def native(self):
-        return getattr(self, "_scroll_area", None) or super().native
+        return getattr(self, "_body", None) or super().native
 
     def _append_full_width(self, widget) -> None:
-        """Add a widget below the labelled rows, spanning the label column too."""
-        self._content.layout().addWidget(widget.native)
+        """Add a widget (magicgui or Qt) below the labelled rows, spanning the label column too."""
+        self._content.layout().addWidget(getattr(widget, "native", widget))
+
+    def _append_footer(self, widget) -> None:
+        """Add a widget (magicgui or Qt) to the footer, below the scrolling rows."""
+        self._body.footer.layout().addWidget(getattr(widget, "native", widget))
+        self._body.footer.setVisible(True)
 
 
-class PlotWidget(Container):
-    """A matplotlib figure embedded in a magicgui container (hidden until drawn)."""
+def on_destroyed(container, callback) -> None:
+    """Call ``callback()`` when the Qt widget of ``container`` is deleted (the viewer closes).
 
-    def __init__(self, name: str, height: float = 3.0):
-        super().__init__(name=name, labels=False)
-        self.figure = new_figure(height=height)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(int(height * 80))
-        self.native.layout().addWidget(self.canvas)
-        self.visible = False
+    Work still running then must not call back into the deleted widgets.
+    """
+    container.native.destroyed.connect(lambda *_: callback())
 
+
+class PlotView(QLabel):
+    """A picture of a matplotlib figure drawn elsewhere (hidden until shown).
+
+    Figures are drawn to pixels off the GUI thread (:func:`.._plots.render`); showing
+    the pixels here costs the GUI thread next to nothing. ``figure`` is the last figure
+    shown, for scripts and tests.
+    """
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.setObjectName(name)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.figure = None
+        self.setVisible(False)
+
+    def show_rendered(self, figure, pixels: np.ndarray) -> None:
+        """Show ``pixels``, uint8 (H, W, 4) RGBA, the rendering of ``figure``."""
+        pixels = np.ascontiguousarray(pixels)
+        height, width = pixels.shape[:2]
+        image = QImage(pixels.data, width, height, 4 * width, QImage.Format.Format_RGBA8888).copy()
+        ratio = self.devicePixelRatioF() or 1.0
+        pixmap = QPixmap.fromImage(image)
+        pixmap.setDevicePixelRatio(ratio)
+        self.figure = figure
+        self.setPixmap(pixmap)
+        self.setFixedHeight(int(height / ratio))
+        self.setMinimumWidth(min(int(width / ratio), 260))
+        self.setVisible(True)
+
+    @property
+    def shown(self) -> bool:
+        """True once a figure is shown."""
+        return self.figure is not None and not self.isHidden()
+
+
+_UNSAFE_FILE_CHARACTERS = re.compile(r"[^\w .()=,+-]")
+
+
+def save_layer(viewer, name: str, parent: QWidget | None = None) -> list[str] | None:
+    """Ask where to save layer ``name``, in a format that keeps everything, and save it.
+
+    The dialog offers only :func:`.._io.complete_formats` (measurement or
+    reconstruction files), so this path never drops geometry, parameters, history or
+    factors, unlike napari's own "lossless" writer, which also claims ``.npz``.
+
+    Returns
+    -------
+    list of str or None
+        The written path; ``None`` when the user cancelled or saving failed (a
+        notification says why).
+    """
+    from napari.utils.history import get_save_history, update_save_history
+
+    if name not in viewer.layers:
+        show_error(f"There is no layer {name!r} to save.")
+        return None
+    layer = viewer.layers[name]
+    formats = _io.complete_formats(layer.metadata)
+    filters = [f"{description} ({' '.join('*' + suffix for suffix in suffixes)})" for description, suffixes in formats]
+    suggested = Path(get_save_history()[0]) / (_UNSAFE_FILE_CHARACTERS.sub("_", name) + formats[0][1][0])
+    path, chosen = QFileDialog.getSaveFileName(parent, f"Save {name}", str(suggested), ";;".join(filters))
+    if not path:
+        return None
+    suffixes = formats[filters.index(chosen)][1] if chosen in filters else formats[0][1]
+    if Path(path).suffix.lower() not in {suffix for _, known in formats for suffix in known}:
+        path += suffixes[0]
+    try:
+        written = _io.write_layer(path, layer.data, {"name": layer.name, "metadata": layer.metadata})
+    except Exception as exc:  # a full disk, a missing folder, a refused layer: one notification
+        show_error(f"Cannot save {name!r}: {exc}")
+        return None
+    update_save_history(path)
+    show_info(f"Saved {name!r} to {path}")
+    return written

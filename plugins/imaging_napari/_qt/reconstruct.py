@@ -1,22 +1,28 @@
-"""The Reconstruct dock widget: any registered method on a measurement layer, with preview and cancel."""
+"""The Reconstruct dock widget: any registered method on a measurement layer, with preview and cancel.
+
+The rows on top choose the measurement, method, preset and device; the method's
+parameters follow as typed, bounded inputs (:class:`.parameters.ParameterPanel`, basic
+ones first, the others in a collapsed section). Run, Cancel, Restore defaults, the
+progress bar, the status line and Save result sit in a footer that stays in sight
+however the rows scroll.
+"""
 
 import napari
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 from napari.utils.notifications import show_error
 
 from .. import _logic
-from .._jobs import Job
+from .._jobs import Job, JobStopped
 from .._layers import (
     MEASUREMENTS_KEY,
     image_layer,
     reconstruction_layer,
     result_layer_name,
-    robust_contrast_limits,
     slice_status,
-    spatial_bases_layer,
 )
-from .._plots import plot_temporal_bases
-from ._common import INT32_MAX, PlotWidget, ScrollingContainer, add_or_update, compact_layer_chooser
+from .._plots import new_figure, plot_factors, render
+from ._common import INT32_MAX, PlotView, ScrollingContainer, compact_layer_chooser, on_destroyed, save_layer
+from .parameters import ParameterPanel
 
 _NO_PRESET = "method defaults"
 
@@ -24,18 +30,25 @@ _NO_PRESET = "method defaults"
 class ReconstructWidget(ScrollingContainer):
     """Reconstruct a measurement layer with any registered method, with live preview and cancel.
 
-    A volume measurement is reconstructed slice by slice (:func:`._logic.reconstruction_job`):
-    the progress bar counts the iterations of all slices, the preview is the (T, Z, Y, X)
-    volume so far, the z slider follows the slice being reconstructed (unless the user
-    moves it elsewhere), and the result is a (T, Z, Y, X) layer. A cancelled volume keeps
-    its finished slices and the interrupted slice's last estimate; the slices not run are
-    zero, and the layer's name and its ``metadata["slice_status"]`` say which is which.
+    A volume measurement is reconstructed slice by slice by the runner
+    (:func:`._logic.reconstruction_job`): the progress bar counts the iterations of all
+    slices, the preview is the (T, Z, Y, X) volume so far, the z slider follows the
+    slice being reconstructed (unless the user moves it elsewhere), and the result is a
+    (T, Z, Y, X) layer. A cancelled volume keeps its finished slices and the
+    interrupted slice's last estimate; the slices not run are zero, and the layer's
+    name and its ``metadata["slice_status"]`` say which is which.
+
+    The preview layer becomes the result layer when the run ends (renamed, its data and
+    metadata replaced), so the GUI thread never builds a second layer for the result.
+    For PSM methods the factors (temporal bases as curves, spatial bases as images) are
+    drawn in the panel, off the GUI thread.
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
         self._viewer = viewer
         self._job = None
+        self._plot_job = None
         self._run_context: dict = {}
         self._last_result: str | None = None
         self._measurement = compact_layer_chooser(
@@ -46,7 +59,12 @@ class ReconstructWidget(ScrollingContainer):
                 tooltip="a measurement layer (from Simulate acquisition, a sample or a measurement file)",
             )
         )
-        self._method = ComboBox(name="method", label="method", choices=self._method_names)
+        self._method = ComboBox(
+            name="method",
+            label="method",
+            choices=self._method_names,
+            tooltip="the reconstruction methods that handle the measurement's modality",
+        )
         self._preset = ComboBox(
             name="preset",
             label="preset",
@@ -62,42 +80,56 @@ class ReconstructWidget(ScrollingContainer):
             max=INT32_MAX,
             tooltip="update the preview layer every this many outer iterations",
         )
-        self._show_factors = CheckBox(
-            name="show_factors",
-            text="show PSM factors",
-            value=True,
-            tooltip="for PSM-type methods: add the spatial bases as a layer and plot the temporal bases",
-        )
-        self._run = PushButton(text="Run")
+        self._parameters = ParameterPanel()
+        self._factors_plot = PlotView("factors_plot")
+        self._run = PushButton(text="Run", tooltip="reconstruct the measurement with these settings")
         self._cancel = PushButton(text="Cancel", enabled=False, tooltip="stop after the current outer iteration")
+        self._restore = PushButton(
+            text="Restore defaults", tooltip="set every parameter to the method's default with the chosen preset"
+        )
         self._progress = ProgressBar(name="progress", value=0, min=0, max=1, label="progress")
         self._progress.native.setFormat("iteration %v / %m")
         self._status = Label(name="status", value="ready")
-        self._bases_plot = PlotWidget("temporal_bases_plot", height=2.2)
-        self._parameter_widgets: dict = {}
-        self._inputs = [
-            self._measurement,
-            self._method,
-            self._preset,
-            self._device,
-            self._preview_every,
-            self._show_factors,
-        ]
-        self.extend(self._inputs)
-        self.extend(
-            [
-                Container(widgets=[self._run, self._cancel], layout="horizontal", labels=False),
-                self._progress,
-                self._status,
-            ]
+        self._save = PushButton(
+            text="Save result…",
+            enabled=False,
+            tooltip="save the last result as a reconstruction file (.npz: images, parameters, history, factors)",
         )
-        self._append_full_width(self._bases_plot)
+        self._inputs = [self._measurement, self._method, self._preset, self._device, self._preview_every]
+        self.extend(self._inputs)
+        self._append_full_width(self._parameters)
+        self._append_full_width(self._factors_plot)
+        self._append_footer(
+            Container(widgets=[self._run, self._cancel, self._restore], layout="horizontal", labels=False)
+        )
+        self._append_footer(self._progress)
+        self._append_footer(self._status)
+        self._append_footer(self._save)
         self._measurement.changed.connect(self._on_measurement)
         self._method.changed.connect(self._on_method)
         self._preset.changed.connect(self._on_preset)
         self._run.clicked.connect(self.run)
         self._cancel.clicked.connect(self.cancel)
+        self._restore.clicked.connect(self.restore_defaults)
+        self._save.clicked.connect(self.save_result)
+        on_destroyed(self, self._detach)
         self._on_method(self._method.value)
+
+    # -- the footer, for scripts and tests --------------------------------------------------
+    @property
+    def progress(self) -> ProgressBar:
+        """The progress bar (outer iterations of all slices)."""
+        return self._progress
+
+    @property
+    def status(self) -> Label:
+        """The status line."""
+        return self._status
+
+    @property
+    def factors_plot(self) -> PlotView:
+        """The drawing of the last PSM run's factors."""
+        return self._factors_plot
 
     # -- choices --------------------------------------------------------------------------
     def _measurement_names(self, _widget=None) -> list[str]:
@@ -126,54 +158,51 @@ class ReconstructWidget(ScrollingContainer):
         self._method.reset_choices()
 
     def _on_method(self, method) -> None:
-        for widget in self._parameter_widgets.values():
-            self.remove(widget)
-        self._parameter_widgets = {}
         self._preset.reset_choices()
         if not method:
+            self._parameters.set_parameters([])
             return
         from imaging.solvers import get_solver
 
-        # The parameter rows go right after the preset, in the widget's own form, so that
-        # they line up with the other inputs.
-        position = self.index(self._preset) + 1
-        for offset, spec in enumerate(get_solver(method).describe_params()):
-            widget = _parameter_widget(spec)
-            self.insert(position + offset, widget)
-            self._parameter_widgets[spec["name"]] = widget
-        self._on_preset(self._preset.value)
+        specs = get_solver(method).describe_params()
+        self._parameters.set_parameters(specs)
+        # A method that computes its result in one step has nothing to preview.
+        iterative = next((spec["applies"] for spec in specs if spec["name"] == "max_iter"), True)
+        self._preview_every.visible = iterative
+        self.restore_defaults()
 
     def _on_preset(self, _preset=None) -> None:
-        if not self._method.value:
-            return
-        for name, value in _logic.baseline_params(self._method.value, self._selected_preset()).items():
-            widget = self._parameter_widgets.get(name)
-            if widget is not None:
-                widget.value = _widget_value(value, widget)
+        self.restore_defaults()
+
+    def restore_defaults(self) -> None:
+        """Set every parameter to the method's default, with the chosen preset applied."""
+        if self._method.value:
+            self._parameters.set_values(_logic.baseline_params(self._method.value, self._selected_preset()))
 
     @property
     def parameter_widgets(self) -> dict:
-        """Parameter name -> its input widget, for the chosen method."""
-        return dict(self._parameter_widgets)
+        """Parameter name -> its input (``value``, ``tooltip``, ``native``), for the chosen method.
+
+        Parameters that do not apply to the method have no input.
+        """
+        return self._parameters.fields
+
+    @property
+    def parameter_panel(self) -> ParameterPanel:
+        """The parameter inputs: basic ones, then the collapsible advanced section."""
+        return self._parameters
 
     def parameter_values(self) -> dict:
-        """The method's parameters as typed in the widget (raises ``InputError`` for bad text)."""
-        from imaging.solvers import get_solver
-
-        return {
-            spec["name"]: _logic.parse_parameter(
-                spec["name"], spec["default"], self._parameter_widgets[spec["name"]].value
-            )
-            for spec in get_solver(self._method.value).describe_params()
-        }
+        """The method's parameters as set in the widget (raises ``InputError`` for bad text)."""
+        return self._parameters.values()
 
     def set_parameters(self, **values) -> None:
-        """Set parameter widgets by name (for scripts and tests)."""
+        """Set parameter inputs by name (for scripts and tests)."""
+        fields = self._parameters.fields
         for name, value in values.items():
-            widget = self._parameter_widgets.get(name)
-            if widget is None:
-                raise KeyError(f"method {self._method.value!r} has no parameter {name!r}")
-            widget.value = _widget_value(value, widget)
+            if name not in fields:
+                raise KeyError(f"method {self._method.value!r} has no parameter {name!r} to set")
+            fields[name].value = value
 
     # -- running --------------------------------------------------------------------------
     @property
@@ -204,14 +233,12 @@ class ReconstructWidget(ScrollingContainer):
             show_error(str(exc))
             return
         preset = self._selected_preset()
-        truth = measurements.ground_truth
         self._run_context = {
             "method": method,
             "preset": preset,
             "baseline": _logic.baseline_params(method, preset),
             "source": self._measurement.value,
-            "contrast_limits": robust_contrast_limits(truth) if truth is not None else None,
-            "show_factors": self._show_factors.value,
+            "contrast_limits": None,
             "followed_slice": 0,
         }
         max_iter = int(params.get("max_iter", 1))
@@ -222,7 +249,7 @@ class ReconstructWidget(ScrollingContainer):
             f"%v / %m iterations of {n_slices} slices" if measurements.is_volume else "iteration %v / %m"
         )
         self._status.value = f"starting {method}..."
-        self._bases_plot.visible = False
+        self._factors_plot.setVisible(False)
         self._set_running(True)
         generator = _logic.reconstruction_job(
             measurements,
@@ -238,7 +265,7 @@ class ReconstructWidget(ScrollingContainer):
             on_return=self._on_result,
             on_error=self._on_error,
             on_finish=self._on_finish,
-            progress_total=max_iter * n_slices,
+            progress_total=max(1, max_iter) * n_slices,
             description=f"{method} on {self._measurement.value}",
         )
         self._job.start()
@@ -251,11 +278,26 @@ class ReconstructWidget(ScrollingContainer):
         self._cancel.enabled = False
         self._status.value = "stopping after the current iteration..."
 
+    def save_result(self) -> list[str] | None:
+        """Ask where to save the last result layer, as a reconstruction file that keeps everything."""
+        if self._last_result is None:
+            return None
+        return save_layer(self._viewer, self._last_result, self.native)
+
+    def _detach(self) -> None:
+        # The widget is being deleted (the viewer closes): stop the work, drop the callbacks.
+        for job in (self._job, self._plot_job):
+            if job is not None:
+                job.detach()
+
     def _set_running(self, running: bool) -> None:
-        for widget in [*self._inputs, *self._parameter_widgets.values()]:
+        for widget in self._inputs:
             widget.enabled = not running
+        self._parameters.set_enabled(not running)
+        self._restore.enabled = not running
         self._run.enabled = not running
         self._cancel.enabled = running
+        self._save.enabled = not running and self._last_result in self._viewer.layers
 
     @property
     def _preview_name(self) -> str:
@@ -265,6 +307,7 @@ class ReconstructWidget(ScrollingContainer):
         # Slices run max_iter iterations each (fewer when one converges): the bar counts all.
         self._progress.max = max(1, progress.max_iter) * progress.n_slices
         self._progress.value = progress.slice_index * max(1, progress.max_iter) + progress.iteration
+        self._run_context["contrast_limits"] = progress.contrast_limits
         if self._job is not None and self._cancel.enabled:
             self._status.value = _logic.progress_text(progress)
         if progress.preview is None:
@@ -277,7 +320,7 @@ class ReconstructWidget(ScrollingContainer):
         if layer is not None:
             layer.data = progress.preview
         else:
-            data, meta, _ = image_layer(progress.preview, name, self._run_context["contrast_limits"])
+            data, meta, _ = image_layer(progress.preview, name, progress.contrast_limits)
             self._viewer.add_image(data, **meta)
         if progress.n_slices > 1:
             self._follow_slice(progress.slice_index)
@@ -293,12 +336,22 @@ class ReconstructWidget(ScrollingContainer):
 
     def _on_result(self, result) -> None:
         context = self._run_context
-        if self._preview_name in self._viewer.layers:
-            self._viewer.layers.remove(self._preview_name)
         name = result_layer_name(result, context["baseline"], context["preset"])
-        add_or_update(
-            self._viewer, reconstruction_layer(result, name, context["contrast_limits"], source=context["source"])
-        )
+        data, meta, _ = reconstruction_layer(result, name, context["contrast_limits"], source=context["source"])
+        preview = self._viewer.layers[self._preview_name] if self._preview_name in self._viewer.layers else None
+        if name in self._viewer.layers and self._viewer.layers[name] is not preview:
+            self._viewer.layers.remove(name)  # an earlier run of the same name: the new one replaces it
+        if preview is not None and preview.ndim == data.ndim:
+            # The preview becomes the result: no new layer (and no new canvas visual) to build.
+            preview.metadata = meta["metadata"]
+            preview.data = data
+            preview.name = name
+            if meta["contrast_limits"] is not None:
+                preview.contrast_limits = meta["contrast_limits"]
+        else:
+            if preview is not None:
+                self._viewer.layers.remove(preview)
+            self._viewer.add_image(data, **meta)
         self._last_result = name
         iterations = len(result.history)
         self._progress.value = min(iterations, self._progress.max)
@@ -307,17 +360,31 @@ class ReconstructWidget(ScrollingContainer):
         status = slice_status(result)
         if status is not None:
             self._status.value += f", {status.count('finished')} of {len(status)} slices finished"
-        extras = result.extras or {}
-        if context["show_factors"] and "spatial_bases" in extras:
-            add_or_update(self._viewer, spatial_bases_layer(extras["spatial_bases"], f"{name} spatial bases"))
-        if context["show_factors"] and "temporal_bases" in extras:
-            temporal_bases, title = extras["temporal_bases"], f"temporal bases of {name}"
-            if result.reconstruction.ndim == 4:  # one basis per slice, (Z, P, K+1): show the first slice's
-                temporal_bases, title = temporal_bases[0], f"{title}, z=0"
-            plot_temporal_bases(self._bases_plot.figure, temporal_bases, title)
-            self._bases_plot.visible = True
+        factors = _logic.psm_factors(result)
+        if factors is not None:
+            self._draw_factors(*factors)
+
+    def _draw_factors(self, temporal, spatial, title) -> None:
+        def draw(_report):
+            figure = new_figure(height=3.2 if spatial is not None else 2.2)
+            plot_factors(figure, temporal, spatial, title)
+            return figure, render(figure)
+
+        self._plot_job = Job.of_function(
+            draw,
+            on_return=lambda drawn: self._factors_plot.show_rendered(*drawn),
+            on_error=lambda exc: show_error(f"Cannot draw the PSM factors: {exc}"),
+            on_finish=self._on_plot_finished,
+            description="drawing the PSM factors",
+        )
+        self._plot_job.start()
+
+    def _on_plot_finished(self) -> None:
+        self._plot_job = None
 
     def _on_error(self, exc: BaseException) -> None:
+        if isinstance(exc, JobStopped):
+            return
         message = _logic.describe_error(exc)
         self._status.value = message
         show_error(message)
@@ -327,24 +394,4 @@ class ReconstructWidget(ScrollingContainer):
         self._set_running(False)
 
 
-def _parameter_widget(spec: dict):
-    """A widget for one solver parameter: check box, integer box or text (floats, others)."""
-    name, default, help_text = spec["name"], spec["default"], spec.get("help", "")
-    tooltip = f"{help_text} (default {default!r})" if help_text else f"default {default!r}"
-    # Prefixed names keep parameter rows apart from the widget's own children.
-    options = {"name": f"parameter_{name}", "label": name, "tooltip": tooltip}
-    if isinstance(default, bool):
-        return CheckBox(value=default, **options)
-    if isinstance(default, int):
-        return SpinBox(value=default, min=-INT32_MAX, max=INT32_MAX, **options)
-    return LineEdit(value=_text(default), **options)
-
-
-def _text(value) -> str:
-    return value if isinstance(value, str) else repr(value)
-
-
-def _widget_value(value, widget):
-    """``value`` in the form ``widget`` holds (text for line edits)."""
-    return _text(value) if isinstance(widget, LineEdit) else value
-
+__all__ = ["ReconstructWidget"]
