@@ -20,8 +20,11 @@ from .operators import DynamicMRI, disk_mask, fft2c
 from .operators.tomography import astra_projection_matrix
 
 #: Upper bound on the entries of one all-angle projection matrix built at once (about
-#: 100 MB with its indices); larger angle sets are projected chunk by chunk.
-_MATRIX_ENTRIES_PER_CHUNK = 8_000_000
+#: 12 MB with its indices); larger angle sets are projected chunk by chunk. ASTRA holds
+#: Python's GIL while it builds a chunk (up to about 50 ms at this size on a busy
+#: 2-core machine), so a GUI simulating in a worker thread stays responsive only if a
+#: chunk stays this small.
+_MATRIX_ENTRIES_PER_CHUNK = 1_000_000
 
 
 def _check_noise(noise) -> float:

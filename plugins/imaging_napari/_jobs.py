@@ -63,12 +63,14 @@ class Job:
         The work. Sending ``True`` into it asks it to stop and return what it has.
     on_yield, on_return, on_error, on_finish : callable, optional
         Called with each yielded value, the return value, the exception, and nothing.
-    progress_total : int, optional
-        When given and threads are used, napari's activity dock shows a progress bar of
-        this many steps (one per yield), described by ``description``.
     description : str
-        Label of that progress bar, and the name of the job (napari's close dialog
-        lists running jobs by name).
+        The name of the job: napari's close dialog lists running jobs by it.
+
+    Notes
+    -----
+    The job gives napari no progress bar of its own: the widgets show progress in
+    their panels, and napari's activity bar costs the GUI thread a stall when it is
+    first built and, on software OpenGL, a busy animation while any bar runs.
     """
 
     def __init__(
@@ -79,7 +81,6 @@ class Job:
         on_return: Callable[[Any], None] = _ignore,
         on_error: Callable[[BaseException], None] = _ignore,
         on_finish: Callable[[], None] = _ignore,
-        progress_total: int | None = None,
         description: str = "",
     ):
         self._generator = generator
@@ -87,7 +88,6 @@ class Job:
         self._on_return = on_return
         self._on_error = on_error
         self._on_finish = on_finish
-        self._progress_total = progress_total
         self._description = description
         self._stop_requested = False
         self._worker = None
@@ -161,13 +161,11 @@ class Job:
         named_work = _NamedWork(work)
         named_work.name = self._description or "imaging job"
 
-        progress = {"total": self._progress_total, "desc": self._description} if self._progress_total else None
         # superqt's plain GeneratorWorker, not napari's subclass: napari's relays every
         # exception to its traceback dialog, whereas ``on_error`` shows a plain message.
         self._worker = create_worker(
             named_work,
             _worker_class=GeneratorWorker,
-            _progress=progress,
             _start_thread=False,
             # Looked up at each call, so that detach() takes effect on a running worker.
             _connect={
@@ -177,9 +175,6 @@ class Job:
                 "finished": self._finished,
             },
         )
-        if self._worker.pbar is not None:
-            # napari advances its bar on each yield only for its own worker class.
-            self._worker.yielded.connect(self._worker.pbar.increment_with_overflow)
         if self._stop_requested:
             self._worker.send(True)
         self._worker.start()

@@ -23,6 +23,26 @@ class InputError(ValueError):
     """A widget input that cannot be used; its message is shown to the user as is."""
 
 
+_preloaded: set[str] = set()
+
+
+def preload(*modules: str) -> None:
+    """Import ``modules`` in a background thread, once per session.
+
+    A widget calls this when it opens, for what its jobs will need (the library, torch,
+    matplotlib): a first import holds Python's GIL for up to a second (C extensions, the
+    font cache), which would stall the GUI thread in the middle of the user's first
+    run; when the dock opens the user is not yet waiting for anything.
+    """
+    import importlib
+    import threading
+
+    missing = [name for name in modules if name not in _preloaded]
+    _preloaded.update(missing)
+    if missing:
+        threading.Thread(target=lambda: [importlib.import_module(name) for name in missing], daemon=True).start()
+
+
 # -- simulation -----------------------------------------------------------------------
 
 
@@ -87,16 +107,18 @@ def simulation_bytes(image_shape: tuple[int, ...], modality: str, per_frame: int
     """A generous estimate of the memory a simulation of a (P, [Z,] H, W) object needs.
 
     Tomography: the object, the sinogram (P, V, Z, D) and one chunk of projections of
-    every frame (:mod:`imaging.simulate` projects 8 million matrix entries at a time).
+    every frame (:mod:`imaging.simulate` builds a few million matrix entries at a time).
     MRI: the object and complex k-space (P, Z, C, H, W) with the intermediate
     coil images of the forward transform.
     """
+    from imaging.simulate import _MATRIX_ENTRIES_PER_CHUNK as chunk_entries
+
     frames, *middle, height, width = image_shape
     slices = middle[0] if middle else 1
     images = frames * slices * height * width * 4
     if modality == "tomography":
         sinogram = frames * per_frame * slices * width * 4
-        chunk = max(1, 8_000_000 // (2 * height * width)) * width * frames * slices * 4 + 8_000_000 * 16
+        chunk = max(1, chunk_entries // (2 * height * width)) * width * frames * slices * 4 + chunk_entries * 16
         return 3 * images + 2 * sinogram + chunk
     kspace = frames * slices * coils * height * width * 8
     return 3 * images + 4 * kspace

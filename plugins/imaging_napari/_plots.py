@@ -1,19 +1,22 @@
 """Matplotlib drawings of the widgets, on any :class:`matplotlib.figure.Figure` (no Qt).
 
-The colours follow napari's dark theme so that the plots sit naturally in a dock widget;
-the same functions draw on an Agg figure in tests.
+The colours follow napari's dark theme so that the plots sit naturally in a dock widget.
+The widgets draw in a worker thread and show the pixels (:func:`render`); matplotlib is
+imported by the functions that use it, so importing this module (with a widget) costs
+the GUI thread nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from ._logic import convergence_curves
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: rc settings matching napari's dark theme (background #262930, light text).
 DARK_THEME = {
@@ -34,6 +37,9 @@ DARK_THEME = {
 
 def new_figure(width: float = 4.0, height: float = 3.0) -> Figure:
     """A figure in napari's dark theme with a constrained layout."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
     with matplotlib.rc_context(DARK_THEME):
         return Figure(figsize=(width, height), layout="constrained")
 
@@ -44,6 +50,8 @@ def render(figure: Figure) -> np.ndarray:
     Any thread may call this (the figure has its own Agg canvas), so the widgets draw
     their plots in a worker and the GUI thread only shows the pixels.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba()).copy()
@@ -73,6 +81,8 @@ def plot_comparison(
         if found:
             # A volume's curves are its first slice's (see convergence_curves): the label says so.
             curves[f"{name} (z = 0)" if any("slice" in entry for entry in history) else name] = found
+    import matplotlib
+
     with matplotlib.rc_context(DARK_THEME):
         figure.clear()
         rows = 1 + (1 if curves else 0)
@@ -129,6 +139,8 @@ def plot_factors(
     images = None if spatial_bases is None else np.asarray(spatial_bases, dtype=np.float32)
     if images is not None and (images.ndim != 3 or len(images) != bases.shape[1]):
         raise ValueError(f"spatial bases must have shape (K+1, N, N) with K+1 = {bases.shape[1]}, got {images.shape}")
+    import matplotlib
+
     with matplotlib.rc_context(DARK_THEME):
         figure.clear()
         grid = figure.add_gridspec(2 if images is not None else 1, max(1, bases.shape[1]))

@@ -9,7 +9,7 @@ import napari
 import numpy as np
 from magicgui.widgets import Container
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent, QSize, Qt
+from qtpy.QtCore import QElapsedTimer, QEvent, QSize, Qt, QTimer
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import (
     QComboBox,
@@ -249,3 +249,40 @@ def save_layer(viewer, name: str, parent: QWidget | None = None) -> list[str] | 
     update_save_history(path)
     show_info(f"Saved {name!r} to {path}")
     return written
+
+
+class EventLoopGaps:
+    """The longest time between two turns of the Qt event loop, per named phase.
+
+    A 2 ms timer fires whenever the event loop is free; the time between two firings is
+    how long the GUI thread was busy, or waiting for Python's GIL held by another
+    thread, in between: what a user feels as a frozen viewer. Used by the tests and by
+    ``benchmarks/napari_responsiveness.py``.
+    """
+
+    def __init__(self):
+        self.longest: dict[str, float] = {}
+        self.over_100_ms: dict[str, int] = {}
+        self.phase = ""
+        self._clock = QElapsedTimer()
+        self._clock.start()
+        self._last: float | None = None
+        self._timer = QTimer()
+        self._timer.setInterval(2)
+        self._timer.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = self._clock.nsecsElapsed() / 1e6
+        if self._last is not None:
+            gap = now - self._last
+            self.longest[self.phase] = max(self.longest.get(self.phase, 0.0), gap)
+            self.over_100_ms[self.phase] = self.over_100_ms.get(self.phase, 0) + (gap > 100)
+        self._last = now
+
+    def start(self, phase: str) -> None:
+        """Measure from now on under ``phase`` (gaps in milliseconds)."""
+        self.phase, self._last = phase, None
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()

@@ -51,6 +51,7 @@ class CompareWidget(ScrollingContainer):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
+        _logic.preload("imaging.metrics", "matplotlib.figure", "matplotlib.backends.backend_agg")
         self._viewer = viewer
         self._job = None
         self._rows = None

@@ -46,6 +46,7 @@ class ReconstructWidget(ScrollingContainer):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
+        _logic.preload("imaging.run", "imaging.metrics", "astra", "matplotlib.figure", "matplotlib.backends.backend_agg")
         self._viewer = viewer
         self._job = None
         self._plot_job = None
@@ -265,7 +266,6 @@ class ReconstructWidget(ScrollingContainer):
             on_return=self._on_result,
             on_error=self._on_error,
             on_finish=self._on_finish,
-            progress_total=max(1, max_iter) * n_slices,
             description=f"{method} on {self._measurement.value}",
         )
         self._job.start()

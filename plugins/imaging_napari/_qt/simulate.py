@@ -35,6 +35,7 @@ class SimulateAcquisitionWidget(ScrollingContainer):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
+        _logic.preload("imaging.simulate", "imaging.schedules", "astra")
         self._viewer = viewer
         self._job = None
         self._last_measurement: str | None = None
