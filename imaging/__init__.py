@@ -8,15 +8,27 @@ Flat public API (docs/design.md, "Python API")::
     result.reconstruction          # numpy (P, N, N), or (P, Z, N, N) for a volume
 """
 
-from .io import load_measurements, load_reconstruction, save_measurements, save_reconstruction
-from .measurements import MeasurementError, Measurements
-from .results import ReconstructionResult
-from .run import IterationInfo, iterate, reconstruct
-from .solvers import METHODS, ParameterError, get_solver
+import os as _os
+import sys as _sys
 
-__version__ = "0.1.0"
+# PyTorch's OpenMP threads spin between parallel regions by default, stealing the cores
+# the tomography thread pool (or another process) needs; waiting passively keeps a run
+# from slowing down several-fold under load (imaging/run/threads.py). OpenMP reads this
+# once, when PyTorch loads, so it is set before any module of ours imports torch, and
+# only where the user has not chosen a policy.
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from ._version import __version__  # noqa: E402
+from .io import load_measurements, load_reconstruction, save_measurements, save_reconstruction  # noqa: E402
+from .measurements import MeasurementError, Measurements  # noqa: E402
+from .results import ReconstructionResult  # noqa: E402
+from .run import IterationInfo, iterate, reconstruct  # noqa: E402
+from .solvers import METHODS, ParameterError, get_solver  # noqa: E402
+
 
 __all__ = [
+    "__version__",
     "Measurements",
     "MeasurementError",
     "ParameterError",

@@ -1,4 +1,4 @@
-"""Image quality metrics of dynamic reconstructions (DESIGN.md section 7).
+"""Image quality metrics of dynamic reconstructions (docs/design.md §7).
 
 All metrics compare a reconstruction ``x`` with a reference ``ref`` of the same shape,
 time first: ``(P, H, W)`` (P frames), or ``(H, W)`` for a single frame. Inputs may be

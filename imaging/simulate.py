@@ -1,4 +1,4 @@
-"""Acquisition simulation: dynamic phantom -> noisy measurements (DESIGN.md section 3).
+"""Acquisition simulation: dynamic phantom -> noisy measurements (docs/design.md §3).
 
 Noise follows the paper's protocol: i.i.d. Gaussian with a standard deviation relative
 to the peak of the *full* data, i.e. the data every frame would give if it were measured

@@ -175,3 +175,20 @@ def test_bad_parameters_are_refused(reference):
         metrics.hfen(reference, reference, sigma=-1)
     with pytest.raises(ValueError, match="at least one row"):
         metrics.format_table({})
+
+
+def test_runner_scorer_equals_the_full_metrics_on_its_frames():
+    from imaging.run.runner import SSIM_SAMPLED_FRAMES, ReferenceScorer
+
+    rng = np.random.default_rng(5)
+    reference = rng.random((37, 12, 12)).astype(np.float32)
+    estimate = (reference + 0.1 * rng.standard_normal(reference.shape)).astype(np.float32)
+    scorer = ReferenceScorer(reference)
+    scores = scorer.score(estimate, with_ssim=True)
+    assert scores["psnr"] == pytest.approx(metrics.psnr(estimate, reference), rel=1e-9)
+    assert scores["psnr_frame_mean"] == pytest.approx(metrics.psnr_frames(estimate, reference).mean(), rel=1e-9)
+    frames = scores["ssim_frames"]
+    assert len(frames) == SSIM_SAMPLED_FRAMES and frames[0] == 0 and frames[-1] == 36
+    full = metrics.ssim_frames(estimate, reference)
+    assert scores["ssim_sampled"] == pytest.approx(full[frames].mean(), rel=1e-12)
+    assert "ssim_sampled" not in scorer.score(estimate, with_ssim=False)

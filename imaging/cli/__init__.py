@@ -21,7 +21,7 @@ COMMANDS = (simulate, reconstruct, evaluate, methods, train_denoiser, demo, batc
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``imaging`` argument parser with every sub-command."""
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="imaging",

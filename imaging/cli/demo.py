@@ -27,6 +27,7 @@ def add_parser(sub):
     p.add_argument("--max-iter", type=int, default=None, help="cap RED-PSM's outer iterations")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--seed", type=int, default=0, help="seed of phantom and noise (default 0)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the cores idle when each run starts)")
     p.set_defaults(run=run)
 
 
@@ -51,7 +52,9 @@ def run(args) -> int:
         options = {k: v for k, v in options.items() if v is not None}
         bar, callback = progress_callback(options.get("max_iter", 1), method)
         try:
-            result = reconstruct(measurements, method, callback=callback, device=args.device, **options)
+            result = reconstruct(
+                measurements, method, callback=callback, device=args.device, threads=args.threads, **options
+            )
         finally:
             bar.close()
         save_reconstruction(output / f"{method}.npz", result)

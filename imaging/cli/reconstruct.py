@@ -23,6 +23,7 @@ def add_parser(sub):
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--max-iter", type=int, help="maximum number of outer iterations")
     p.add_argument("--seed", type=int, help="seed of the run (default: the method's)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the cores idle when the run starts)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override one parameter")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt if an earlier run left one")
     p.add_argument("--checkpoint-every", type=int, default=10, help="iterations between checkpoints (default 10)")
@@ -61,6 +62,7 @@ def run(args):
         checkpoint=checkpoint,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
+        threads=args.threads,
         **params,
     )
     bar, callback = progress_callback(params.get("max_iter", 1), args.method)

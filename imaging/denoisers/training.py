@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .._version import __version__
 from ..operators.base import resolve_device
 from .dncnn import DnCNN
 from .training_data import FAMILIES, generate_static_objects, load_image_files
@@ -379,8 +380,6 @@ def train_denoiser(
     finally:
         torch.set_num_threads(previous_threads)
 
-    import imaging
-
     provenance = {
         "weights_file": output.name,
         "sha256": sha256,
@@ -417,7 +416,7 @@ def train_denoiser(
         },
         "training_seconds": round(training_seconds, 1),
         "torch_version": torch.__version__,
-        "imaging_version": imaging.__version__,
+        "imaging_version": __version__,
         "python_version": platform.python_version(),
         "device": str(torch_device),
         "threads": threads if threads is not None else previous_threads,

@@ -24,6 +24,7 @@ from ..measurements import MeasurementError, Measurements
 from ..results import ReconstructionResult
 from ..solvers.base import ParameterError, Solver
 from ..solvers.registry import get_solver
+from .threads import choose_threads, thread_budget
 from .volumes import assemble_volume, slice_checkpoint
 
 
@@ -47,13 +48,62 @@ class IterationInfo:
         return self.solver.estimate()
 
 
-def _reference_metrics(estimate: np.ndarray, reference: np.ndarray, with_ssim: bool) -> dict[str, float]:
-    from .. import metrics
+#: Frames whose 2D SSIM the runner logs (evenly spaced); the full-volume metrics are
+#: for :func:`imaging.metrics.evaluate` after the run.
+SSIM_SAMPLED_FRAMES = 8
+#: Frames per block when the runner computes PSNR (bounds its float64 temporaries).
+_SCORE_BLOCK_FRAMES = 16
 
-    out = {"psnr": metrics.psnr(estimate, reference), "psnr_frame_mean": metrics.psnr_frames(estimate, reference).mean()}
-    if with_ssim:
-        out["ssim"] = metrics.ssim(estimate, reference)
-    return {k: float(v) for k, v in out.items()}
+
+class ReferenceScorer:
+    """Metrics against a ground truth that cost next to nothing per iteration.
+
+    Logged per iteration: ``psnr`` (whole volume, the paper's convention) and
+    ``psnr_frame_mean``, computed in blocks of frames, so the extra memory is a few
+    frames, not float64 copies of the whole stack. With ``with_ssim``: ``ssim_sampled``,
+    the mean 2D SSIM of the frames listed in ``ssim_frames`` (at most
+    :data:`SSIM_SAMPLED_FRAMES`, evenly spaced, with the data range of the whole
+    reference) — equal to :func:`imaging.metrics.ssim_frames` on those frames.
+
+    Parameters
+    ----------
+    reference : numpy.ndarray
+        float32 (P, N, N) ground truth.
+    """
+
+    def __init__(self, reference: np.ndarray):
+        from .. import metrics
+
+        self._metrics = metrics
+        self.reference = reference
+        # The range in double precision, as imaging.metrics computes it.
+        self.data_range = float(reference.max()) - float(reference.min()) or float(np.max(np.abs(reference))) or 1.0
+        frames = reference.shape[0]
+        self.ssim_frames = np.unique(np.linspace(0, frames - 1, min(frames, SSIM_SAMPLED_FRAMES)).round().astype(int))
+
+    def score(self, estimate: np.ndarray, with_ssim: bool) -> dict[str, Any]:
+        """The metrics of ``estimate`` (float32 (P, N, N)) as history entries."""
+        frames = self.reference.shape[0]
+        frame_psnr = np.concatenate([
+            self._metrics.psnr_frames(
+                estimate[start : start + _SCORE_BLOCK_FRAMES],
+                self.reference[start : start + _SCORE_BLOCK_FRAMES],
+                self.data_range,
+            )
+            for start in range(0, frames, _SCORE_BLOCK_FRAMES)
+        ])
+        # Every frame has the same number of pixels: the volume's MSE is the mean of the frames' MSEs.
+        frame_mse = self.data_range**2 / np.power(10.0, frame_psnr / 10.0)
+        with np.errstate(divide="ignore"):
+            volume_psnr = 10.0 * np.log10(self.data_range**2 / frame_mse.mean())
+        out: dict[str, Any] = {"psnr": float(volume_psnr), "psnr_frame_mean": float(frame_psnr.mean())}
+        if with_ssim:
+            sampled = self._metrics.ssim_frames(
+                estimate[self.ssim_frames], self.reference[self.ssim_frames], self.data_range
+            )
+            out["ssim_sampled"] = float(sampled.mean())
+            out["ssim_frames"] = [int(p) for p in self.ssim_frames]
+        return out
 
 
 def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -87,6 +137,7 @@ def iterate(
     resume: bool = False,
     metrics_every: int = 10,
     slices: Sequence[int] | None = None,
+    threads: int | None = None,
     **params,
 ) -> Generator[IterationInfo, Any, ReconstructionResult]:
     """Run a reconstruction step by step, of one slice or of a volume.
@@ -118,10 +169,14 @@ def iterate(
         Continue from ``checkpoint`` if it exists (same method and parameters required);
         a volume's finished slices are then not recomputed.
     metrics_every : int
-        With a ground truth, SSIM is logged every this many iterations (PSNR every one).
+        With a ground truth, the sampled-frame SSIM is logged every this many iterations
+        and at the last one (PSNR every iteration); see :class:`ReferenceScorer`.
     slices : sequence of int, optional
         Reconstruct only these slices of a volume (in this order); the result then holds
         ``len(slices)`` slices. Default: all.
+    threads : int, optional
+        CPU threads of the run (PyTorch and the tomography pool together; see
+        :mod:`imaging.run.threads`). Default: the cores idle when the run starts.
     **params
         The method's parameters (see ``get_solver(method).describe_params()``).
     """
@@ -130,6 +185,15 @@ def iterate(
     solver_cls = get_solver(method)
     solver_params = solver_cls.make_params(preset, **params)
     device = str(resolve_device(device))
+    budget = choose_threads(threads)
+    with thread_budget(budget):
+        return (yield from _iterate(measurements, method, solver_cls, solver_params, checkpoint, slices, device=device,
+                                    checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every))
+
+
+def _iterate(measurements, method, solver_cls, solver_params, checkpoint, slices, *, device, checkpoint_every, resume,
+             metrics_every):
+    """:func:`iterate` once its arguments are checked: one slice, or the chosen slices of a volume."""
     settings = dict(
         device=device, checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every
     )
@@ -142,7 +206,7 @@ def iterate(
     if not chosen or any(not 0 <= z < measurements.n_slices for z in chosen):
         raise MeasurementError(f"slices must be indices in [0, {measurements.n_slices}), got {chosen!r}")
     results: list[ReconstructionResult] = []
-    for position, z in enumerate(chosen):
+    for z in chosen:
         path = slice_checkpoint(checkpoint, z) if checkpoint is not None else None
         run = _iterate_slice(measurements.slice(z), method, solver_cls, solver_params, path, **settings)
         stop = None
@@ -184,7 +248,7 @@ def _iterate_slice(
         elapsed_before = float(payload["elapsed"])
         torch.set_rng_state(payload["torch_rng"])
         start = time.perf_counter()
-    reference = measurements.ground_truth
+    scorer = ReferenceScorer(measurements.ground_truth) if measurements.ground_truth is not None else None
     stop_reason = "max_iter"
 
     def elapsed() -> float:
@@ -195,9 +259,9 @@ def _iterate_slice(
         solver.iteration += 1
         entry = {"iteration": solver.iteration, **entry, "elapsed_seconds": elapsed()}
         finished = solver.converged() or solver.iteration >= solver_params.max_iter
-        if reference is not None:
+        if scorer is not None:
             with_ssim = finished or solver.iteration % max(1, metrics_every) == 0
-            entry.update(_reference_metrics(solver.estimate(), reference, with_ssim))
+            entry.update(scorer.score(solver.estimate(), with_ssim))
         history.append(entry)
         if checkpoint_path is not None and (solver.iteration % max(1, checkpoint_every) == 0 or finished):
             _save_checkpoint(

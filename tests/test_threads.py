@@ -1,0 +1,84 @@
+"""One thread budget per run: PyTorch's threads and the tomography pool follow it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import imaging
+from imaging.run import threads as run_threads
+from imaging.simulate import simulate
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return simulate("walnut", frames=16, size=16, seed=3)
+
+
+def test_requested_threads_are_bounded_by_the_usable_cores():
+    cores = run_threads.usable_cores()
+    assert run_threads.choose_threads(1) == 1
+    assert run_threads.choose_threads(cores + 7) == cores
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
+def test_impossible_thread_counts_are_refused(bad):
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        run_threads.choose_threads(bad)
+
+
+def test_default_budget_follows_the_idle_cores(monkeypatch):
+    monkeypatch.setattr(run_threads, "usable_cores", lambda: 8)
+    monkeypatch.setattr(run_threads, "idle_cores", lambda: 2.6)
+    assert run_threads.choose_threads() == 3
+    monkeypatch.setattr(run_threads, "idle_cores", lambda: 0.2)
+    assert run_threads.choose_threads() == 1  # a fully loaded machine still gets one thread
+
+
+def test_idle_cores_is_within_the_usable_cores():
+    assert 0.0 <= run_threads.idle_cores(window=0.02) <= run_threads.usable_cores()
+
+
+def test_a_run_keeps_to_its_budget_and_restores_torch_threads(tiny):
+    before = torch.get_num_threads()
+    seen = []
+
+    def record(info):
+        seen.append(torch.get_num_threads())
+
+    imaging.reconstruct(tiny, "psm", callback=record, threads=1, max_iter=2, knots=6, order=5)
+    assert seen and all(count == 1 for count in seen)
+    assert torch.get_num_threads() == before
+
+
+def test_the_tomography_pool_follows_torch_threads():
+    import threading
+
+    from imaging.operators.tomography import _run_blocks
+
+    for budget in (1, 2):
+        used = set()
+        with run_threads.thread_budget(budget):
+            _run_blocks(lambda block: used.add(threading.get_ident()), list(range(16)))
+        assert len(used) <= budget
+
+
+def test_openmp_threads_wait_passively_unless_the_user_chose(tmp_path):
+    code = "import os, imaging; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"
+
+
+def test_cli_takes_threads(tmp_path, tiny):
+    from imaging.cli import main
+
+    source = tmp_path / "m.npz"
+    imaging.save_measurements(source, tiny)
+    assert main(["reconstruct", str(source), "--method", "fbp-window", "--threads", "1", "-o", str(tmp_path / "r.npz")]) == 0
+    assert main(["reconstruct", str(source), "--method", "fbp-window", "--threads", "0", "-o", str(tmp_path / "r.npz")]) == 2
