@@ -556,6 +556,11 @@ def test_running_jobs_have_readable_names(make_napari_viewer_proxy, qtbot, landw
     # What napari's close dialog lists for running workers.
     statuses = viewer.window._task_status_manager.get_status()
     assert f"napari-worker: Executing {landweber.name} on {measurement.name}" in statuses
+    # No napari progress bar of our own: building it stalled the GUI thread, and its
+    # activity animation costs cores on software OpenGL. The panel shows the progress.
+    from napari.utils import progress
+
+    assert len(progress._all_instances) == 0
     reconstruct.cancel()
     qtbot.waitUntil(lambda: not reconstruct.running, timeout=20000)
 
