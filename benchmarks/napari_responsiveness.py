@@ -104,7 +104,8 @@ def main(argv=None) -> int:
         "|---|---|---|---|",
     ]
     for name, seconds in durations.items():
-        lines.append(f"| {name} | {seconds:.1f} | {gaps.longest.get(name, 0.0):.0f} | {gaps.over_100_ms.get(name, 0)} |")
+        longest, over = gaps.longest.get(name, 0.0), gaps.over_100_ms.get(name, 0)
+        lines.append(f"| {name} | {seconds:.1f} | {longest:.0f} | {over} |")
     table = "\n".join(lines) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(table)

@@ -113,6 +113,16 @@ def plot_comparison(
     figure.canvas.draw_idle()
 
 
+#: Spatial basis images per row of :func:`plot_factors`.
+FACTOR_COLUMNS = 6
+
+
+def factors_figure_height(order_plus_one: int, with_images: bool) -> float:
+    """Inches of height :func:`plot_factors` needs: the curves plus rows of basis images."""
+    rows = -(-order_plus_one // FACTOR_COLUMNS) if with_images else 0
+    return 2.2 + 0.75 * rows
+
+
 def plot_factors(
     figure: Figure,
     temporal_bases: np.ndarray,
@@ -128,7 +138,7 @@ def plot_factors(
     temporal_bases : numpy.ndarray
         (P, K+1): basis ``k`` is column ``k``, drawn against the frame index.
     spatial_bases : numpy.ndarray, optional
-        (K+1, N, N): basis image ``k``, shown in a row under the curves, each divided by
+        (K+1, N, N): basis image ``k``, shown in rows under the curves, each divided by
         its largest magnitude (the factors have arbitrary sign and scale) on a
         symmetric diverging colour scale.
     title : str
@@ -143,7 +153,10 @@ def plot_factors(
 
     with matplotlib.rc_context(DARK_THEME):
         figure.clear()
-        grid = figure.add_gridspec(2 if images is not None else 1, max(1, bases.shape[1]))
+        # The spatial bases in rows of at most FACTOR_COLUMNS images under the curves.
+        columns = min(FACTOR_COLUMNS, bases.shape[1])
+        image_rows = 0 if images is None else -(-len(images) // columns)
+        grid = figure.add_gridspec(1 + image_rows, columns, height_ratios=[2.0] + [1.0] * image_rows)
         axis = figure.add_subplot(grid[0, :])
         for index in range(bases.shape[1]):
             axis.plot(np.arange(bases.shape[0]), bases[:, index], linewidth=1.0, label=f"$\\psi_{{{index}}}$")
@@ -154,7 +167,7 @@ def plot_factors(
             axis.legend(loc="best", fontsize=7, ncol=2)
         for index, image in enumerate(images if images is not None else ()):
             peak = float(np.abs(image).max())
-            image_axis = figure.add_subplot(grid[1, index])
+            image_axis = figure.add_subplot(grid[1 + index // columns, index % columns])
             image_axis.imshow(image / (peak if peak > 0 else 1.0), cmap="PiYG", vmin=-1.0, vmax=1.0)
             image_axis.set_title(f"$\\lambda_{{{index}}}$", fontsize=7)
             image_axis.set_axis_off()

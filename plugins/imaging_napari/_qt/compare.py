@@ -83,7 +83,8 @@ class CompareWidget(ScrollingContainer):
         self._table.native.setItemDelegate(QStyledItemDelegate(self._table.native))
         self._table.visible = False
         self._plot = PlotView("plot")
-        self.extend([self._reference, self._candidates, self._run, self._status])
+        self.extend([self._reference, self._candidates, self._run])
+        self._append_full_width(self._status)
         self._append_full_width(self._table)
         self._append_full_width(self._plot)
         self._reference.changed.connect(self._candidates.reset_choices)
@@ -177,7 +178,10 @@ class CompareWidget(ScrollingContainer):
         self._status.value = ""
 
     def _on_error(self, exc: BaseException) -> None:
-        message = f"Cannot compare: {exc}" if isinstance(exc, _logic.InputError) else _logic.describe_error(exc, "Comparison")
+        if isinstance(exc, _logic.InputError):
+            message = f"Cannot compare: {exc}"
+        else:
+            message = _logic.describe_error(exc, "Comparison")
         self._status.value = ""
         show_error(message)
 

@@ -20,7 +20,7 @@ from .._layers import (
     result_layer_name,
     slice_status,
 )
-from .._plots import new_figure, plot_factors, render
+from .._plots import factors_figure_height, new_figure, plot_factors, render
 from ._common import INT32_MAX, PlotView, ScrollingContainer, compact_layer_chooser, on_destroyed, save_layer
 from .parameters import ParameterPanel
 
@@ -46,7 +46,9 @@ class ReconstructWidget(ScrollingContainer):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
-        _logic.preload("imaging.run", "imaging.metrics", "astra", "matplotlib.figure", "matplotlib.backends.backend_agg")
+        _logic.preload(
+            "imaging.run", "imaging.metrics", "astra", "matplotlib.figure", "matplotlib.backends.backend_agg"
+        )
         self._viewer = viewer
         self._job = None
         self._plot_job = None
@@ -366,7 +368,7 @@ class ReconstructWidget(ScrollingContainer):
 
     def _draw_factors(self, temporal, spatial, title) -> None:
         def draw(_report):
-            figure = new_figure(height=3.2 if spatial is not None else 2.2)
+            figure = new_figure(height=factors_figure_height(temporal.shape[1], spatial is not None))
             plot_factors(figure, temporal, spatial, title)
             return figure, render(figure)
 
