@@ -112,8 +112,9 @@ def _read_or_notify(path: str, what: str, read: Callable[[str], list]) -> list:
 
     A file of ours that cannot be turned into layers, for whatever reason (invalid
     content, an archive member that is encrypted or compressed in a way Python cannot
-    read, JSON nested too deep, not enough memory), must never reach napari as an
-    exception: napari would show a traceback dialog, or lose the viewer.
+    read, JSON nested too deep, arrays larger than :func:`read_budget`, not enough
+    memory), must never reach napari as an exception: napari would show a traceback
+    dialog, or lose the viewer.
     """
     name = Path(path).name
     try:
@@ -125,6 +126,21 @@ def _read_or_notify(path: str, what: str, read: Callable[[str], list]) -> list:
     except Exception as exc:  # invalid content, encrypted or unsupported archive members, I/O errors
         _notify_error(f"Cannot open {what} {name}: {_first_line(exc)}")
     return NO_LAYERS
+
+
+#: A file's arrays may take at most this share of the free memory: the viewer holds the
+#: arrays, the pictures made from them and napari's own copies besides.
+MEMORY_SHARE = 0.25
+
+
+def read_budget() -> int:
+    """Bytes a file's arrays may declare: the library's limit, or less when memory is short."""
+    from imaging.io import DEFAULT_MAX_BYTES
+
+    from ._logic import available_memory
+
+    free = available_memory()
+    return DEFAULT_MAX_BYTES if free is None else int(min(DEFAULT_MAX_BYTES, MEMORY_SHARE * free))
 
 
 def read_measurement_file(path: str) -> list:
@@ -140,7 +156,7 @@ def read_measurement_file(path: str) -> list:
     def read(path: str) -> list:
         from imaging.io import load_measurements
 
-        measurements = load_measurements(path)
+        measurements = load_measurements(path, max_bytes=read_budget())
         data = np.asarray(measurements.data)
         if data.size == 0:
             label = "sinogram" if measurements.modality == "tomography" else "k-space"
@@ -161,7 +177,7 @@ def read_reconstruction_file(path: str) -> list:
     def read(path: str) -> list:
         from imaging.io import load_reconstruction
 
-        result = load_reconstruction(path)
+        result = load_reconstruction(path, max_bytes=read_budget())
         if np.asarray(result.reconstruction).size == 0:
             raise ValueError(f"its reconstruction is empty (shape {np.shape(result.reconstruction)})")
         name = f"{Path(path).stem} ({result.method})" if result.method else Path(path).stem

@@ -287,3 +287,21 @@ def test_running_out_of_memory_while_reading_is_a_notification(tmp_path, notific
     assert _io.get_reader(str(path))(str(path)) == _io.NO_LAYERS
     [message] = notifications()
     assert "not enough memory" in message and "scan.npz" in message
+
+
+def test_a_file_larger_than_the_free_memory_allows_is_refused_before_reading(
+    tmp_path, notifications, tomography_measurements, monkeypatch
+):
+    import imaging.io
+
+    from imaging_napari import _logic
+
+    path = tmp_path / "scan.npz"
+    imaging.io.save_measurements(path, tomography_measurements)
+    monkeypatch.setattr(_logic, "available_memory", lambda: 4 * 1024)  # 1 KiB for the file's arrays
+    assert _io.read_budget() == 1024
+    assert _io.get_reader(str(path))(str(path)) == _io.NO_LAYERS
+    [message] = notifications()
+    assert message.startswith("Cannot open measurement file scan.npz") and "over the limit of 1024 bytes" in message
+    monkeypatch.setattr(_logic, "available_memory", lambda: None)  # where it cannot be asked: the library's limit
+    assert _io.read_budget() == imaging.io.DEFAULT_MAX_BYTES
