@@ -10,6 +10,7 @@ amplitude and any undersampling.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -26,8 +27,11 @@ from .operators.tomography import astra_projection_matrix
 _SIMULATION_BYTES_PER_PIXEL = {"tomography": 96, "mri_fixed": 64, "mri_per_coil": 64}
 
 #: Upper bound on the entries of one all-angle projection matrix built at once (about
-#: 100 MB with its indices); larger angle sets are projected chunk by chunk.
-_MATRIX_ENTRIES_PER_CHUNK = 8_000_000
+#: 12 MB with its indices); larger angle sets are projected chunk by chunk. ASTRA holds
+#: Python's GIL while it builds a chunk (up to about 50 ms at this size on a busy
+#: 2-core machine), so a GUI simulating in a worker thread stays responsive only if a
+#: chunk stays this small.
+_MATRIX_ENTRIES_PER_CHUNK = 1_000_000
 
 
 def _check_noise(noise) -> float:
@@ -50,7 +54,7 @@ def _check_images(images, square: bool) -> np.ndarray:
     return images.astype(np.float32, copy=False)
 
 
-def _project_all_angles(images, angles, n_detectors, detector_spacing):
+def _project_all_angles(images, angles, n_detectors, detector_spacing, progress=None):
     """Noiseless sinogram at the scheduled angles and the peak of the all-angle data.
 
     Every frame is projected at every distinct angle of the schedule with ASTRA's CPU
@@ -63,6 +67,8 @@ def _project_all_angles(images, angles, n_detectors, detector_spacing):
         float32 (P, V, D).
     full_peak : float
         Maximum of the (P, P*V, D) all-angle data.
+
+    ``progress(done, total)``, when given, is called after each chunk of angles.
     """
     n_frames, size, _ = images.shape
     unique_angles, angle_index = np.unique(angles.ravel(), return_inverse=True)
@@ -80,6 +86,8 @@ def _project_all_angles(images, angles, n_detectors, detector_spacing):
         full_peak = max(full_peak, float(data.max()))
         frame_ids, view_ids = np.nonzero((angle_index >= start) & (angle_index < start + len(chunk)))
         sinogram[frame_ids, view_ids] = data[angle_index[frame_ids, view_ids] - start, :, frame_ids]
+        if progress is not None:
+            progress(start + len(chunk), len(unique_angles))
     return sinogram, full_peak
 
 
@@ -110,6 +118,7 @@ def simulate_tomography(
     seed: int = 0,
     detector_spacing: float = 1.0,
     n_detectors: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Measurements:
     """Dynamic parallel-beam projections of an image sequence, with Gaussian noise.
 
@@ -129,6 +138,10 @@ def simulate_tomography(
         Detector bin width in pixel units.
     n_detectors : int, optional
         Detector bins ``D`` (default ``N``).
+    progress : callable, optional
+        ``progress(done, total)`` after each chunk of the distinct view angles has been
+        projected (the bulk of the work); an exception it raises stops the simulation
+        (how a GUI cancels it).
 
     Returns
     -------
@@ -147,7 +160,7 @@ def simulate_tomography(
     detector_spacing = float(detector_spacing)
     if not math.isfinite(detector_spacing) or detector_spacing <= 0:
         raise ValueError(f"detector_spacing must be positive, got {detector_spacing}")
-    sinogram, full_peak = _project_all_angles(images, angles, n_detectors, detector_spacing)
+    sinogram, full_peak = _project_all_angles(images, angles, n_detectors, detector_spacing, progress)
     noise_std = noise * max(full_peak, 0.0)
     if noise_std > 0:
         rng = np.random.default_rng(seed)
@@ -392,6 +405,7 @@ def simulate_volume_tomography(
     seed: int = 0,
     detector_spacing: float = 1.0,
     n_detectors: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Measurements:
     """Dynamic parallel-beam projections of a time-varying volume, slice by slice.
 
@@ -407,7 +421,7 @@ def simulate_volume_tomography(
         Real time-varying volume.
     angles : array_like, shape (P, V) or (P,)
         View angles per frame in radians, shared by all slices.
-    noise, seed, detector_spacing, n_detectors :
+    noise, seed, detector_spacing, n_detectors, progress :
         As :func:`imaging.simulate.simulate_tomography`.
 
     Returns
@@ -426,6 +440,7 @@ def simulate_volume_tomography(
         seed=seed,
         detector_spacing=detector_spacing,
         n_detectors=n_detectors,
+        progress=progress,
     )
     # (Z*P, V, D) -> (P, Z, V, D) -> (P, V, Z, D)
     sinogram = np.ascontiguousarray(_frames_as_slices(stacked.sinogram, n_slices).transpose(0, 2, 1, 3))
