@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -28,8 +29,11 @@ from .operators.tomography import astra_projection_matrix
 _SIMULATION_BYTES_PER_PIXEL = {"tomography": 96, "mri_fixed": 64, "mri_per_coil": 64}
 
 #: Upper bound on the entries of one all-angle projection matrix built at once (about
-#: 100 MB with its indices); larger angle sets are projected chunk by chunk.
-_MATRIX_ENTRIES_PER_CHUNK = 8_000_000
+#: 12 MB with its indices); larger angle sets are projected chunk by chunk. ASTRA holds
+#: Python's GIL while it builds a chunk (up to about 50 ms at this size on a busy
+#: 2-core machine), so a GUI simulating in a worker thread stays responsive only if a
+#: chunk stays this small.
+_MATRIX_ENTRIES_PER_CHUNK = 1_000_000
 
 
 def _check_noise(noise) -> float:
@@ -52,7 +56,7 @@ def _check_images(images, square: bool) -> np.ndarray:
     return images.astype(np.float32, copy=False)
 
 
-def _project_all_angles(images, angles, geometry: ProjectionGeometry, projector: str = "line"):
+def _project_all_angles(images, angles, geometry: ProjectionGeometry, projector: str = "line", progress=None):
     """Noiseless sinogram at the scheduled angles and the peak of the all-angle data.
 
     Every frame is projected at every distinct angle of the schedule with ASTRA's CPU
@@ -66,6 +70,8 @@ def _project_all_angles(images, angles, geometry: ProjectionGeometry, projector:
         float32 (P, V, D).
     full_peak : float
         Maximum of the (P, P*V, D) all-angle data.
+
+    ``progress(done, total)``, when given, is called after each chunk of angles.
     """
     n_frames, size, _ = images.shape
     n_detectors = geometry.n_detectors
@@ -84,6 +90,8 @@ def _project_all_angles(images, angles, geometry: ProjectionGeometry, projector:
         full_peak = max(full_peak, float(data.max()))
         frame_ids, view_ids = np.nonzero((angle_index >= start) & (angle_index < start + len(chunk)))
         sinogram[frame_ids, view_ids] = data[angle_index[frame_ids, view_ids] - start, :, frame_ids]
+        if progress is not None:
+            progress(start + len(chunk), len(unique_angles))
     return sinogram, full_peak
 
 
@@ -119,6 +127,7 @@ def simulate_tomography(
     source_origin: float | None = None,
     origin_detector: float | None = None,
     projector: str = "line",
+    progress: Callable[[int, int], None] | None = None,
 ) -> Measurements:
     """Dynamic tomographic projections of an image sequence, with Gaussian noise.
 
@@ -147,6 +156,10 @@ def simulate_tomography(
     projector : {"line", "linear", "strip"}
         ASTRA projector of the simulation; another one than the reconstruction's (e.g.
         "strip", on a finer grid) avoids the "inverse crime" of measuring with the model.
+    progress : callable, optional
+        ``progress(done, total)`` after each chunk of the distinct view angles has been
+        projected (the bulk of the work); an exception it raises stops the simulation
+        (how a GUI cancels it).
 
     Returns
     -------
@@ -172,7 +185,7 @@ def simulate_tomography(
     )
     projection_geometry.check_image_size(size)
     projection_geometry.astra_projector(projector)  # refuses a projector the geometry lacks
-    sinogram, full_peak = _project_all_angles(images, angles, projection_geometry, projector)
+    sinogram, full_peak = _project_all_angles(images, angles, projection_geometry, projector, progress)
     noise_std = noise * max(full_peak, 0.0)
     if noise_std > 0:
         rng = np.random.default_rng(seed)
@@ -633,6 +646,7 @@ def simulate_volume_tomography(
     detector_spacing: float = 1.0,
     n_detectors: int | None = None,
     center_offset: float = 0.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Measurements:
     """Dynamic parallel-beam projections of a time-varying volume, slice by slice.
 
@@ -648,7 +662,7 @@ def simulate_volume_tomography(
         Real time-varying volume.
     angles : array_like, shape (P, V) or (P,)
         View angles per frame in radians, shared by all slices.
-    noise, seed, detector_spacing, n_detectors, center_offset :
+    noise, seed, detector_spacing, n_detectors, center_offset, progress :
         As :func:`imaging.simulate.simulate_tomography` (parallel beam: a fan-beam
         detector's rows are fan-beam slices only at the central row).
 
@@ -669,6 +683,7 @@ def simulate_volume_tomography(
         detector_spacing=detector_spacing,
         n_detectors=n_detectors,
         center_offset=center_offset,
+        progress=progress,
     )
     # (Z*P, V, D) -> (P, Z, V, D) -> (P, V, Z, D)
     sinogram = np.ascontiguousarray(_frames_as_slices(stacked.sinogram, n_slices).transpose(0, 2, 1, 3))

@@ -113,6 +113,26 @@ def test_tomography_projects_large_angle_sets_in_chunks(monkeypatch):
     assert chunked.noise_std == pytest.approx(whole.noise_std, rel=1e-6)
 
 
+def test_tomography_reports_progress_per_chunk_and_stops_when_it_raises(monkeypatch):
+    import imaging.simulate as simulate_module
+
+    images = moving_disks(5, 16)
+    angles = view_angles("golden-angle", 5, 4)  # 20 distinct angles
+    monkeypatch.setattr(simulate_module, "_MATRIX_ENTRIES_PER_CHUNK", 2 * 16 * 16 * 6)  # 6 angles per chunk
+    reports = []
+    simulate_tomography(images, angles, progress=lambda done, total: reports.append((done, total)))
+    assert reports == [(6, 20), (12, 20), (18, 20), (20, 20)]
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(done, total):
+        raise Stop
+
+    with pytest.raises(Stop):
+        simulate_tomography(images, angles, progress=stop_after_first)
+
+
 @pytest.mark.parametrize(
     "images, angles, kwargs, message",
     [

@@ -216,7 +216,7 @@ def train_denoiser(
 ) -> dict:
     """Train a DnCNN denoiser and save its weights and provenance.
 
-    The defaults are the settings of the shipped ``data/denoiser/dncnn_default.pt``
+    The defaults are the settings of the shipped ``imaging/data/denoiser/dncnn_default.pt``
     (trained with ``threads=1``; about 10 minutes on one CPU core).
 
     Parameters

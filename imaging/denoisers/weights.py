@@ -48,8 +48,9 @@ SHIPPED_SHA256 = {"default": "96c8acc95adcbe405dd3836024b599f01e74796d28b0805147
 
 
 def data_directory() -> Path:
-    """The folder of the shipped denoiser weights: ``<repository>/data/denoiser``."""
-    return Path(__file__).resolve().parents[2] / "data" / "denoiser"
+    """The folder of the shipped denoiser weights: ``imaging/data/denoiser`` (package data,
+    so it is in the wheel and found from any installation)."""
+    return Path(__file__).resolve().parents[1] / "data" / "denoiser"
 
 
 def provenance_path(weights_path: str | os.PathLike) -> Path:
@@ -237,7 +238,7 @@ def load_denoiser(name_or_path: str | os.PathLike = "default", device: str | tor
     Parameters
     ----------
     name_or_path : str or os.PathLike
-        ``"default"`` for the shipped weights ``data/denoiser/dncnn_default.pt``, or the
+        ``"default"`` for the shipped weights ``imaging/data/denoiser/dncnn_default.pt``, or the
         path of a weights file written by :func:`save_denoiser` /
         :func:`~imaging.denoisers.train_denoiser`.
     device : str or torch.device

@@ -80,17 +80,79 @@ def _coerce(name: str, value, default):
     return value
 
 
-def param(default, help: str, **metadata):
-    """A solver parameter with its help text (shown as CLI help and GUI tooltip)."""
-    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+#: Keys of :meth:`Solver.describe_params` entries besides ``name``, ``default`` and ``help``.
+PARAM_METADATA = ("label", "symbol", "unit", "minimum", "maximum", "choices", "suggestions", "basic", "applies")
+
+
+def param(
+    default,
+    help: str,
+    *,
+    label: str | None = None,
+    symbol: str | None = None,
+    unit: str | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: tuple | None = None,
+    suggestions: tuple | None = None,
+    basic: bool = False,
+    applies: bool = True,
+):
+    """A solver parameter with its help text (shown as CLI help and GUI tooltip).
+
+    The other arguments describe the parameter to front ends that build inputs from
+    it (the napari plugin); they do not change validation, which stays in
+    :meth:`SolverParams.validate`.
+
+    Parameters
+    ----------
+    default
+        The default value; its type is the parameter's type.
+    help : str
+        One line saying what the parameter does.
+    label : str, optional
+        A readable name (default: the name with spaces for underscores).
+    symbol : str, optional
+        The paper's symbol, e.g. "λ".
+    unit : str, optional
+        Unit of the value, e.g. "views".
+    minimum, maximum : float, optional
+        Inclusive bounds of the values that make sense.
+    choices : tuple, optional
+        The only values allowed.
+    suggestions : tuple, optional
+        Values to offer where others are allowed too (e.g. shipped names besides paths).
+    basic : bool
+        One of the few parameters a user changes first (shown before the others).
+    applies : bool
+        False where a shared parameter means nothing for a method (hidden there).
+
+    A subclass that redeclares a parameter (e.g. another default) keeps the base
+    class's description for every argument it does not give again (see
+    :meth:`Solver.describe_params`).
+    """
+    if (minimum is not None and default < minimum) or (maximum is not None and default > maximum):
+        raise ValueError(f"default {default!r} lies outside [{minimum}, {maximum}]")
+    if choices is not None and default not in choices:
+        raise ValueError(f"default {default!r} is not one of the choices {choices!r}")
+    given = dict(label=label, symbol=symbol, unit=unit, minimum=minimum, maximum=maximum, choices=choices)
+    metadata = {"help": help, **{key: value for key, value in given.items() if value is not None}}
+    for key, values in (("choices", choices), ("suggestions", suggestions)):
+        if values is not None:
+            metadata[key] = tuple(values)
+    if basic:
+        metadata["basic"] = True
+    if not applies:
+        metadata["applies"] = False
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass
 class SolverParams:
     """Parameters shared by every solver."""
 
-    max_iter: int = param(1, "maximum number of outer iterations")
-    seed: int = param(0, "seed of every random choice the solver makes")
+    max_iter: int = param(1, "maximum number of outer iterations", label="iterations", minimum=1, basic=True)
+    seed: int = param(0, "seed of every random choice the solver makes", minimum=0, maximum=2**31 - 1)
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for impossible values (extended by subclasses)."""
@@ -205,11 +267,31 @@ class Solver:
 
     @classmethod
     def describe_params(cls) -> list[dict[str, Any]]:
-        """Name, default and help text of every parameter (for CLI help and GUI tooltips)."""
-        return [
-            {"name": f.name, "default": f.default, "help": f.metadata.get("help", "")}
-            for f in dataclasses.fields(cls.Params)
-        ]
+        """Every parameter, for CLI help and GUI inputs.
+
+        Returns
+        -------
+        list of dict
+            In declaration order: ``name``, ``default``, ``help`` and the keys of
+            :data:`PARAM_METADATA` as given to :func:`param` (``label`` defaults to the
+            name with spaces; unset keys are ``None``, ``basic`` False, ``applies`` True).
+        """
+        described = []
+        for field in dataclasses.fields(cls.Params):
+            # A redeclared parameter inherits what it does not say again from its base classes.
+            declarations = [
+                base.__dataclass_fields__[field.name].metadata
+                for base in cls.Params.__mro__
+                if field.name in getattr(base, "__dataclass_fields__", {})
+            ]
+            entry = {"name": field.name, "default": field.default, "help": field.metadata.get("help", "")}
+            for key in PARAM_METADATA:
+                entry[key] = next((found[key] for found in declarations if key in found), None)
+            entry["label"] = entry["label"] or field.name.replace("_", " ")
+            entry["basic"] = bool(entry["basic"])
+            entry["applies"] = entry["applies"] is not False
+            described.append(entry)
+        return described
 
     # -- the algorithm ------------------------------------------------------------------
     def step(self) -> dict[str, float]:

@@ -63,12 +63,19 @@ DEFAULT_TOMOGRAPHY_WINDOW = 32
 class FBPWindowParams(SolverParams):
     """Parameters of :class:`FBPWindow`."""
 
+    # One step, no random choice: the shared parameters mean nothing here.
+    max_iter: int = param(1, "fbp-window computes its result in one step", applies=False)
+    seed: int = param(0, "fbp-window makes no random choice", applies=False)
     window: int = param(
         0,
         "views (tomography) or frames (MRI) nearest in time combined into each frame; 0 = automatic: "
         f"{DEFAULT_TOMOGRAPHY_WINDOW} views, or for MRI the frames needed to fill k-space once on average",
+        minimum=0,
+        basic=True,
     )
-    filter: str = param("ramp", "ramp filter apodisation (tomography): ramp, shepp-logan, cosine or hann")
+    filter: str = param(
+        "ramp", "ramp filter apodisation (tomography): ramp, shepp-logan, cosine or hann", choices=FILTERS, basic=True
+    )
 
     def validate(self) -> None:
         super().validate()
