@@ -59,6 +59,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -66,6 +67,7 @@ from torch import nn
 
 from ..denoisers import denoise_frames, describe_module, load_denoiser
 from ..denoisers.inference import denoise_layout, exact_patch_overlap, working_bytes_per_pixel
+from ..denoisers.weights import SHIPPED_DENOISERS
 from ..models.psm import synthesize
 from .registry import register
 from .base import ParameterError, param
@@ -107,20 +109,34 @@ class RedPSMParams(PSMParams):
     knots: int = param(11, "knots d per temporal basis function (ignored for interpolation 'direct')")
     xi: float = param(0.2, "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases")
     chi: float = param(0.2, "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases")
-    lam: float = param(2.4, "RED weight lambda (normalised objective: the data term has unit mean curvature)")
-    beta: float = param(0.8, "ADMM penalty beta coupling f and the PSM frames")
-    red_iterations: int = param(1, "RED fixed-point iterations per f step (one denoiser pass each)")
-    denoise_stride: int = param(1, "denoise every s-th frame per iteration, rotating (1: all frames)")
+    lam: float = param(
+        2.4,
+        "RED weight lambda (normalised objective: the data term has unit mean curvature)",
+        label="regularisation",
+        symbol="λ",
+        minimum=0.0,
+        basic=True,
+    )
+    beta: float = param(0.8, "ADMM penalty beta coupling f and the PSM frames", label="ADMM penalty", symbol="β", minimum=0.0)
+    red_iterations: int = param(1, "RED fixed-point iterations per f step (one denoiser pass each)", minimum=1)
+    denoise_stride: int = param(1, "denoise every s-th frame per iteration, rotating (1: all frames)", minimum=1)
     denoiser: str = param(
-        "default", "denoiser: a shipped name or a path to a weights file (Python API: also a torch.nn.Module)"
+        "default",
+        "denoiser: a shipped name or a path to a weights file (Python API: also a torch.nn.Module)",
+        suggestions=tuple(SHIPPED_DENOISERS),
     )
     patch_size: int = param(
-        0, "denoise in patches of this size (0: whole frames, or patches of 256 where one frame's "
-        "denoiser activations would exceed 256 MiB)"
+        0,
+        "denoise in patches of this size (0: whole frames, or patches of 256 where one frame's denoiser "
+        "activations would exceed 256 MiB)",
+        unit="pixels",
+        minimum=0,
     )
-    denoise_batch: int = param(0, "frames (or patches) per denoiser call (0: as many as fit 256 MiB, at most 8)")
+    denoise_batch: int = param(
+        0, "frames (or patches) per denoiser call (0: as many as fit 256 MiB, at most 8)", minimum=0
+    )
     tol: float = param(4e-3, "stop when relative change of f and primal residual are both below tol")
-    min_iter: int = param(5, "iterations before the stopping rule may stop the run")
+    min_iter: int = param(5, "iterations before the stopping rule may stop the run", minimum=0)
 
     def __post_init__(self):
         # An in-memory module is kept aside and the field records its description
@@ -162,7 +178,9 @@ def _denoiser_for_estimate(params: RedPSMParams) -> nn.Module | None:
     if params.denoiser_module is not None:
         return params.denoiser_module
     try:
-        return load_denoiser(params.denoiser)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the solver warns about the weights when it loads them
+            return load_denoiser(params.denoiser)
     except (FileNotFoundError, ValueError):
         return None
 
