@@ -235,7 +235,16 @@ def test_projector_backend_auto_follows_the_memory_share():
     assert choose_projector_backend("auto", 1024, 256, 1, 1024, memory_bytes=fits - 1) == "matrix-free"
     assert choose_projector_backend("auto", 1024, 256, 1, 1024, "cuda", memory_bytes=1) == "sparse"
     assert choose_projector_backend("matrix-free", 8, 1, 1, 8) == "matrix-free"
-    assert DynamicTomography(_angles(2, 1), (8, 8)).projector_backend == "sparse"  # small: always sparse
+    assert DynamicTomography(_angles(2, 1), (8, 8)).projector_backend == "sparse"  # small: sparse
+
+
+def test_projector_backend_auto_follows_the_memory_available(monkeypatch):
+    # 8 B x N x P x V x D = 2 MiB of weights: sparse under 16 MiB of room, matrix-free under 8.
+    angles = _angles(64, 1)
+    monkeypatch.setenv("IMAGING_MEMORY_LIMIT", "16MiB")
+    assert DynamicTomography(angles, (64, 64)).projector_backend == "sparse"
+    monkeypatch.setenv("IMAGING_MEMORY_LIMIT", "8MiB")
+    assert DynamicTomography(angles, (64, 64)).projector_backend == "matrix-free"
     with pytest.raises(ValueError, match="projector_backend must be one of"):
         DynamicTomography(_angles(2, 1), (8, 8), projector_backend="dense")
 

@@ -261,8 +261,8 @@ class DynamicTomography(LinearOperator):
         "sparse" stores the weights (fastest products); "matrix-free" applies ASTRA's
         projector on the fly, frame by frame, on the CPU (same weights, same products,
         no stored matrix: :mod:`imaging.operators.tomography_matrix_free`); "auto"
-        keeps the sparse weights while they take at most an eighth of the machine's
-        memory (:func:`~imaging.operators.tomography_matrix_free.choose_projector_backend`).
+        keeps the sparse weights while they take at most an eighth of the memory
+        available to the process (:func:`~imaging.operators.tomography_matrix_free.choose_projector_backend`).
         The choice is :attr:`projector_backend`.
 
     Notes

@@ -251,7 +251,8 @@ class Solver:
         device_type : {"cpu", "cuda"}
             "cuda": the operator's host memory while it is built.
         memory_bytes : int, optional
-            The machine's memory for the projector choice (default: this machine's).
+            The memory available to the run, for the projector choice (default: this
+            process's, :func:`imaging._limits.available_memory`).
         """
         params = params if params is not None else cls.make_params()
         return int(

@@ -158,15 +158,17 @@ def largest_fitting_size(
     memory_bytes: int,
     frames: int = 256,
     views: int = 1,
+    detectors: int | None = None,
     params=None,
     ground_truth: bool = False,
     sizes=range(16, 8193, 16),
+    process_bytes: int = PROCESS_BYTES,
 ) -> int | None:
     """The largest N of a tomography slice whose reconstruction fits in ``memory_bytes``.
 
-    A run fits when :data:`PROCESS_BYTES` plus ``solver_cls``'s estimate
+    A run fits when ``process_bytes`` plus ``solver_cls``'s estimate
     (:meth:`~imaging.solvers.base.Solver.estimate_size_bytes`, with the projector back
-    end a machine of ``memory_bytes`` would choose) is at most ``memory_bytes``.
+    end that ``memory_bytes`` of available memory gives) is at most ``memory_bytes``.
 
     Parameters
     ----------
@@ -175,13 +177,18 @@ def largest_fitting_size(
     memory_bytes : int
         The memory the run may use (e.g. a laptop's RAM less what else runs).
     frames, views : int
-        P and V of the acquisition; the detector has N bins.
+        P and V of the acquisition.
+    detectors : int, optional
+        D, the detector's bins (default N, the image size considered).
     params : SolverParams, optional
         The run's parameters (default: the method's defaults).
     ground_truth : bool
         Whether the measurements carry a ground truth (one more float32 stack).
     sizes : iterable of int
         The N to consider (default 16 to 8192 in steps of 16).
+    process_bytes : int
+        Memory of the process before the run (default :data:`PROCESS_BYTES`, a fresh
+        process; 0 for the memory a running process has left).
 
     Returns
     -------
@@ -192,9 +199,9 @@ def largest_fitting_size(
     fitting = [
         size
         for size in sizes
-        if PROCESS_BYTES
+        if process_bytes
         + solver_cls.estimate_size_bytes(
-            ProblemSize.tomography(size, frames, views, ground_truth=ground_truth), params, memory_bytes=memory_bytes
+            ProblemSize.tomography(size, frames, views, detectors, ground_truth), params, memory_bytes=memory_bytes
         )
         <= memory_bytes
     ]
