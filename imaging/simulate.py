@@ -5,6 +5,19 @@ to the peak of the *full* data, i.e. the data every frame would give if it were 
 completely (tomography: at all ``P * V`` angles of the schedule; MRI: the whole k-space
 grid of every coil). The relative level therefore means the same for any object
 amplitude and any undersampling.
+
+Two protocols (``simulate(..., protocol=...)``):
+
+- ``"fine-grid"`` (honest): the phantom is rendered on a grid ``FINE_GRID_FACTOR``
+  times finer than the reconstruction grid N and measured with a different
+  discretisation than the reconstruction operators use: tomography with ASTRA's
+  ``strip`` projector (pixel-strip intersection areas) on the fine grid, detector bins
+  as wide as the reconstruction's; MRI as the central N x N of the fine grid's k-space
+  (band-limited data, not the N-grid DFT). The ground truth is the fine image
+  block-averaged to N. No reconstruction operator can reproduce the data exactly.
+- ``"inverse-crime"`` (the paper's): the data are made by the reconstruction operator
+  itself on the reconstruction grid (ASTRA's ``line`` projector; the N-grid DFT).
+  Flattering; kept for comparison with the paper only.
 """
 
 from __future__ import annotations
@@ -17,6 +30,15 @@ import torch
 from .measurements import Measurements
 from .operators import DynamicMRI, disk_mask, fft2c
 from .operators.tomography import astra_projection_matrix
+
+#: Simulation protocols of :func:`simulate` and what they mean (see the module docstring).
+PROTOCOLS = {
+    "fine-grid": "fine-grid protocol (rendered at 2N, another discretisation, scored at N: no inverse crime)",
+    "inverse-crime": "the paper's inverse-crime protocol (data made by the reconstruction operator)",
+}
+
+#: How much finer than the reconstruction grid the "fine-grid" protocol renders.
+FINE_GRID_FACTOR = 2
 
 #: Upper bound on the entries of one all-angle projection matrix built at once (about
 #: 100 MB with its indices); larger angle sets are projected chunk by chunk.
@@ -43,12 +65,65 @@ def _check_images(images, square: bool) -> np.ndarray:
     return images.astype(np.float32, copy=False)
 
 
-def _project_all_angles(images, angles, n_detectors, detector_spacing):
+def _check_grid_factor(grid_factor, fine_shape) -> int:
+    """``grid_factor`` as an int >= 1 that divides both trailing sides of ``fine_shape``."""
+    if isinstance(grid_factor, bool) or not isinstance(grid_factor, (int, np.integer)) or grid_factor < 1:
+        raise ValueError(f"grid_factor must be a positive integer, got {grid_factor!r}")
+    if any(side % grid_factor for side in fine_shape[-2:]):
+        raise ValueError(f"grid_factor {grid_factor} must divide the image sides {tuple(fine_shape[-2:])}")
+    return int(grid_factor)
+
+
+def block_average(images: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor x factor`` pixel blocks of the last two axes.
+
+    Parameters
+    ----------
+    images : numpy.ndarray, shape (..., F*H, F*W)
+    factor : int
+        Block side F; it divides both sides.
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., H, W), the dtype of ``images`` (complex stays complex).
+    """
+    if factor == 1:
+        return images
+    *lead, height, width = images.shape
+    blocks = images.reshape(*lead, height // factor, factor, width // factor, factor)
+    return blocks.mean(axis=(-3, -1)).astype(images.dtype, copy=False)
+
+
+def _weights_per_ray(size: int, detector_spacing: float, projector: str) -> float:
+    """Upper estimate of ASTRA's nonzero weights on one ray through a size x size grid."""
+    if projector == "line":
+        return 2.0 * size
+    # A strip of width w crosses about (w + 2) pixels per row it passes.
+    return (detector_spacing + 2.0) * 2.0 * size
+
+
+def _project_all_angles(images, angles, n_detectors, detector_spacing, projector="line", scale=1.0):
     """Noiseless sinogram at the scheduled angles and the peak of the all-angle data.
 
-    Every frame is projected at every distinct angle of the schedule with ASTRA's CPU
-    "line" projector on the inscribed disk, the weights ``DynamicTomography`` uses, so
-    the measured views are a subset of these rows and come out of the same products.
+    Every frame is projected at every distinct angle of the schedule with one of
+    ASTRA's CPU projectors on the inscribed disk (with ``"line"`` on the reconstruction
+    grid these are the weights ``DynamicTomography`` uses, so the measured views are a
+    subset of these rows and come out of the same products).
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        float32 (P, M, M).
+    angles : numpy.ndarray
+        float64 (P, V).
+    n_detectors : int
+    detector_spacing : float
+        Bin width in pixels of the M x M grid.
+    projector : {"line", "strip"}
+    scale : float
+        Multiplies the data (1/F converts line integrals in fine-grid pixels to
+        reconstruction-grid pixels).
 
     Returns
     -------
@@ -62,12 +137,14 @@ def _project_all_angles(images, angles, n_detectors, detector_spacing):
     angle_index = angle_index.reshape(angles.shape)
     frames_by_column = np.ascontiguousarray((images * disk_mask(size)).reshape(n_frames, -1).T)
     sinogram = np.empty((*angles.shape, n_detectors), dtype=np.float32)
-    # ASTRA's line projector has at most about 2N weights per ray.
-    angles_per_chunk = max(1, _MATRIX_ENTRIES_PER_CHUNK // (2 * size * n_detectors))
+    entries_per_angle = _weights_per_ray(size, detector_spacing, projector) * n_detectors
+    angles_per_chunk = max(1, int(_MATRIX_ENTRIES_PER_CHUNK // entries_per_angle))
     full_peak = -math.inf
     for start in range(0, len(unique_angles), angles_per_chunk):
         chunk = unique_angles[start : start + angles_per_chunk]
-        matrix = astra_projection_matrix(chunk, size, n_detectors, detector_spacing, "line").astype(np.float32)
+        matrix = astra_projection_matrix(chunk, size, n_detectors, detector_spacing, projector).astype(np.float32)
+        if scale != 1.0:
+            matrix.data *= np.float32(scale)
         # (angles * D, P) -> (angles, D, P): every frame at every angle of the chunk.
         data = np.asarray(matrix @ frames_by_column).reshape(len(chunk), n_detectors, n_frames)
         full_peak = max(full_peak, float(data.max()))
@@ -103,44 +180,57 @@ def simulate_tomography(
     seed: int = 0,
     detector_spacing: float = 1.0,
     n_detectors: int | None = None,
+    grid_factor: int = 1,
 ) -> Measurements:
     """Dynamic parallel-beam projections of an image sequence, with Gaussian noise.
 
     Parameters
     ----------
-    images : array_like, shape (P, N, N)
-        Real image sequence; pixels outside the inscribed circle are not seen (the
+    images : array_like, shape (P, F*N, F*N)
+        Real image sequence on a grid ``F = grid_factor`` times finer than the
+        reconstruction grid N; pixels outside the inscribed circle are not seen (the
         support of :class:`imaging.operators.DynamicTomography`).
     angles : array_like, shape (P, V) or (P,)
         View angles per frame in radians (see :func:`imaging.schedules.view_angles`).
     noise : float
         Relative noise level: the noise std is ``noise * max(g_full)`` with ``g_full``
-        every frame projected at *all* ``P * V`` angles of the schedule.
+        every frame projected at *all* ``P * V`` angles of the schedule (with the
+        projector that makes the data).
     seed : int
         Seed of ``numpy.random.default_rng`` for the noise.
     detector_spacing : float
-        Detector bin width in pixel units.
+        Detector bin width in pixels of the reconstruction grid.
     n_detectors : int, optional
         Detector bins ``D`` (default ``N``).
+    grid_factor : int
+        1 (the paper's inverse crime): the data are made with the reconstruction
+        operator's own weights. F > 1 (honest): the fine images are projected with
+        ASTRA's ``strip`` projector, bins ``F * detector_spacing`` fine pixels wide,
+        line integrals in reconstruction-grid pixels.
 
     Returns
     -------
     Measurements
-        ``sinogram`` float32 (P, V, D) equal to ``DynamicTomography(angles, (N, N),
-        D, detector_spacing).forward(images)`` plus noise, ``ground_truth`` = images
+        ``sinogram`` float32 (P, V, D) — for ``grid_factor`` 1 equal to
+        ``DynamicTomography(angles, (N, N), D, detector_spacing).forward(images)`` —
+        plus noise, ``ground_truth`` = the images block-averaged to (P, N, N)
         (float32), ``noise_std`` = the absolute noise std.
     """
     images = _check_images(images, square=True)
     noise = _check_noise(noise)
+    grid_factor = _check_grid_factor(grid_factor, images.shape)
     angles = frame_angles(angles, images.shape[0])
-    size = images.shape[1]
+    size = images.shape[1] // grid_factor
     n_detectors = size if n_detectors is None else int(n_detectors)
     if n_detectors < 1:
         raise ValueError(f"n_detectors must be positive, got {n_detectors}")
     detector_spacing = float(detector_spacing)
     if not math.isfinite(detector_spacing) or detector_spacing <= 0:
         raise ValueError(f"detector_spacing must be positive, got {detector_spacing}")
-    sinogram, full_peak = _project_all_angles(images, angles, n_detectors, detector_spacing)
+    projector = "line" if grid_factor == 1 else "strip"
+    sinogram, full_peak = _project_all_angles(
+        images, angles, n_detectors, grid_factor * detector_spacing, projector, scale=1.0 / grid_factor
+    )
     noise_std = noise * max(full_peak, 0.0)
     if noise_std > 0:
         rng = np.random.default_rng(seed)
@@ -151,64 +241,104 @@ def simulate_tomography(
         sinogram=sinogram,
         angles=angles,
         detector_spacing=detector_spacing,
-        ground_truth=images,
+        ground_truth=block_average(images, grid_factor),
         noise_std=noise_std,
     )
 
 
-def simulate_mri(images, mask, coil_maps=None, noise: float = 5e-3, seed: int = 0) -> Measurements:
+def _central_kspace(fine_images: torch.Tensor, factor: int) -> torch.Tensor:
+    """The central (..., H, W) block of the centred k-space of (..., F*H, F*W) images.
+
+    Scaled and phase-shifted so that, at the frequencies both grids hold, it equals the
+    orthonormal centred DFT (:func:`imaging.operators.fft2c`) of the images
+    block-averaged to (H, W): the band-limited measurement of the fine object on the
+    reconstruction grid.
+    """
+    fine = fft2c(fine_images)
+    if factor == 1:
+        return fine
+    fine_height, fine_width = fine.shape[-2:]
+    height, width = fine_height // factor, fine_width // factor
+    top, left = (fine_height - height) // 2, (fine_width - width) // 2
+    central = fine[..., top : top + height, left : left + width]
+    # The centred DFT's origin is pixel H/2 (F*H/2 on the fine grid); in coarse pixels the
+    # fine origin lies (1 - 1/F)/2 closer to the grid centre, a linear phase in k.
+    offset = 0.5 * (1.0 - 1.0 / factor)
+    k_y = torch.arange(height, dtype=torch.float64) - height // 2
+    k_x = torch.arange(width, dtype=torch.float64) - width // 2
+    phase = 2.0 * math.pi * offset * (k_y[:, None] / height + k_x[None, :] / width)
+    return central * (torch.polar(torch.ones_like(phase), phase) / factor).to(central.dtype)
+
+
+def simulate_mri(
+    images, mask, coil_maps=None, noise: float = 5e-3, seed: int = 0, grid_factor: int = 1
+) -> Measurements:
     """Undersampled Cartesian k-space of an image sequence, with complex Gaussian noise.
 
     Parameters
     ----------
-    images : array_like, shape (P, H, W)
-        Real image sequence.
+    images : array_like, shape (P, F*H, F*W)
+        Real image sequence on a grid ``F = grid_factor`` times finer than the
+        reconstruction grid (H, W).
     mask : array_like bool, shape (P, H, W)
         Sampled k-space locations per frame (see :func:`imaging.schedules.kt_mask`).
-    coil_maps : array_like complex, shape (C, H, W), optional
-        Coil sensitivities; a single coil of unit sensitivity when omitted.
+    coil_maps : array_like complex, shape (C, F*H, F*W), optional
+        Coil sensitivities on the images' grid; a single coil of unit sensitivity when
+        omitted.
     noise : float
         Relative noise level: ``sigma = noise * max |k_full|`` with ``k_full`` the fully
-        sampled k-space of every frame and coil. The noise is circular complex Gaussian
-        with ``E|n|^2 = sigma^2``, i.e. std ``sigma / sqrt(2)`` in each of the real and
-        imaginary parts; ``noise_std`` stores ``sigma``.
+        sampled (H, W) k-space of every frame and coil. The noise is circular complex
+        Gaussian with ``E|n|^2 = sigma^2``, i.e. std ``sigma / sqrt(2)`` in each of the
+        real and imaginary parts; ``noise_std`` stores ``sigma``.
     seed : int
         Seed of ``numpy.random.default_rng`` for the noise.
+    grid_factor : int
+        1 (the paper's inverse crime): the k-space is ``DynamicMRI(mask, coil_maps)``
+        applied to the images. F > 1 (honest): the k-space is the central (H, W) block
+        of the fine images' k-space (band-limited, see :func:`_central_kspace`).
 
     Returns
     -------
     Measurements
-        ``kspace`` complex64 (P, C, H, W) equal to ``DynamicMRI(mask, coil_maps)`` applied
-        to the images plus noise on the sampled entries, exactly zero elsewhere.
+        ``kspace`` complex64 (P, C, H, W), noisy on the sampled entries, exactly zero
+        elsewhere; ``ground_truth`` the images block-averaged to (P, H, W) float32;
+        ``coil_maps`` the given maps block-averaged to (C, H, W).
     """
     images = _check_images(images, square=False)
     noise = _check_noise(noise)
+    grid_factor = _check_grid_factor(grid_factor, images.shape)
     mask = np.asarray(mask)
-    if mask.shape != images.shape:
-        raise ValueError(f"mask must have the shape of the images {images.shape}, got {mask.shape}")
+    coarse_shape = (images.shape[0], images.shape[1] // grid_factor, images.shape[2] // grid_factor)
+    if mask.shape != coarse_shape:
+        raise ValueError(f"mask must have the shape of the images on the reconstruction grid {coarse_shape}, got {mask.shape}")
     if coil_maps is not None:
         coil_maps = np.asarray(coil_maps)
         if coil_maps.dtype.kind not in "biufc":
             raise ValueError(f"coil_maps must be numeric, got dtype {coil_maps.dtype}")
+        if coil_maps.ndim != 3 or coil_maps.shape[1:] != images.shape[1:]:
+            raise ValueError(f"coil_maps must have shape (C, {images.shape[1]}, {images.shape[2]}), got {coil_maps.shape}")
         coil_maps = coil_maps.astype(np.complex64, copy=False)
-    operator = DynamicMRI(mask, coil_maps)
+    fine_maps = np.ones((1, *images.shape[1:]), np.complex64) if coil_maps is None else coil_maps
+    # The reconstruction's operator checks the mask and the (block-averaged) coil maps.
+    operator = DynamicMRI(mask, None if coil_maps is None else block_average(coil_maps, grid_factor))
+    sampled = operator.mask[:, None]
     with torch.no_grad():
-        coil_images = operator.coil_maps[None] * torch.from_numpy(images)[:, None]
-        full_kspace = fft2c(coil_images)
-        kspace = (full_kspace * operator.mask[:, None]).numpy()
+        coil_images = torch.from_numpy(fine_maps)[None] * torch.from_numpy(images)[:, None]
+        full_kspace = _central_kspace(coil_images, grid_factor)
+        kspace = (full_kspace * sampled).numpy()
     sigma = noise * float(full_kspace.abs().max())
     if sigma > 0:
         rng = np.random.default_rng(seed)
         component_std = sigma / math.sqrt(2.0)
         complex_noise = rng.standard_normal(kspace.shape) + 1j * rng.standard_normal(kspace.shape)
-        kspace += (component_std * complex_noise).astype(np.complex64) * operator.mask[:, None].numpy()
+        kspace += (component_std * complex_noise).astype(np.complex64) * sampled.numpy()
     return Measurements(
         modality="mri",
-        image_shape=images.shape[1:],
+        image_shape=coarse_shape[1:],
         kspace=kspace,
         mask=operator.mask.numpy(),
-        coil_maps=coil_maps,
-        ground_truth=images,
+        coil_maps=None if coil_maps is None else operator.coil_maps.numpy(),
+        ground_truth=block_average(images, grid_factor),
         noise_std=sigma,
     )
 
@@ -271,6 +401,7 @@ def simulate(
     detector_spacing: float = 1.0,
     n_detectors: int | None = None,
     slices: int | None = None,
+    protocol: str = "inverse-crime",
 ) -> Measurements:
     """Simulate a dynamic acquisition of a built-in phantom (``imaging simulate``).
 
@@ -302,6 +433,13 @@ def simulate(
         mask) and the noise is relative to the whole volume's full data
         (:func:`imaging.simulate.simulate_volume_tomography`,
         :func:`imaging.simulate.simulate_volume_mri`).
+    protocol : {"inverse-crime", "fine-grid"}
+        "fine-grid" (honest) renders the phantom at ``FINE_GRID_FACTOR * N`` and
+        measures it with another discretisation than the reconstruction operators
+        (tomography: ASTRA's strip projector; MRI: the central N x N of the fine
+        k-space); the ground truth is block-averaged to N. "inverse-crime" (the
+        paper's protocol, the default here for compatibility) makes the data with the
+        reconstruction operator on the N grid.
 
     Returns
     -------
@@ -318,20 +456,30 @@ def simulate(
         raise ValueError(f"modality must be 'tomography' or 'mri', got {modality!r}")
     if isinstance(coils, bool) or not isinstance(coils, (int, np.integer)) or coils < 1:
         raise ValueError(f"coils must be a positive integer, got {coils!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {tuple(PROTOCOLS)}, got {protocol!r}")
+    grid_factor = FINE_GRID_FACTOR if protocol == "fine-grid" else 1
+    fine_size = grid_factor * size
     if slices is None:
-        images = get_phantom(phantom)(frames=frames, size=size, seed=seed)
+        images = get_phantom(phantom)(frames=frames, size=fine_size, seed=seed)
         measure_tomography, measure_mri = simulate_tomography, simulate_mri
     else:
-        images = volume(phantom, frames=frames, size=size, slices=slices, seed=seed)
+        images = volume(phantom, frames=frames, size=fine_size, slices=slices, seed=seed)
         measure_tomography, measure_mri = simulate_volume_tomography, simulate_volume_mri
     if modality == "tomography":
         angles = view_angles(schedule, frames, views_per_frame, seed=seed)
         return measure_tomography(
-            images, angles, noise=noise, seed=seed, detector_spacing=detector_spacing, n_detectors=n_detectors
+            images,
+            angles,
+            noise=noise,
+            seed=seed,
+            detector_spacing=detector_spacing,
+            n_detectors=n_detectors,
+            grid_factor=grid_factor,
         )
     mask = kt_mask(mask_pattern, frames, (size, size), lines_per_frame, center_lines=center_lines, seed=seed)
-    coil_maps = synthetic_coil_maps(coils, (size, size)) if coils > 1 else None
-    return measure_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed)
+    coil_maps = synthetic_coil_maps(coils, (fine_size, fine_size)) if coils > 1 else None
+    return measure_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed, grid_factor=grid_factor)
 
 
 # -- time-varying volumes (P, Z, N, N), measured slice by slice ---------------------------
@@ -361,6 +509,7 @@ def simulate_volume_tomography(
     seed: int = 0,
     detector_spacing: float = 1.0,
     n_detectors: int | None = None,
+    grid_factor: int = 1,
 ) -> Measurements:
     """Dynamic parallel-beam projections of a time-varying volume, slice by slice.
 
@@ -372,11 +521,12 @@ def simulate_volume_tomography(
 
     Parameters
     ----------
-    volume : array_like, shape (P, Z, N, N)
-        Real time-varying volume.
+    volume : array_like, shape (P, Z, F*N, F*N)
+        Real time-varying volume, slices on a grid ``F = grid_factor`` times finer
+        than the reconstruction grid.
     angles : array_like, shape (P, V) or (P,)
         View angles per frame in radians, shared by all slices.
-    noise, seed, detector_spacing, n_detectors :
+    noise, seed, detector_spacing, n_detectors, grid_factor :
         As :func:`imaging.simulate.simulate_tomography`.
 
     Returns
@@ -395,6 +545,7 @@ def simulate_volume_tomography(
         seed=seed,
         detector_spacing=detector_spacing,
         n_detectors=n_detectors,
+        grid_factor=grid_factor,
     )
     # (Z*P, V, D) -> (P, Z, V, D) -> (P, V, Z, D)
     sinogram = np.ascontiguousarray(_frames_as_slices(stacked.sinogram, n_slices).transpose(0, 2, 1, 3))
@@ -409,7 +560,9 @@ def simulate_volume_tomography(
     )
 
 
-def simulate_volume_mri(volume, mask, coil_maps=None, noise: float = 5e-3, seed: int = 0) -> Measurements:
+def simulate_volume_mri(
+    volume, mask, coil_maps=None, noise: float = 5e-3, seed: int = 0, grid_factor: int = 1
+) -> Measurements:
     """Undersampled multi-slice Cartesian k-space of a time-varying volume.
 
     The noise is circular complex Gaussian with ``E|n|^2 = sigma^2``, ``sigma = noise``
@@ -419,13 +572,14 @@ def simulate_volume_mri(volume, mask, coil_maps=None, noise: float = 5e-3, seed:
 
     Parameters
     ----------
-    volume : array_like, shape (P, Z, H, W)
-        Real time-varying volume.
+    volume : array_like, shape (P, Z, F*H, F*W)
+        Real time-varying volume, slices on a grid ``F = grid_factor`` times finer
+        than the reconstruction grid (H, W).
     mask : array_like bool, shape (P, H, W) or (P, Z, H, W)
         Sampled k-space locations per frame, shared by all slices or per slice.
-    coil_maps : array_like complex, shape (C, H, W), optional
+    coil_maps : array_like complex, shape (C, F*H, F*W), optional
         Coil sensitivities shared by all slices; one unit coil when omitted.
-    noise, seed :
+    noise, seed, grid_factor :
         As :func:`imaging.simulate.simulate_mri`.
 
     Returns
@@ -435,7 +589,9 @@ def simulate_volume_mri(volume, mask, coil_maps=None, noise: float = 5e-3, seed:
         (Z, H, W), ``ground_truth`` float32 (P, Z, H, W), ``noise_std`` = sigma.
     """
     volume = _check_volume(volume)
-    frames, n_slices, height, width = volume.shape
+    grid_factor = _check_grid_factor(grid_factor, volume.shape)
+    frames, n_slices = volume.shape[:2]
+    height, width = volume.shape[2] // grid_factor, volume.shape[3] // grid_factor
     mask = np.asarray(mask)
     if mask.shape == (frames, height, width):
         per_frame_mask = np.tile(mask, (n_slices, 1, 1))
@@ -446,7 +602,9 @@ def simulate_volume_mri(volume, mask, coil_maps=None, noise: float = 5e-3, seed:
             f"mask must have shape {(frames, height, width)} (shared by all slices) or "
             f"{(frames, n_slices, height, width)} (per slice), got {mask.shape}"
         )
-    stacked = simulate_mri(_slices_as_frames(volume), per_frame_mask, coil_maps=coil_maps, noise=noise, seed=seed)
+    stacked = simulate_mri(
+        _slices_as_frames(volume), per_frame_mask, coil_maps=coil_maps, noise=noise, seed=seed, grid_factor=grid_factor
+    )
     return Measurements(
         modality="mri",
         image_shape=(n_slices, height, width),
