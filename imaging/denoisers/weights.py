@@ -3,7 +3,8 @@
 A weights file is a ``torch.save`` of a plain dictionary::
 
     {"format": "imaging-dncnn", "version": 1,
-     "architecture": {"depth": int, "width": int, "residual": bool},
+     "architecture": {"depth": int, "width": int, "residual": bool,
+                      "bias": bool, "dilations": [int, ...]},   # the last two optional
      "state_dict": {name: tensor, ...}}
 
 It is read with ``torch.load(..., weights_only=True)``, which only rebuilds tensors and
@@ -171,14 +172,16 @@ def _read_payload(path: Path) -> dict:
     arch = payload.get("architecture")
     if (
         not isinstance(arch, dict)
-        or set(arch) != {"depth", "width", "residual"}
+        or not {"depth", "width", "residual"} <= set(arch) <= {"depth", "width", "residual", "bias", "dilations"}
         or not all(isinstance(arch[k], int) and not isinstance(arch[k], bool) for k in ("depth", "width"))
-        or not isinstance(arch["residual"], bool)
+        or not all(isinstance(arch.get(k, True), bool) for k in ("residual", "bias"))
+        or not isinstance(arch.get("dilations", []), list)
         or not isinstance(payload.get("state_dict"), dict)
     ):
         raise ValueError(
             f"{path} has an invalid architecture record: expected "
-            "{'depth': int, 'width': int, 'residual': bool} and a state_dict"
+            "{'depth': int, 'width': int, 'residual': bool} (optionally 'bias': bool, "
+            "'dilations': [int, ...]) and a state_dict"
         )
     return payload
 
@@ -214,7 +217,7 @@ def load_denoiser(name_or_path: str | os.PathLike = "default", device: str | tor
     payload = _read_payload(path)
     arch = payload["architecture"]
     try:
-        model = DnCNN(arch["depth"], arch["width"], arch["residual"])
+        model = DnCNN(**arch)
         model.load_state_dict(payload["state_dict"], strict=True)
     except (RuntimeError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0]
