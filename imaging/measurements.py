@@ -11,7 +11,15 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from ._limits import DETECTOR_SPACING_RANGE, MAX_ABS_ANGLE
+
 MODALITIES = ("tomography", "mri")
+
+#: Tomography geometries of the file contract (``geometry`` key).
+GEOMETRIES = ("parallel", "fan")
+
+#: The geometry fields of tomography measurements (keys of the file contract).
+GEOMETRY_KEYS = ("geometry", "center_offset", "source_origin", "origin_detector")
 
 
 class MeasurementError(ValueError):
@@ -23,6 +31,28 @@ def _require_finite(name: str, array: np.ndarray) -> None:
         raise MeasurementError(f"'{name}' contains NaN or infinite values")
 
 
+def _finite_number(name: str, value) -> float:
+    array = np.asarray(value)
+    if array.size != 1 or array.dtype.kind not in "iuf" or not np.isfinite(array.reshape(())):
+        raise MeasurementError(f"{name!r} must be a finite number, got {value!r}")
+    return float(array.reshape(()))
+
+
+def _finite_as(name: str, array: np.ndarray, dtype) -> np.ndarray:
+    """``array`` as ``dtype`` once it is finite and fits it (a float64 1e300 would become inf)."""
+    _require_finite(name, array)
+    dtype = np.dtype(dtype)
+    largest = float(np.finfo(dtype).max)
+    if array.dtype.kind in "fc" and float(np.finfo(array.dtype).max) > largest and array.size:
+        parts = (array.real, array.imag) if array.dtype.kind == "c" else (array,)
+        peak = max(max(float(part.max()), -float(part.min())) for part in parts)
+        if peak > largest:
+            raise MeasurementError(
+                f"'{name}' holds values too large for {dtype} (largest magnitude {peak:.3g}, limit {largest:.3g})"
+            )
+    return array.astype(dtype, copy=False)
+
+
 @dataclass
 class Measurements:
     """Dynamic measurements of one 2D slice or of a volume (a stack of Z slices), time first.
@@ -30,7 +60,11 @@ class Measurements:
     One slice (``image_shape`` has two entries):
 
     - tomography: ``sinogram`` float32 (P, V, D), ``angles`` float64 (P, V) radians,
-      ``detector_spacing``, ``image_shape`` (N, N);
+      ``detector_spacing``, ``image_shape`` (N, N); the geometry: ``geometry``
+      ("parallel" or "fan"), ``center_offset`` (detector bins from the detector centre
+      to where the rotation axis projects; signed, sub-pixel) and, for a fan beam,
+      ``source_origin`` and ``origin_detector`` (pixel units, ASTRA ``fanflat``;
+      ``detector_spacing`` is then the bin width at the detector);
     - MRI: ``kspace`` complex64 (P, C, H, W), ``mask`` bool (P, H, W), optional
       ``coil_maps`` complex64 (C, H, W); ``image_shape`` is (H, W);
     - optional for both: ``ground_truth`` float32 (P, N, N) (scoring only) and ``noise_std``.
@@ -40,7 +74,9 @@ class Measurements:
     axis of the data:
 
     - tomography: ``sinogram`` float32 (P, V, Z, D) (parallel beam: detector row z sees
-      slice z only), ``angles`` float64 (P, V) shared by every slice;
+      slice z only), ``angles`` float64 (P, V) shared by every slice. Parallel beam only:
+      the rows of a fan-beam (i.e. cone-beam) detector are fan-beam slices only at the
+      central row, so fan-beam volumes are refused rather than reconstructed wrongly;
     - MRI: ``kspace`` complex64 (P, Z, C, H, W), ``mask`` bool (P, H, W) shared by every
       slice or (P, Z, H, W) per slice, ``coil_maps`` complex64 (C, H, W) shared or
       (Z, C, H, W) per slice;
@@ -59,6 +95,10 @@ class Measurements:
     coil_maps: np.ndarray | None = None
     ground_truth: np.ndarray | None = None
     noise_std: float | None = None
+    geometry: str = "parallel"
+    center_offset: float = 0.0
+    source_origin: float | None = None
+    origin_detector: float | None = None
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -114,6 +154,7 @@ class Measurements:
                 sinogram=contiguous(self.sinogram[:, :, z]),
                 angles=self.angles,
                 detector_spacing=self.detector_spacing,
+                **self.geometry_fields(),
                 **common,
             )
         return Measurements(
@@ -128,7 +169,7 @@ class Measurements:
         """The measurements of the frames ``indices`` only, in that order.
 
         Every array of the file contract has time first, so this is the same for every
-        modality, for a slice and for a volume.
+        modality, for a slice and for a volume; a tomography geometry is kept.
 
         Parameters
         ----------
@@ -163,6 +204,24 @@ class Measurements:
             ground_truth=frames_of(self.ground_truth),
             noise_std=self.noise_std,
             extra=self.extra,
+            **(self.geometry_fields() if self.modality == "tomography" else {}),
+        )
+
+    def geometry_fields(self) -> dict:
+        """The tomography geometry keys (``geometry``, ``center_offset``, fan distances) as a dict."""
+        return {key: getattr(self, key) for key in GEOMETRY_KEYS}
+
+    def projection_geometry(self):
+        """The :class:`imaging.operators.geometry.ProjectionGeometry` of tomography measurements."""
+        from .operators.geometry import ProjectionGeometry
+
+        return ProjectionGeometry(
+            int(self.sinogram.shape[-1]),
+            self.detector_spacing,
+            self.geometry,
+            self.center_offset,
+            self.source_origin,
+            self.origin_detector,
         )
 
     @property
@@ -194,8 +253,7 @@ class Measurements:
                 raise MeasurementError(f"'ground_truth' must have shape {expected}, got {gt.shape}")
             if not np.issubdtype(gt.dtype, np.floating) and not np.issubdtype(gt.dtype, np.integer):
                 raise MeasurementError(f"'ground_truth' must be real-valued, got dtype {gt.dtype}")
-            _require_finite("ground_truth", gt)
-            self.ground_truth = gt.astype(np.float32, copy=False)
+            self.ground_truth = _finite_as("ground_truth", gt, np.float32)
         if self.noise_std is not None:
             noise_std = float(self.noise_std)
             if not np.isfinite(noise_std) or noise_std < 0:
@@ -216,6 +274,8 @@ class Measurements:
                 )
         elif sinogram.ndim != 3:
             raise MeasurementError(f"'sinogram' must have shape (P, V, D), got {sinogram.shape}")
+        if sinogram.size == 0:
+            raise MeasurementError(f"'sinogram' needs at least one frame, view and detector bin, got {sinogram.shape}")
         if not np.issubdtype(sinogram.dtype, np.floating) and not np.issubdtype(sinogram.dtype, np.integer):
             raise MeasurementError(f"'sinogram' must be real-valued, got dtype {sinogram.dtype}")
         if angles.ndim == 1 and sinogram.shape[1] == 1:
@@ -229,16 +289,64 @@ class Measurements:
             raise MeasurementError(f"'angles' must be real-valued, got dtype {angles.dtype}")
         if self.slice_shape[0] != self.slice_shape[1]:
             raise MeasurementError(f"tomography needs a square 'image_shape', got {self.image_shape}")
-        _require_finite("sinogram", sinogram)
-        _require_finite("angles", angles)
+        self.sinogram = _finite_as("sinogram", sinogram, np.float32)
+        angles = _finite_as("angles", angles, np.float64)
+        if angles.size and np.abs(angles).max() > MAX_ABS_ANGLE:
+            raise MeasurementError(
+                f"'angles' must lie within +-{MAX_ABS_ANGLE:g} rad (radians, not degrees or encoder counts), "
+                f"got {angles.flat[np.abs(angles).argmax()]:.6g}"
+            )
+        self.angles = angles
         spacing = float(self.detector_spacing)
-        if not np.isfinite(spacing) or spacing <= 0:
-            raise MeasurementError(f"'detector_spacing' must be positive, got {self.detector_spacing!r}")
-        self.sinogram = sinogram.astype(np.float32, copy=False)
-        self.angles = angles.astype(np.float64, copy=False)
+        low, high = DETECTOR_SPACING_RANGE
+        if not low <= spacing <= high:
+            raise MeasurementError(
+                f"'detector_spacing' must be between {low:g} and {high:g} (image-pixel units), "
+                f"got {self.detector_spacing!r}"
+            )
         self.detector_spacing = spacing
+        self._validate_geometry()
+
+    def _validate_geometry(self) -> None:
+        if not isinstance(self.geometry, str) or self.geometry not in GEOMETRIES:
+            raise MeasurementError(
+                f"'geometry' {self.geometry!r} is not supported: the toolkit reconstructs "
+                f"{' or '.join(repr(g) for g in GEOMETRIES)} beam tomography (cone beam and others are refused "
+                "rather than reconstructed with the wrong physics)"
+            )
+        if self.center_offset is None:
+            self.center_offset = 0.0
+        for key in ("center_offset", "source_origin", "origin_detector"):
+            value = getattr(self, key)
+            if value is not None:
+                setattr(self, key, _finite_number(key, value))
+        half_detector = self.sinogram.shape[-1] / 2.0
+        if abs(self.center_offset) > half_detector:
+            raise MeasurementError(
+                f"'center_offset' {self.center_offset:g} puts the rotation axis outside the detector of "
+                f"{self.sinogram.shape[-1]} bins (|offset| must be at most {half_detector:g})"
+            )
+        if self.geometry == "fan" and self.is_volume:
+            raise MeasurementError(
+                "fan-beam volumes are not supported: the rows of a fan-beam (cone-beam) detector are fan-beam "
+                "slices only at the central row; measure or import one row as a single slice"
+            )
+        try:
+            self.projection_geometry().check_image_size(self.slice_shape[0])
+        except ValueError as exc:
+            raise MeasurementError(str(exc)) from None
 
     def _validate_mri(self) -> None:
+        defaults = {
+            "geometry": "parallel",
+            "center_offset": 0.0,
+            "source_origin": None,
+            "origin_detector": None,
+            "detector_spacing": 1.0,
+        }
+        given = [key for key, default in defaults.items() if getattr(self, key) != default]
+        if given:
+            raise MeasurementError(f"{', '.join(repr(k) for k in given)} describe(s) tomography, not mri measurements")
         for key in ("kspace", "mask"):
             if getattr(self, key) is None:
                 raise MeasurementError(f"mri measurements need '{key}'")
@@ -261,9 +369,11 @@ class Measurements:
             if not (np.issubdtype(mask.dtype, np.integer) and np.all(np.isin(mask, (0, 1)))):
                 raise MeasurementError(f"'mask' must be boolean, got dtype {mask.dtype}")
             mask = mask.astype(bool)
+        if kspace.size == 0:
+            raise MeasurementError(f"'kspace' needs at least one frame and one coil, got shape {kspace.shape}")
         if not np.issubdtype(kspace.dtype, np.number) or kspace.dtype.kind not in "fc":
             raise MeasurementError(f"'kspace' must be complex, got dtype {kspace.dtype}")
-        _require_finite("kspace", kspace)
+        kspace = _finite_as("kspace", kspace, np.complex64)
         n_coils = kspace.shape[-3]
         if self.coil_maps is not None:
             coil_maps = np.asarray(self.coil_maps)
@@ -277,11 +387,10 @@ class Measurements:
                 raise MeasurementError(f"'coil_maps' must have shape {expected}, got {coil_maps.shape}")
             if coil_maps.dtype.kind not in "fc":
                 raise MeasurementError(f"'coil_maps' must be complex, got dtype {coil_maps.dtype}")
-            _require_finite("coil_maps", coil_maps)
-            self.coil_maps = coil_maps.astype(np.complex64, copy=False)
+            self.coil_maps = _finite_as("coil_maps", coil_maps, np.complex64)
         elif n_coils != 1:
             raise MeasurementError(f"'kspace' has {n_coils} coils but no 'coil_maps' were given")
-        self.kspace = kspace.astype(np.complex64, copy=False)
+        self.kspace = kspace
         self.mask = mask
 
     def _check_mri_volume_shapes(self, kspace: np.ndarray, mask: np.ndarray) -> None:
@@ -328,7 +437,7 @@ class Measurements:
         """The file-contract keys present, as numpy values (for saving)."""
         out = {}
         for f in fields(self):
-            if f.name == "extra":
+            if f.name == "extra" or (self.modality == "mri" and f.name in (*GEOMETRY_KEYS, "detector_spacing")):
                 continue
             value = getattr(self, f.name)
             if value is None:

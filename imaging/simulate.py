@@ -22,13 +22,16 @@ Two protocols (``simulate(..., protocol=...)``):
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from .measurements import Measurements
 from .operators import DynamicMRI, disk_mask, fft2c
+from .operators.geometry import ProjectionGeometry
 from .operators.tomography import astra_projection_matrix
 
 #: Simulation protocols of :func:`simulate` and what they mean (see the module docstring).
@@ -40,9 +43,19 @@ PROTOCOLS = {
 #: How much finer than the reconstruction grid the "fine-grid" protocol renders.
 FINE_GRID_FACTOR = 2
 
+#: Peak bytes per image pixel (frame x slice x N x N) of a simulation: the phantom and its
+#: float64 temporaries, the masked copy and the projections (tomography), or per coil the
+#: coil images, the full and sampled k-space and the complex noise (MRI). Measured peak RSS
+#: (walnut, shepp_logan, material, cardiac at P = 32-64, N = 128-256, 1 and 4 coils):
+#: 49-72 bytes/pixel for tomography, 105 + 58 per extra coil for MRI, first-use buffers included.
+_SIMULATION_BYTES_PER_PIXEL = {"tomography": 96, "mri_fixed": 64, "mri_per_coil": 64}
+
 #: Upper bound on the entries of one all-angle projection matrix built at once (about
-#: 100 MB with its indices); larger angle sets are projected chunk by chunk.
-_MATRIX_ENTRIES_PER_CHUNK = 8_000_000
+#: 12 MB with its indices); larger angle sets are projected chunk by chunk. ASTRA holds
+#: Python's GIL while it builds a chunk (up to about 50 ms at this size on a busy
+#: 2-core machine), so a GUI simulating in a worker thread stays responsive only if a
+#: chunk stays this small.
+_MATRIX_ENTRIES_PER_CHUNK = 1_000_000
 
 
 def _check_noise(noise) -> float:
@@ -97,33 +110,19 @@ def block_average(images: np.ndarray, factor: int) -> np.ndarray:
 
 def _weights_per_ray(size: int, detector_spacing: float, projector: str) -> float:
     """Upper estimate of ASTRA's nonzero weights on one ray through a size x size grid."""
-    if projector == "line":
+    if projector != "strip":
         return 2.0 * size
     # A strip of width w crosses about (w + 2) pixels per row it passes.
     return (detector_spacing + 2.0) * 2.0 * size
 
 
-def _project_all_angles(images, angles, n_detectors, detector_spacing, projector="line", scale=1.0):
+def _project_all_angles(images, angles, geometry: ProjectionGeometry, projector: str = "line", progress=None):
     """Noiseless sinogram at the scheduled angles and the peak of the all-angle data.
 
-    Every frame is projected at every distinct angle of the schedule with one of
-    ASTRA's CPU projectors on the inscribed disk (with ``"line"`` on the reconstruction
-    grid these are the weights ``DynamicTomography`` uses, so the measured views are a
-    subset of these rows and come out of the same products).
-
-    Parameters
-    ----------
-    images : numpy.ndarray
-        float32 (P, M, M).
-    angles : numpy.ndarray
-        float64 (P, V).
-    n_detectors : int
-    detector_spacing : float
-        Bin width in pixels of the M x M grid.
-    projector : {"line", "strip"}
-    scale : float
-        Multiplies the data (1/F converts line integrals in fine-grid pixels to
-        reconstruction-grid pixels).
+    Every frame is projected at every distinct angle of the schedule with ASTRA's CPU
+    ``projector`` of the ``geometry`` on the inscribed disk ("line": the weights
+    ``DynamicTomography`` uses by default, so the measured views are a subset of these
+    rows and come out of the same products).
 
     Returns
     -------
@@ -131,25 +130,28 @@ def _project_all_angles(images, angles, n_detectors, detector_spacing, projector
         float32 (P, V, D).
     full_peak : float
         Maximum of the (P, P*V, D) all-angle data.
+
+    ``progress(done, total)``, when given, is called after each chunk of angles.
     """
     n_frames, size, _ = images.shape
+    n_detectors = geometry.n_detectors
     unique_angles, angle_index = np.unique(angles.ravel(), return_inverse=True)
     angle_index = angle_index.reshape(angles.shape)
     frames_by_column = np.ascontiguousarray((images * disk_mask(size)).reshape(n_frames, -1).T)
     sinogram = np.empty((*angles.shape, n_detectors), dtype=np.float32)
-    entries_per_angle = _weights_per_ray(size, detector_spacing, projector) * n_detectors
+    entries_per_angle = _weights_per_ray(size, geometry.detector_spacing, projector) * n_detectors
     angles_per_chunk = max(1, int(_MATRIX_ENTRIES_PER_CHUNK // entries_per_angle))
     full_peak = -math.inf
     for start in range(0, len(unique_angles), angles_per_chunk):
         chunk = unique_angles[start : start + angles_per_chunk]
-        matrix = astra_projection_matrix(chunk, size, n_detectors, detector_spacing, projector).astype(np.float32)
-        if scale != 1.0:
-            matrix.data *= np.float32(scale)
+        matrix = astra_projection_matrix(chunk, size, geometry, projector).astype(np.float32)
         # (angles * D, P) -> (angles, D, P): every frame at every angle of the chunk.
         data = np.asarray(matrix @ frames_by_column).reshape(len(chunk), n_detectors, n_frames)
         full_peak = max(full_peak, float(data.max()))
         frame_ids, view_ids = np.nonzero((angle_index >= start) & (angle_index < start + len(chunk)))
         sinogram[frame_ids, view_ids] = data[angle_index[frame_ids, view_ids] - start, :, frame_ids]
+        if progress is not None:
+            progress(start + len(chunk), len(unique_angles))
     return sinogram, full_peak
 
 
@@ -180,9 +182,15 @@ def simulate_tomography(
     seed: int = 0,
     detector_spacing: float = 1.0,
     n_detectors: int | None = None,
+    geometry: str = "parallel",
+    center_offset: float = 0.0,
+    source_origin: float | None = None,
+    origin_detector: float | None = None,
+    projector: str = "line",
+    progress: Callable[[int, int], None] | None = None,
     grid_factor: int = 1,
 ) -> Measurements:
-    """Dynamic parallel-beam projections of an image sequence, with Gaussian noise.
+    """Dynamic tomographic projections of an image sequence, with Gaussian noise.
 
     Parameters
     ----------
@@ -194,43 +202,76 @@ def simulate_tomography(
         View angles per frame in radians (see :func:`imaging.schedules.view_angles`).
     noise : float
         Relative noise level: the noise std is ``noise * max(g_full)`` with ``g_full``
-        every frame projected at *all* ``P * V`` angles of the schedule (with the
+        every frame projected at *all* ``P * V`` angles of the schedule (by the
         projector that makes the data).
     seed : int
         Seed of ``numpy.random.default_rng`` for the noise.
     detector_spacing : float
-        Detector bin width in pixels of the reconstruction grid.
+        Detector bin width in pixels of the reconstruction grid (at the detector, for a
+        fan beam).
     n_detectors : int, optional
-        Detector bins ``D`` (default ``N``).
+        Detector bins ``D``; by default the fewest that see the inscribed disk from every
+        angle (:meth:`ProjectionGeometry.covering_detectors`; ``N`` for centred parallel
+        beam with unit bins).
+    geometry, center_offset, source_origin, origin_detector :
+        The projection geometry (:class:`imaging.operators.geometry.ProjectionGeometry`):
+        "parallel" or "fan" (with its source-to-axis and axis-to-detector distances in
+        pixels), and where the rotation axis projects, in bins from the detector centre.
+    projector : {"line", "linear", "strip"}
+        ASTRA projector of the simulation; another one than the reconstruction's (e.g.
+        "strip", on a finer grid) avoids the "inverse crime" of measuring with the model.
+    progress : callable, optional
+        ``progress(done, total)`` after each chunk of the distinct view angles has been
+        projected (the bulk of the work); an exception it raises stops the simulation
+        (how a GUI cancels it).
     grid_factor : int
-        1 (the paper's inverse crime): the data are made with the reconstruction
-        operator's own weights. F > 1 (honest): the fine images are projected with
-        ASTRA's ``strip`` projector, bins ``F * detector_spacing`` fine pixels wide,
-        line integrals in reconstruction-grid pixels.
+        1: the images are on the reconstruction grid. F > 1: they are F times finer;
+        they are projected there (all distances of the geometry in fine pixels), the
+        line integrals are given in reconstruction-grid pixels and the ground truth is
+        the images block-averaged to N. With another projector than the
+        reconstruction's ("strip") this avoids the inverse crime (the "fine-grid"
+        protocol of :func:`simulate`).
 
     Returns
     -------
     Measurements
-        ``sinogram`` float32 (P, V, D) — for ``grid_factor`` 1 equal to
-        ``DynamicTomography(angles, (N, N), D, detector_spacing).forward(images)`` —
-        plus noise, ``ground_truth`` = the images block-averaged to (P, N, N)
-        (float32), ``noise_std`` = the absolute noise std.
+        ``sinogram`` float32 (P, V, D) plus noise — for ``grid_factor`` 1 and the "line"
+        projector equal to ``DynamicTomography(angles, (N, N), D, detector_spacing,
+        geometry=..., ...).forward(images)`` — ``ground_truth`` = the images
+        block-averaged to (P, N, N) float32, ``noise_std`` = the absolute noise std, and
+        the geometry keys.
     """
     images = _check_images(images, square=True)
     noise = _check_noise(noise)
     grid_factor = _check_grid_factor(grid_factor, images.shape)
     angles = frame_angles(angles, images.shape[0])
     size = images.shape[1] // grid_factor
-    n_detectors = size if n_detectors is None else int(n_detectors)
-    if n_detectors < 1:
-        raise ValueError(f"n_detectors must be positive, got {n_detectors}")
     detector_spacing = float(detector_spacing)
     if not math.isfinite(detector_spacing) or detector_spacing <= 0:
         raise ValueError(f"detector_spacing must be positive, got {detector_spacing}")
-    projector = "line" if grid_factor == 1 else "strip"
-    sinogram, full_peak = _project_all_angles(
-        images, angles, n_detectors, grid_factor * detector_spacing, projector, scale=1.0 / grid_factor
+    if n_detectors is None:
+        n_detectors = ProjectionGeometry.covering_detectors(
+            size, detector_spacing, center_offset, source_origin, origin_detector
+        )
+    projection_geometry = ProjectionGeometry(
+        int(n_detectors), detector_spacing, geometry, center_offset, source_origin, origin_detector
     )
+    projection_geometry.check_image_size(size)
+    projection_geometry.astra_projector(projector)  # refuses a projector the geometry lacks
+    fine_geometry = projection_geometry
+    if grid_factor > 1:
+        fine_geometry = ProjectionGeometry(
+            int(n_detectors),
+            detector_spacing * grid_factor,
+            geometry,
+            center_offset,  # in detector bins: the same on any grid
+            None if source_origin is None else source_origin * grid_factor,
+            None if origin_detector is None else origin_detector * grid_factor,
+        )
+    sinogram, full_peak = _project_all_angles(images, angles, fine_geometry, projector, progress)
+    # Line integrals in fine pixels -> in pixels of the reconstruction grid.
+    sinogram /= grid_factor
+    full_peak /= grid_factor
     noise_std = noise * max(full_peak, 0.0)
     if noise_std > 0:
         rng = np.random.default_rng(seed)
@@ -243,6 +284,193 @@ def simulate_tomography(
         detector_spacing=detector_spacing,
         ground_truth=block_average(images, grid_factor),
         noise_std=noise_std,
+        geometry=geometry,
+        center_offset=float(center_offset),
+        source_origin=source_origin,
+        origin_detector=origin_detector,
+    )
+
+
+def simulate_raw_counts(
+    line_integrals,
+    flat_level: float = 1e5,
+    column_gain: float = 0.06,
+    dark_level: float = 100.0,
+    dark_noise: float = 2.0,
+    flats: int = 20,
+    darks: int = 10,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw detector counts of a CT acquisition: projections, flat fields and dark fields.
+
+    A detector pixel in column ``c`` receives ``flat_level * gain[c]`` photons per frame
+    without the sample (``gain`` drawn uniformly within ``1 +- column_gain``, the same in
+    every frame, as a detector's response is) and ``flat_level * gain[c] * exp(-g)`` through
+    a line integral ``g``; it counts them with Poisson noise and adds a dark signal
+    (Gaussian around ``dark_level`` with std ``dark_noise``, rounded). Flat-field
+    correction removes the gain; the Poisson noise remains.
+
+    Parameters
+    ----------
+    line_integrals : array_like
+        (n, rows, cols) line integrals of the projections, >= 0.
+    flat_level : float
+        Mean counts of the beam without sample.
+    column_gain : float
+        Relative spread of the columns' gains.
+    dark_level, dark_noise : float
+        Dark signal mean and std (counts).
+    flats, darks : int
+        Number of flat and dark frames.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    counts, flat_fields, dark_fields : numpy.ndarray
+        uint32 (n, rows, cols), (flats, rows, cols), (darks, rows, cols).
+    """
+    line_integrals = np.asarray(line_integrals, dtype=np.float64)
+    if line_integrals.ndim != 3 or not np.all(np.isfinite(line_integrals)):
+        raise ValueError(f"line_integrals must be a finite (n, rows, cols) array, got shape {line_integrals.shape}")
+    rng = np.random.default_rng(seed)
+    n_rows, n_cols = line_integrals.shape[1:]
+    beam = flat_level * (1.0 + column_gain * rng.uniform(-1.0, 1.0, n_cols))
+
+    def dark(n: int) -> np.ndarray:
+        return np.round(rng.normal(dark_level, dark_noise, (n, n_rows, n_cols)))
+
+    counts = rng.poisson(beam * np.exp(-np.maximum(line_integrals, 0.0))) + dark(len(line_integrals))
+    flat_fields = rng.poisson(np.broadcast_to(beam, (flats, n_rows, n_cols))) + dark(flats)
+    return counts.astype(np.uint32), flat_fields.astype(np.uint32), dark(darks).clip(0).astype(np.uint32)
+
+
+@dataclasses.dataclass
+class RawTomography:
+    """A simulated raw CT acquisition and what it should reconstruct to.
+
+    Attributes
+    ----------
+    counts, flats, darks : numpy.ndarray
+        uint32 (P * V, 1, D) projection counts in acquisition order, (F, 1, D) flat and
+        (K, 1, D) dark fields: one detector row.
+    line_integrals : numpy.ndarray
+        float32 (P, V, D) the exact (noise-free) line integrals behind the counts.
+    angles : numpy.ndarray
+        float64 (P, V) radians.
+    ground_truth : numpy.ndarray
+        float32 (P, N, N) attenuation per pixel on the reconstruction grid.
+    geometry : dict
+        The measurement-file geometry keys (``geometry``, ``center_offset``,
+        ``detector_spacing``, fan distances).
+    """
+
+    counts: np.ndarray
+    flats: np.ndarray
+    darks: np.ndarray
+    line_integrals: np.ndarray
+    angles: np.ndarray
+    ground_truth: np.ndarray
+    geometry: dict
+
+    def ideal_measurements(self) -> Measurements:
+        """The exact line integrals with the true geometry: the ideal sinogram of the object."""
+        size = self.ground_truth.shape[-1]
+        return Measurements(
+            modality="tomography",
+            image_shape=(size, size),
+            sinogram=self.line_integrals,
+            angles=self.angles,
+            ground_truth=self.ground_truth,
+            noise_std=0.0,
+            **self.geometry,
+        )
+
+
+def simulate_raw_tomography(
+    phantom: str,
+    frames: int = 64,
+    size: int = 128,
+    views_per_frame: int = 1,
+    schedule: str = "bit-reversal",
+    seed: int = 0,
+    geometry: str = "parallel",
+    center_offset: float = 0.0,
+    source_origin: float | None = None,
+    origin_detector: float | None = None,
+    arc: float | None = None,
+    n_detectors: int | None = None,
+    oversample: int = 2,
+    peak_attenuation: float = 2.5,
+    **counting,
+) -> RawTomography:
+    """A raw acquisition of a built-in phantom, simulated without the "inverse crime".
+
+    The phantom is rendered on a grid ``oversample`` times finer than the reconstruction
+    grid and projected there with ASTRA's area-weighting ("strip") projector, or for a fan
+    beam with an axis offset the fan-beam line projector, which ASTRA alone offers there,
+    on the same detector (all distances scaled to the fine grid); the ground truth is the
+    fine phantom averaged over ``oversample`` x ``oversample`` blocks. The attenuation is
+    scaled so that the largest line integral is ``peak_attenuation`` (a transmission of
+    ``exp(-2.5)`` = 8 % for the default), and :func:`simulate_raw_counts` turns the line
+    integrals into counts, flats and darks.
+
+    Parameters
+    ----------
+    phantom, frames, size, views_per_frame, schedule, seed, geometry, center_offset,
+    source_origin, origin_detector, arc, n_detectors :
+        As :func:`simulate` (fan-beam defaults: ``source_origin = 2 N``,
+        ``origin_detector = N``, a full circle, bins of one pixel at the axis).
+    oversample : int
+        Refinement of the simulation grid (>= 1).
+    peak_attenuation : float
+        Largest line integral.
+    **counting
+        Options of :func:`simulate_raw_counts` (``flat_level``, ``column_gain``, ...).
+
+    Returns
+    -------
+    RawTomography
+    """
+    from .phantoms import get_phantom
+    from .schedules import view_angles
+
+    if isinstance(oversample, bool) or int(oversample) != oversample or oversample < 1:
+        raise ValueError(f"oversample must be a positive integer, got {oversample!r}")
+    fan = geometry == "fan"
+    if fan:
+        source_origin = 2.0 * size if source_origin is None else float(source_origin)
+        origin_detector = float(size) if origin_detector is None else float(origin_detector)
+    spacing = (source_origin + origin_detector) / source_origin if fan else 1.0
+    if n_detectors is None:
+        n_detectors = ProjectionGeometry.covering_detectors(size, spacing, center_offset, source_origin, origin_detector)
+    angles = view_angles(schedule, frames, views_per_frame, seed=seed, arc=(2 * math.pi if fan else math.pi) if arc is None else arc)
+    fine = get_phantom(phantom)(frames=frames, size=size * oversample, seed=seed)
+    fan_geometry = {"geometry": "fan", "source_origin": source_origin, "origin_detector": origin_detector} if fan else {}
+    projector = "line" if fan and center_offset else "strip"
+    measured = simulate_tomography(
+        fine,
+        angles,
+        noise=0.0,
+        detector_spacing=spacing,
+        n_detectors=n_detectors,
+        center_offset=center_offset,
+        projector=projector,
+        grid_factor=oversample,
+        **fan_geometry,
+    )
+    line_integrals = measured.sinogram
+    scale = peak_attenuation / max(float(line_integrals.max()), 1e-12)
+    line_integrals *= scale
+    truth = measured.ground_truth * scale
+    counts, flat_fields, dark_fields = simulate_raw_counts(
+        line_integrals.reshape(-1, 1, n_detectors), seed=seed, **counting
+    )
+    fields = {"geometry": geometry, "center_offset": float(center_offset), "detector_spacing": spacing}
+    if fan:
+        fields.update(source_origin=source_origin, origin_detector=origin_detector)
+    return RawTomography(
+        counts, flat_fields, dark_fields, line_integrals.astype(np.float32), angles, truth.astype(np.float32), fields
     )
 
 
@@ -398,9 +626,15 @@ def simulate(
     mask_pattern: str = "variable-density",
     center_lines: int = 4,
     coils: int = 1,
-    detector_spacing: float = 1.0,
+    detector_spacing: float | None = None,
     n_detectors: int | None = None,
     slices: int | None = None,
+    geometry: str = "parallel",
+    center_offset: float = 0.0,
+    source_origin: float | None = None,
+    origin_detector: float | None = None,
+    arc: float | None = None,
+    turns: int | None = None,
     protocol: str = "inverse-crime",
 ) -> Measurements:
     """Simulate a dynamic acquisition of a built-in phantom (``imaging simulate``).
@@ -425,7 +659,19 @@ def simulate(
     coils : int
         MRI: number of coils; more than one uses :func:`synthetic_coil_maps`.
     detector_spacing, n_detectors :
-        Tomography detector geometry (bin width in pixels, bins; default ``N`` bins).
+        Tomography detector: bin width in pixels at the detector (default 1 for parallel
+        beam, the magnification for a fan beam, so that a bin spans one pixel at the
+        axis) and bins (default: the fewest that see the inscribed disk from every angle,
+        ``N`` for centred parallel beam; see :func:`simulate_tomography`).
+    geometry, center_offset, source_origin, origin_detector :
+        Tomography geometry (:class:`imaging.operators.geometry.ProjectionGeometry`).
+        A fan beam defaults to ``source_origin = 2 N`` and ``origin_detector = N``
+        (magnification 1.5).
+    arc : float, optional
+        Angular range of the schedule in radians: default ``pi`` for parallel beam and
+        ``2 pi`` (a full circle) for a fan beam.
+    turns : int, optional
+        Sweeps of the "interlaced" schedule (default ``min(4, P * V)``).
     slices : int, optional
         Simulate a dynamic volume of this many slices ``Z`` instead: the phantom is
         :func:`imaging.phantoms.volume`, every slice is measured with the same schedule
@@ -456,10 +702,17 @@ def simulate(
         raise ValueError(f"modality must be 'tomography' or 'mri', got {modality!r}")
     if isinstance(coils, bool) or not isinstance(coils, (int, np.integer)) or coils < 1:
         raise ValueError(f"coils must be a positive integer, got {coils!r}")
+    if slices is not None and geometry != "parallel":
+        raise ValueError(
+            f"{geometry}-beam volumes are not supported: the rows of a fan-beam (cone-beam) detector are fan-beam "
+            "slices only at the central row"
+        )
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {tuple(PROTOCOLS)}, got {protocol!r}")
     grid_factor = FINE_GRID_FACTOR if protocol == "fine-grid" else 1
     fine_size = grid_factor * size
+    _check_simulation_memory(phantom, frames, fine_size, 1 if slices is None else slices, modality, coils,
+                             views_per_frame, n_detectors)
     if slices is None:
         images = get_phantom(phantom)(frames=frames, size=fine_size, seed=seed)
         measure_tomography, measure_mri = simulate_tomography, simulate_mri
@@ -467,19 +720,49 @@ def simulate(
         images = volume(phantom, frames=frames, size=fine_size, slices=slices, seed=seed)
         measure_tomography, measure_mri = simulate_volume_tomography, simulate_volume_mri
     if modality == "tomography":
-        angles = view_angles(schedule, frames, views_per_frame, seed=seed)
-        return measure_tomography(
-            images,
-            angles,
-            noise=noise,
-            seed=seed,
-            detector_spacing=detector_spacing,
-            n_detectors=n_detectors,
-            grid_factor=grid_factor,
-        )
+        fan = geometry == "fan"
+        if fan:
+            source_origin = 2.0 * size if source_origin is None else source_origin
+            origin_detector = float(size) if origin_detector is None else origin_detector
+        if arc is None:
+            arc = 2.0 * math.pi if fan else math.pi
+        if detector_spacing is None:
+            detector_spacing = (source_origin + origin_detector) / source_origin if fan else 1.0
+        angles = view_angles(schedule, frames, views_per_frame, seed=seed, arc=arc, turns=turns)
+        options = dict(detector_spacing=detector_spacing, n_detectors=n_detectors, center_offset=center_offset)
+        if geometry != "parallel":
+            options.update(geometry=geometry, source_origin=source_origin, origin_detector=origin_detector)
+        if grid_factor > 1:
+            # ASTRA's strip projector exists for parallel beam only; a fan beam uses its line projector.
+            options.update(grid_factor=grid_factor, projector="strip" if geometry == "parallel" else "line")
+        return measure_tomography(images, angles, noise=noise, seed=seed, **options)
+    if geometry != "parallel" or center_offset or source_origin is not None or origin_detector is not None:
+        raise ValueError("geometry, center_offset, source_origin and origin_detector describe tomography, not mri")
     mask = kt_mask(mask_pattern, frames, (size, size), lines_per_frame, center_lines=center_lines, seed=seed)
     coil_maps = synthetic_coil_maps(coils, (fine_size, fine_size)) if coils > 1 else None
     return measure_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed, grid_factor=grid_factor)
+
+
+def _check_simulation_memory(phantom: str, frames, size, slices, modality: str, coils: int, views_per_frame,
+                             n_detectors) -> None:
+    """Refuse a simulation that cannot fit the memory available, before the phantom is drawn."""
+    from ._limits import check_memory
+
+    n_detectors = size if n_detectors is None else n_detectors
+    for name, value in (("frames", frames), ("size", size), ("slices", slices), ("views_per_frame", views_per_frame),
+                        ("n_detectors", n_detectors)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    frames, size, slices = int(frames), int(size), int(slices)
+    if modality == "tomography":
+        # The images, and the sinogram with its angles (float32 bins, a float64 angle per view).
+        need = _SIMULATION_BYTES_PER_PIXEL["tomography"] * frames * slices * size**2
+        need += frames * int(views_per_frame) * (slices * int(n_detectors) * 4 + 8)
+    else:
+        per_pixel = _SIMULATION_BYTES_PER_PIXEL["mri_fixed"] + coils * _SIMULATION_BYTES_PER_PIXEL["mri_per_coil"]
+        need = per_pixel * frames * slices * size**2
+    shape = f"{frames} frames of {size}x{size}" + (f" x {slices} slices" if slices > 1 else "")
+    check_memory(need, f"simulating {phantom} ({shape})", hint="use fewer frames, views, slices or a smaller size")
 
 
 # -- time-varying volumes (P, Z, N, N), measured slice by slice ---------------------------
@@ -509,7 +792,10 @@ def simulate_volume_tomography(
     seed: int = 0,
     detector_spacing: float = 1.0,
     n_detectors: int | None = None,
+    center_offset: float = 0.0,
+    progress: Callable[[int, int], None] | None = None,
     grid_factor: int = 1,
+    projector: str = "line",
 ) -> Measurements:
     """Dynamic parallel-beam projections of a time-varying volume, slice by slice.
 
@@ -526,8 +812,9 @@ def simulate_volume_tomography(
         than the reconstruction grid.
     angles : array_like, shape (P, V) or (P,)
         View angles per frame in radians, shared by all slices.
-    noise, seed, detector_spacing, n_detectors, grid_factor :
-        As :func:`imaging.simulate.simulate_tomography`.
+    noise, seed, detector_spacing, n_detectors, center_offset, progress, grid_factor, projector :
+        As :func:`imaging.simulate.simulate_tomography` (parallel beam: a fan-beam
+        detector's rows are fan-beam slices only at the central row).
 
     Returns
     -------
@@ -545,7 +832,10 @@ def simulate_volume_tomography(
         seed=seed,
         detector_spacing=detector_spacing,
         n_detectors=n_detectors,
+        center_offset=center_offset,
+        progress=progress,
         grid_factor=grid_factor,
+        projector=projector,
     )
     # (Z*P, V, D) -> (P, Z, V, D) -> (P, V, Z, D)
     sinogram = np.ascontiguousarray(_frames_as_slices(stacked.sinogram, n_slices).transpose(0, 2, 1, 3))
@@ -555,6 +845,7 @@ def simulate_volume_tomography(
         sinogram=sinogram,
         angles=angles,
         detector_spacing=stacked.detector_spacing,
+        center_offset=stacked.center_offset,
         ground_truth=_frames_as_slices(stacked.ground_truth, n_slices),
         noise_std=stacked.noise_std,
     )

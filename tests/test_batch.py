@@ -28,7 +28,6 @@ from imaging.metrics import evaluate  # noqa: E402
 from imaging.simulate import simulate_tomography  # noqa: E402
 from imaging.solvers import METHODS, Solver, SolverParams, get_solver, param, register  # noqa: E402
 from imaging.metrics import evaluate_volume  # noqa: E402
-from imaging.run import reconstruct  # noqa: E402
 from imaging.simulate import simulate_volume_tomography  # noqa: E402
 
 FRAMES, SIZE, SLICES = 6, 24, 3

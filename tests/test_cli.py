@@ -106,6 +106,25 @@ def test_nan_in_sinogram(tiny_walnut, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
+    "keys, fragment",
+    [
+        ({"geometry": "cone", "source_origin": 100.0, "origin_detector": 50.0}, "'geometry' 'cone' is not supported"),
+        ({"cone_angle": 0.1}, "unknown key(s) 'cone_angle'"),
+    ],
+)
+def test_unknown_physics_is_refused_not_reconstructed(tiny_walnut, tmp_path, capsys, keys, fragment):
+    """A file describing physics the toolkit does not model exits 2 instead of a wrong image."""
+    with np.load(tiny_walnut) as data:
+        arrays = {**dict(data), **{k: np.array(v) for k, v in keys.items()}}
+    path = tmp_path / "other-physics.npz"
+    np.savez(path, **arrays)
+    out = tmp_path / "out.npz"
+    assert main(["reconstruct", str(path), "--method", "fbp-window", "-o", str(out)]) == EXIT_BAD_INPUT
+    assert fragment in _assert_one_line_error(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
     "extra, fragment",
     [
         (["--method", "no-such-method"], "unknown method"),

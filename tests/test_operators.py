@@ -49,6 +49,18 @@ def _tomography_case(n, views, projector, support):
     return lambda: DynamicTomography(_angles(3, views), (n, n), projector=projector, support=support)
 
 
+def _geometry_case(n, views, projector, geometry):
+    return lambda: DynamicTomography(_angles(3, views) * 2, (n, n), n_detectors=n + 6, projector=projector, **geometry)
+
+
+#: Geometries beyond the centred parallel beam: an axis offset, a fan beam, both.
+GEOMETRY_CASES = {
+    "offset": {"center_offset": -2.3},
+    "fan": {"geometry": "fan", "source_origin": 40.0, "origin_detector": 20.0, "detector_spacing": 1.5},
+    "fan-offset": {"geometry": "fan", "source_origin": 30.0, "origin_detector": 45.0, "center_offset": 3.7},
+}
+
+
 def _mri_case(shape, coils, complex_image):
     maps = None if coils == 0 else _coil_maps(coils, shape)
     return lambda: DynamicMRI(_mask(3, shape), maps, complex_image=complex_image)
@@ -61,6 +73,14 @@ OPERATOR_CASES = {
         for v in (1, 3)
         for projector in ("line", "linear", "strip")
         for support in ("disk", "square")
+    },
+    **{
+        f"tomo-N{n}-V{v}-{projector}-{name}": _geometry_case(n, v, projector, geometry)
+        for n in (16, 33)
+        for v in (1, 3)
+        for name, geometry in GEOMETRY_CASES.items()
+        for projector in ("line", "linear", "strip")
+        if not (name.startswith("fan") and projector == "linear") and not (name == "fan-offset" and projector == "strip")
     },
     **{
         f"mri-{shape[0]}x{shape[1]}-{'single' if coils == 0 else f'{coils}coils'}-{'complex' if cplx else 'real'}": (
@@ -258,6 +278,67 @@ def test_off_centre_point_follows_the_astra_sinusoid():
     assert np.max(np.abs(centroid - (x0 * np.cos(angles) + y0 * np.sin(angles)))) < 0.05
 
 
+# -- tomography: other geometries ----------------------------------------------------------------
+
+
+def test_fan_beam_forward_equals_astra_fanflat_projection():
+    import astra
+
+    n, n_detectors = 24, 40
+    rng = np.random.default_rng(3)
+    images = (rng.uniform(0, 1, size=(3, n, n)) * disk_mask(n)).astype(np.float32)
+    angles = _angles(3, 2, seed=4) * 2
+    geometry = {"geometry": "fan", "source_origin": 50.0, "origin_detector": 25.0, "detector_spacing": 1.25}
+    operator = DynamicTomography(angles, (n, n), n_detectors=n_detectors, **geometry)
+    sinogram = operator.forward(torch.from_numpy(images)).numpy()
+    vol_geom = astra.create_vol_geom(n, n)
+    for p in range(3):
+        proj_geom = astra.create_proj_geom("fanflat", 1.25, n_detectors, angles[p], 50.0, 25.0)
+        projector = astra.create_projector("line_fanflat", proj_geom, vol_geom)
+        try:
+            sino_id, expected = astra.create_sino(images[p], projector)
+            astra.data2d.delete(sino_id)
+        finally:
+            astra.projector.delete(projector)
+        assert np.allclose(sinogram[p], expected, rtol=1e-5, atol=1e-5 * expected.max())
+
+
+@pytest.mark.parametrize("geometry", [{}, {"geometry": "fan", "source_origin": 40.0, "origin_detector": 20.0}])
+def test_an_integer_axis_offset_relabels_the_detector_bins(geometry):
+    """Moving the detector by k whole bins measures the same rays, k bins further along."""
+    n, shift = 24, 3
+    rng = np.random.default_rng(8)
+    images = torch.from_numpy((rng.uniform(0, 1, size=(4, n, n)) * disk_mask(n)).astype(np.float32))
+    angles = _angles(4, 2, seed=1) * 2
+    centred = DynamicTomography(angles, (n, n), n_detectors=48, **geometry).forward(images)
+    moved = DynamicTomography(angles, (n, n), n_detectors=48, center_offset=shift, **geometry).forward(images)
+    assert torch.allclose(moved[..., shift:], centred[..., :-shift], rtol=1e-5, atol=1e-5 * float(centred.max()))
+
+
+@pytest.mark.parametrize("geometry", [{}, {"geometry": "fan", "source_origin": 60.0, "origin_detector": 30.0}])
+@pytest.mark.parametrize("offset", [0.0, 3.0, -4.5])
+def test_the_rotation_axis_projects_center_offset_bins_from_the_detector_centre(geometry, offset):
+    n, n_detectors = 33, 41  # odd: pixel 16 is on the rotation axis
+    image = np.zeros((n, n), dtype=np.float32)
+    image[n // 2, n // 2] = 1.0
+    angles = np.linspace(0, 2 * np.pi, 12, endpoint=False)[:, None]
+    operator = DynamicTomography(angles, (n, n), n_detectors=n_detectors, center_offset=offset, **geometry)
+    profiles = operator.forward(torch.from_numpy(np.repeat(image[None], 12, axis=0)))[:, 0].double().numpy()
+    centroid = profiles @ np.arange(n_detectors) / profiles.sum(axis=1)
+    assert np.allclose(centroid.mean(), (n_detectors - 1) / 2 + offset, atol=1e-6)
+
+
+def test_fan_beam_magnifies_an_off_axis_point():
+    """A point at x0 on the detector side of the axis at angle 0 lands at x0 * SD / (SO + y-depth)."""
+    n, so, od = 33, 60.0, 30.0
+    image = np.zeros((n, n), dtype=np.float32)
+    image[n // 2, n // 2 + 8] = 1.0  # x0 = 8, y0 = 0
+    operator = DynamicTomography(np.zeros((1, 1)), (n, n), n_detectors=61, geometry="fan", source_origin=so, origin_detector=od)
+    profile = operator.forward(torch.from_numpy(image[None]))[0, 0].double().numpy()
+    centroid = profile @ (np.arange(61) - 30) / profile.sum()
+    assert centroid == pytest.approx(8 * (so + od) / so, abs=0.05)
+
+
 # -- MRI --------------------------------------------------------------------------------------
 
 
@@ -383,6 +464,27 @@ def test_shape_and_dtype_errors():
         (lambda: DynamicTomography(np.zeros(2), (8, 8), support="circle"), "support must be one of"),
         (lambda: DynamicTomography(np.zeros(2), (8, 8), n_detectors=0), "n_detectors must be positive"),
         (lambda: DynamicTomography(np.zeros(2), (8, 8), detector_spacing=0), "detector_spacing must be a positive"),
+        (lambda: DynamicTomography(np.zeros(2), (8, 8), geometry="cone"), "geometry must be one of parallel, fan"),
+        (lambda: DynamicTomography(np.zeros(2), (8, 8), geometry="fan"), "needs source_origin and origin_detector"),
+        (lambda: DynamicTomography(np.zeros(2), (8, 8), source_origin=9.0), "describe a fan beam"),
+        (lambda: DynamicTomography(np.zeros(2), (8, 8), center_offset=np.inf), "center_offset must be a finite"),
+        (
+            lambda: DynamicTomography(np.zeros(2), (8, 8), geometry="fan", source_origin=5.0, origin_detector=5.0),
+            "source inside the 8 x 8 reconstruction grid",
+        ),
+        (
+            lambda: DynamicTomography(
+                np.zeros(2), (8, 8), projector="linear", geometry="fan", source_origin=20.0, origin_detector=5.0
+            ),
+            "no CPU 'linear' projector for fan-beam",
+        ),
+        (
+            lambda: DynamicTomography(
+                np.zeros(2), (8, 8), projector="strip", center_offset=1.0, geometry="fan", source_origin=20.0,
+                origin_detector=5.0,
+            ),
+            "'strip_fanflat' projector does not take a rotation-axis offset",
+        ),
         (lambda: DynamicMRI(np.ones((8, 8), dtype=bool)), r"mask must have shape \(P, H, W\)"),
         (lambda: DynamicMRI(np.full((1, 8, 8), 2)), "mask must be boolean"),
         (
@@ -412,11 +514,12 @@ def test_cuda_without_a_gpu_is_a_clear_error(make):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("case", ["tomography", "mri"])
+@pytest.mark.parametrize("case", ["tomography", *(f"tomography-{name}" for name in GEOMETRY_CASES), "mri"])
 def test_cuda_operators_are_adjoint_and_match_the_cpu(case):
-    if case == "tomography":
+    if case.startswith("tomography"):
         angles = _angles(4, 2)
-        cpu, gpu = (DynamicTomography(angles, (33, 33), device=d) for d in ("cpu", "cuda"))
+        geometry = GEOMETRY_CASES.get(case.partition("-")[2], {})
+        cpu, gpu = (DynamicTomography(angles, (33, 33), n_detectors=40, device=d, **geometry) for d in ("cpu", "cuda"))
     else:
         mask, maps = _mask(4, (16, 16)), _coil_maps(3, (16, 16))
         cpu, gpu = (DynamicMRI(mask, maps, device=d) for d in ("cpu", "cuda"))

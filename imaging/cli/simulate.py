@@ -13,6 +13,23 @@ def add_parser(sub):
     p.add_argument("--modality", choices=("tomography", "mri"), help="default: mri for cardiac, else tomography")
     p.add_argument("--views-per-frame", type=int, default=1, help="tomography: views per frame V (default 1)")
     p.add_argument("--schedule", choices=SCHEDULES, default="bit-reversal", help="tomography view order")
+    p.add_argument("--geometry", choices=("parallel", "fan"), default="parallel", help="tomography beam geometry")
+    p.add_argument(
+        "--center-offset",
+        type=float,
+        default=0.0,
+        help="tomography: where the rotation axis projects, in detector bins from the detector centre (default 0)",
+    )
+    p.add_argument("--source-origin", type=float, help="fan beam: source-to-axis distance in pixels (default 2N)")
+    p.add_argument("--origin-detector", type=float, help="fan beam: axis-to-detector distance in pixels (default N)")
+    p.add_argument(
+        "--detector-spacing", type=float, help="tomography: bin width at the detector in pixels (default: 1 pixel at the axis)"
+    )
+    p.add_argument("--detectors", type=int, help="tomography: detector bins (default: enough to see the whole disk)")
+    p.add_argument(
+        "--arc", type=float, help="tomography: angular range of the schedule in degrees (default 180, fan beam 360)"
+    )
+    p.add_argument("--turns", type=int, help="tomography: sweeps of the interlaced schedule (default 4)")
     p.add_argument("--lines-per-frame", type=int, default=8, help="mri: k-space lines per frame (default 8)")
     p.add_argument("--mask-pattern", choices=MASK_PATTERNS, default="variable-density", help="mri k-t pattern")
     p.add_argument("--center-lines", type=int, default=4, help="mri: always-sampled centre lines (default 4)")
@@ -32,6 +49,8 @@ def add_parser(sub):
 
 
 def run(args):
+    import math
+
     from ..io import save_measurements
     from ..simulate import simulate
 
@@ -49,6 +68,14 @@ def run(args):
         center_lines=args.center_lines,
         coils=args.coils,
         slices=args.slices,
+        geometry=args.geometry,
+        center_offset=args.center_offset,
+        source_origin=args.source_origin,
+        origin_detector=args.origin_detector,
+        detector_spacing=args.detector_spacing,
+        n_detectors=args.detectors,
+        arc=None if args.arc is None else math.radians(args.arc),
+        turns=args.turns,
         protocol=args.protocol,
     )
     save_measurements(args.output, measurements)

@@ -11,7 +11,7 @@ def add_parser(sub):
     p = sub.add_parser(
         "train-denoiser",
         help="train a DnCNN denoiser on static images (or generated static objects)",
-        description="Defaults reproduce the shipped data/denoiser/dncnn_default.pt.",
+        description="Defaults reproduce the shipped imaging/data/denoiser/dncnn_default.pt.",
     )
     p.add_argument("-o", "--output", required=True, help="weights file to write (.pt); provenance goes beside it (.json)")
     p.add_argument("--data", nargs="+", help="folders/files of static images (.npy, .tif, .png); default: generated objects")

@@ -22,6 +22,11 @@ import torch
 from torch import nn
 
 
+#: Largest dilation of a layer: its zero padding grows with it, so a weights file must
+#: not be able to ask for an arbitrary one.
+MAX_DILATION = 16
+
+
 class DnCNN(nn.Module):
     """A DnCNN denoiser for single-channel images.
 
@@ -62,9 +67,11 @@ class DnCNN(nn.Module):
             raise ValueError(f"DnCNN bias must be True or False, got {bias!r}")
         dilations = [1] * depth if dilations is None else list(dilations)
         if len(dilations) != depth or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dilations
+            isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_DILATION for d in dilations
         ):
-            raise ValueError(f"DnCNN dilations must be {depth} integers >= 1 (one per layer), got {dilations!r}")
+            raise ValueError(
+                f"DnCNN dilations must be {depth} integers from 1 to {MAX_DILATION} (one per layer), got {dilations!r}"
+            )
         self.depth = depth
         self.width = width
         self.residual = residual
@@ -77,6 +84,12 @@ class DnCNN(nn.Module):
             if index < depth - 1:
                 layers.append(nn.ReLU(inplace=True))
         self.net = nn.Sequential(*layers)
+
+    @staticmethod
+    def parameter_count(depth: int, width: int, bias: bool = True) -> int:
+        """Number of weights (and biases) of a DnCNN of this depth and width (nothing is built)."""
+        weights = 9 * width + (depth - 2) * 9 * width * width + 9 * width
+        return weights + (width * (depth - 1) + 1 if bias else 0)
 
     @property
     def architecture(self) -> dict:

@@ -2,10 +2,13 @@
 atomic writer every front end uses (see docs/design.md).
 
 New file readers go here: a module per format that returns a
-:class:`imaging.measurements.Measurements` (or writes a measurement file).
+:class:`imaging.measurements.Measurements` (or writes a measurement file). Raw CT
+acquisitions (Data Exchange, NXtomo, TIFF stacks: :mod:`.dxchange`, :mod:`.nxtomo`,
+:mod:`.tiffstack`) share the pre-processing of :mod:`.raw`; :func:`import_raw` reads one
+into measurements.
 """
 
-from .atomic import write_atomic, write_text_atomic
+from .atomic import write_atomic, write_json_atomic, write_text_atomic
 from .files import (
     DEFAULT_MAX_BYTES,
     EXTRAS_PREFIX,
@@ -18,6 +21,8 @@ from .files import (
     save_measurements,
     save_reconstruction,
 )
+from .importer import ImportResult, import_raw
+from .raw import ImportReport, RawDataError
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -26,10 +31,15 @@ __all__ = [
     "NPZ_SUFFIXES",
     "TIFF_SUFFIXES",
     "FileFormatError",
+    "ImportReport",
+    "ImportResult",
+    "RawDataError",
+    "import_raw",
     "load_measurements",
     "load_reconstruction",
     "save_measurements",
     "save_reconstruction",
     "write_atomic",
+    "write_json_atomic",
     "write_text_atomic",
 ]

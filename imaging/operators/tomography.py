@@ -1,13 +1,15 @@
-"""Dynamic 2D parallel-beam tomography, matrix-free in the sense that matters: sparse.
+"""Dynamic 2D tomography (parallel or fan beam), matrix-free in the sense that matters: sparse.
 
 Frame ``p`` of the object is projected at its own view angles ``angles[p]`` with ASTRA's
-2D parallel-beam geometry (``astra.create_proj_geom('parallel', detector_spacing, D,
-angles[p])`` over ``astra.create_vol_geom(N, N)``). The per-view projection weights come
-from ASTRA's CPU projector. The operator is block diagonal over frames; its weights are
-held once, in float32 with int32 indices, as a list of *frame blocks*: CSR matrices that
-each cover a run of consecutive frames, with column indices local to the block. The
-dense system matrix of the paper's reference code (4.3 GB at N=128, P=256) is never
-formed.
+2D geometry (:class:`imaging.operators.geometry.ProjectionGeometry`: parallel beam
+``astra.create_proj_geom('parallel', detector_spacing, D, angles[p])``, or fan beam
+``'fanflat'`` with ``source_origin`` and ``origin_detector``, and the vector geometries
+when the rotation axis is off the detector centre) over ``astra.create_vol_geom(N, N)``.
+The per-view projection weights come from ASTRA's CPU projector. The operator is block
+diagonal over frames; its weights are held once, in float32 with int32 indices, as a list
+of *frame blocks*: CSR matrices that each cover a run of consecutive frames, with column
+indices local to the block. The dense system matrix of the paper's reference code (4.3 GB
+at N=128, P=256) is never formed.
 
 On the CPU both products run in SciPy's sparse kernels, which release the GIL, on a pool
 of threads, one block per task: the forward product is the CSR product of each block,
@@ -32,7 +34,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .._limits import DETECTOR_SPACING_RANGE, MAX_ABS_ANGLE
 from .base import LinearOperator, resolve_device
+from .geometry import ProjectionGeometry
 
 PROJECTORS = ("line", "linear", "strip")
 SUPPORTS = ("disk", "square")
@@ -65,15 +69,38 @@ def _as_angle_array(angles) -> np.ndarray:
     return angles
 
 
-def astra_projection_matrix(angles_flat, image_size, n_detectors, detector_spacing, projector):
-    """ASTRA's projection matrix (len(angles_flat) * D, N * N) as SciPy CSR (float64)."""
+def _astra_angles(angles_flat) -> np.ndarray:
+    """Angles reduced to [0, 2 pi): ASTRA computes in float32 and loops forever on angles of
+    about 2e8 rad, and loses the angle long before; beyond :data:`MAX_ABS_ANGLE` the
+    reduction itself would be inexact, so those are refused."""
+    angles = np.asarray(angles_flat, dtype=np.float64)
+    if not np.all(np.abs(angles) <= MAX_ABS_ANGLE):
+        raise ValueError(f"angles must be finite and within +-{MAX_ABS_ANGLE:g} rad")
+    return np.mod(angles, 2 * np.pi)
+
+
+def astra_projection_matrix(angles_flat, image_size, geometry: ProjectionGeometry, projector="line"):
+    """ASTRA's projection matrix (len(angles_flat) * D, N * N) as SciPy CSR (float64).
+
+    Parameters
+    ----------
+    angles_flat : array_like
+        (M,) view angles in radians.
+    image_size : int
+        N of the (N, N) grid.
+    geometry : ProjectionGeometry
+        Detector, source and axis offset.
+    projector : {"line", "linear", "strip"}
+        Kind of weights (ASTRA's projector of that kind for the geometry).
+    """
     import astra
 
+    low, high = DETECTOR_SPACING_RANGE
+    if not low <= float(geometry.detector_spacing) <= high:
+        raise ValueError(f"detector_spacing must be between {low:g} and {high:g}, got {geometry.detector_spacing!r}")
     vol_geom = astra.create_vol_geom(image_size, image_size)
-    proj_geom = astra.create_proj_geom(
-        "parallel", float(detector_spacing), int(n_detectors), np.asarray(angles_flat, dtype=np.float64)
-    )
-    projector_id = astra.create_projector(projector, proj_geom, vol_geom)
+    proj_geom = geometry.astra_geometry(_astra_angles(angles_flat))
+    projector_id = astra.create_projector(geometry.astra_projector(projector), proj_geom, vol_geom)
     try:
         matrix_id = astra.projector.matrix(projector_id)
         try:
@@ -116,7 +143,7 @@ class FrameBlock:
         return m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
 
 
-def frame_block(angles, image_size, n_detectors, detector_spacing=1.0, projector="line", support="disk"):
+def frame_block(angles, image_size, geometry: ProjectionGeometry, projector="line", support="disk"):
     """Build one :class:`FrameBlock` for ``angles`` of shape (F, V) (frames 0..F-1).
 
     Entries for pixels outside ``support`` are dropped, which makes the operator
@@ -125,7 +152,8 @@ def frame_block(angles, image_size, n_detectors, detector_spacing=1.0, projector
     angles = _as_angle_array(angles)
     n_frames, n_views = angles.shape
     n_pixels = image_size * image_size
-    matrix = astra_projection_matrix(angles.ravel(), image_size, n_detectors, detector_spacing, projector)
+    n_detectors = geometry.n_detectors
+    matrix = astra_projection_matrix(angles.ravel(), image_size, geometry, projector)
     entry_row = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
     entry_frame = entry_row // (n_views * n_detectors)
     keep = disk_mask(image_size).ravel()[matrix.indices] if support == "disk" else slice(None)
@@ -139,7 +167,7 @@ def frame_block(angles, image_size, n_detectors, detector_spacing=1.0, projector
     return FrameBlock(0, n_frames, block, block.T)
 
 
-def frame_blocks(angles, image_size, n_detectors, detector_spacing=1.0, projector="line", support="disk"):
+def frame_blocks(angles, image_size, geometry: ProjectionGeometry, projector="line", support="disk"):
     """The block-diagonal projector of ``angles`` (P, V) as a list of :class:`FrameBlock`.
 
     Blocks hold about ``_NONZEROS_PER_BLOCK`` weights each (ASTRA's projectors put about
@@ -148,11 +176,11 @@ def frame_blocks(angles, image_size, n_detectors, detector_spacing=1.0, projecto
     """
     angles = _as_angle_array(angles)
     n_frames, n_views = angles.shape
-    frames_per_block = max(1, _NONZEROS_PER_BLOCK // (n_views * n_detectors * image_size))
+    frames_per_block = max(1, _NONZEROS_PER_BLOCK // (n_views * geometry.n_detectors * image_size))
     blocks = []
     for first in range(0, n_frames, frames_per_block):
         stop = min(n_frames, first + frames_per_block)
-        local = frame_block(angles[first:stop], image_size, n_detectors, detector_spacing, projector, support)
+        local = frame_block(angles[first:stop], image_size, geometry, projector, support)
         blocks.append(dataclasses.replace(local, first_frame=first, stop_frame=stop))
     return blocks
 
@@ -212,7 +240,7 @@ class _BackProject(torch.autograd.Function):
 
 
 class DynamicTomography(LinearOperator):
-    """Dynamic parallel-beam tomography: frame p projected at ``angles[p]``.
+    """Dynamic 2D tomography (parallel or fan beam): frame p projected at ``angles[p]``.
 
     Parameters
     ----------
@@ -223,19 +251,30 @@ class DynamicTomography(LinearOperator):
     n_detectors : int, optional
         Detector bins D (default N).
     detector_spacing : float
-        Bin width in pixel units.
+        Bin width in pixel units (at the detector, for a fan beam).
     device : {"cpu", "cuda", "auto"}
     projector : {"line", "linear", "strip"}
         ASTRA CPU projector that supplies the weights ("line" holds the fewest entries).
+        Fan beam: "line" (``line_fanflat``) or, without an axis offset, "strip"
+        (``strip_fanflat``).
     support : {"disk", "square"}
         "disk" treats the object as zero outside the inscribed circle (the field of view
         that every view sees) and stores only those pixels' weights.
+    geometry : {"parallel", "fan"}
+    center_offset : float
+        Where the rotation axis projects, in detector bins from the detector centre
+        (signed, sub-pixel).
+    source_origin, origin_detector : float, optional
+        Fan beam: source-to-axis and axis-to-detector distances in pixel units (ASTRA
+        ``fanflat``); the source must lie outside the grid.
 
     Notes
     -----
     ``forward``: torch (P, N, N) float32 -> (P, V, D) float32.
     ``adjoint``: (P, V, D) -> (P, N, N). Both are differentiable.
     On the CPU, both products use ``torch.get_num_threads()`` threads.
+    The geometry is :attr:`projection_geometry`
+    (:class:`imaging.operators.geometry.ProjectionGeometry`).
     """
 
     initialisations = ("fbp-svd", "projection")
@@ -251,6 +290,10 @@ class DynamicTomography(LinearOperator):
         device="cpu",
         projector="line",
         support="disk",
+        geometry="parallel",
+        center_offset=0.0,
+        source_origin=None,
+        origin_detector=None,
     ):
         angles = _as_angle_array(angles)
         image_shape = tuple(int(s) for s in np.atleast_1d(image_shape))
@@ -261,13 +304,20 @@ class DynamicTomography(LinearOperator):
         if support not in SUPPORTS:
             raise ValueError(f"support must be one of {SUPPORTS}, got {support!r}")
         n = image_shape[0]
-        n_detectors = n if n_detectors is None else int(n_detectors)
-        if n_detectors < 1:
-            raise ValueError(f"n_detectors must be positive, got {n_detectors}")
-        if not np.isfinite(detector_spacing) or detector_spacing <= 0:
-            raise ValueError(f"detector_spacing must be a positive number, got {detector_spacing}")
+        projection_geometry = ProjectionGeometry(
+            n if n_detectors is None else n_detectors,
+            detector_spacing,
+            geometry,
+            center_offset,
+            source_origin,
+            origin_detector,
+        )
+        projection_geometry.check_image_size(n)
+        projection_geometry.astra_projector(projector)  # refuses a projector the geometry lacks
+        n_detectors = int(projection_geometry.n_detectors)
         self.angles = angles
         self.image_shape = image_shape
+        self.projection_geometry = projection_geometry
         self.n_detectors = n_detectors
         self.detector_spacing = float(detector_spacing)
         self.projector = projector
@@ -276,7 +326,7 @@ class DynamicTomography(LinearOperator):
         n_frames, n_views = angles.shape
         self.domain_shape = (n_frames, n, n)
         self.range_shape = (n_frames, n_views, n_detectors)
-        blocks = frame_blocks(angles, n, n_detectors, self.detector_spacing, projector, support)
+        blocks = frame_blocks(angles, n, projection_geometry, projector, support)
         if self.device.type == "cuda":
             matrix = block_diagonal_matrix(blocks)
             self._blocks = None
@@ -289,13 +339,14 @@ class DynamicTomography(LinearOperator):
 
     @classmethod
     def from_measurements(cls, measurements, device="cpu", **options) -> "DynamicTomography":
-        """The operator of single-slice tomography measurements (angles, detector geometry)."""
+        """The operator of single-slice tomography measurements (angles, detector, beam geometry)."""
         return cls(
             measurements.angles,
             measurements.image_shape,
             n_detectors=measurements.sinogram.shape[2],
             detector_spacing=measurements.detector_spacing,
             device=device,
+            **measurements.geometry_fields(),
             **options,
         )
 

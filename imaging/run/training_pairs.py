@@ -68,7 +68,9 @@ def dynamic_object_measurements(size: int, frames: int, seed: int, modality: str
     noise_seed = int(rng.integers(2**31))
     if modality == "tomography":
         angles = view_angles("bit-reversal", frames)
-        return simulate_tomography(movie, angles, noise=noise, seed=noise_seed, grid_factor=FINE_GRID_FACTOR)
+        return simulate_tomography(
+            movie, angles, noise=noise, seed=noise_seed, grid_factor=FINE_GRID_FACTOR, projector="strip"
+        )
     mask = kt_mask("variable-density", frames, (size, size), 8, center_lines=4, seed=noise_seed)
     return simulate_mri(movie, mask, noise=noise, seed=noise_seed, grid_factor=FINE_GRID_FACTOR)
 

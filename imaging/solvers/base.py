@@ -11,6 +11,7 @@ drives. A solver also states how much memory one slice needs
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -47,22 +48,119 @@ class ParameterError(ValueError):
     """An impossible or unknown solver parameter."""
 
 
-def param(default, help: str, **metadata):
-    """A solver parameter with its help text (shown as CLI help and GUI tooltip)."""
-    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+def _coerce(name: str, value, default):
+    """``value`` as the type of the parameter's ``default``, or :class:`ParameterError`.
+
+    Booleans take only true/false; numbers take finite numbers (or their text), never a
+    boolean, and integers only whole numbers. Other parameters pass through: each
+    solver's ``validate`` checks its text choices (and what else it accepts, e.g. a
+    denoiser module).
+    """
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    if isinstance(default, bool):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ParameterError(f"parameter {name} must be true or false, got {shown}")
+        return bool(value)
+    if isinstance(default, (int, float)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, str, np.integer, np.floating)):
+            raise ParameterError(f"parameter {name} must be a number, got {shown}")
+        if isinstance(default, int) and isinstance(value, (int, np.integer)):
+            return int(value)
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            raise ParameterError(f"parameter {name} must be a finite number, got {shown}") from None
+        if not math.isfinite(number):
+            raise ParameterError(f"parameter {name} must be a finite number, got {shown}")
+        if isinstance(default, int):
+            if number != int(number):
+                raise ParameterError(f"parameter {name} must be an integer, got {shown}")
+            return int(number)
+        return number
+    return value
+
+
+#: Keys of :meth:`Solver.describe_params` entries besides ``name``, ``default`` and ``help``.
+PARAM_METADATA = ("label", "symbol", "unit", "minimum", "maximum", "choices", "suggestions", "basic", "applies")
+
+
+def param(
+    default,
+    help: str,
+    *,
+    label: str | None = None,
+    symbol: str | None = None,
+    unit: str | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: tuple | None = None,
+    suggestions: tuple | None = None,
+    basic: bool = False,
+    applies: bool = True,
+):
+    """A solver parameter with its help text (shown as CLI help and GUI tooltip).
+
+    The other arguments describe the parameter to front ends that build inputs from
+    it (the napari plugin); they do not change validation, which stays in
+    :meth:`SolverParams.validate`.
+
+    Parameters
+    ----------
+    default
+        The default value; its type is the parameter's type.
+    help : str
+        One line saying what the parameter does.
+    label : str, optional
+        A readable name (default: the name with spaces for underscores).
+    symbol : str, optional
+        The paper's symbol, e.g. "λ".
+    unit : str, optional
+        Unit of the value, e.g. "views".
+    minimum, maximum : float, optional
+        Inclusive bounds of the values that make sense.
+    choices : tuple, optional
+        The only values allowed.
+    suggestions : tuple, optional
+        Values to offer where others are allowed too (e.g. shipped names besides paths).
+    basic : bool
+        One of the few parameters a user changes first (shown before the others).
+    applies : bool
+        False where a shared parameter means nothing for a method (hidden there).
+
+    A subclass that redeclares a parameter (e.g. another default) keeps the base
+    class's description for every argument it does not give again (see
+    :meth:`Solver.describe_params`).
+    """
+    if (minimum is not None and default < minimum) or (maximum is not None and default > maximum):
+        raise ValueError(f"default {default!r} lies outside [{minimum}, {maximum}]")
+    if choices is not None and default not in choices:
+        raise ValueError(f"default {default!r} is not one of the choices {choices!r}")
+    given = dict(label=label, symbol=symbol, unit=unit, minimum=minimum, maximum=maximum, choices=choices)
+    metadata = {"help": help, **{key: value for key, value in given.items() if value is not None}}
+    for key, values in (("choices", choices), ("suggestions", suggestions)):
+        if values is not None:
+            metadata[key] = tuple(values)
+    if basic:
+        metadata["basic"] = True
+    if not applies:
+        metadata["applies"] = False
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass
 class SolverParams:
     """Parameters shared by every solver."""
 
-    max_iter: int = param(1, "maximum number of outer iterations")
-    seed: int = param(0, "seed of every random choice the solver makes")
+    max_iter: int = param(1, "maximum number of outer iterations", label="iterations", minimum=1, basic=True)
+    seed: int = param(0, "seed of every random choice the solver makes", minimum=0, maximum=2**31 - 1)
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for impossible values (extended by subclasses)."""
         if self.max_iter < 1:
             raise ParameterError(f"max_iter must be >= 1, got {self.max_iter}")
+        # The range torch.manual_seed accepts.
+        if not -(2**63) <= self.seed < 2**64:
+            raise ParameterError(f"seed must be an integer in [-2**63, 2**64), got {self.seed}")
 
 
 class Solver:
@@ -113,16 +211,7 @@ class Solver:
                 f"known: {', '.join(sorted(known_fields))}"
             )
         for key, value in list(values.items()):
-            default = known_fields[key].default
-            if isinstance(default, bool) and not isinstance(value, bool):
-                raise ParameterError(f"parameter {key} must be true or false, got {value!r}")
-            if isinstance(default, (int, float)) and not isinstance(default, bool):
-                try:
-                    values[key] = type(default)(value)
-                except (TypeError, ValueError):
-                    raise ParameterError(f"parameter {key} must be a number, got {value!r}") from None
-                if isinstance(default, int) and float(value) != int(value):
-                    raise ParameterError(f"parameter {key} must be an integer, got {value!r}")
+            values[key] = _coerce(key, value, known_fields[key].default)
         params = cls.Params(**values)
         params.validate()
         return params
@@ -178,11 +267,31 @@ class Solver:
 
     @classmethod
     def describe_params(cls) -> list[dict[str, Any]]:
-        """Name, default and help text of every parameter (for CLI help and GUI tooltips)."""
-        return [
-            {"name": f.name, "default": f.default, "help": f.metadata.get("help", "")}
-            for f in dataclasses.fields(cls.Params)
-        ]
+        """Every parameter, for CLI help and GUI inputs.
+
+        Returns
+        -------
+        list of dict
+            In declaration order: ``name``, ``default``, ``help`` and the keys of
+            :data:`PARAM_METADATA` as given to :func:`param` (``label`` defaults to the
+            name with spaces; unset keys are ``None``, ``basic`` False, ``applies`` True).
+        """
+        described = []
+        for field in dataclasses.fields(cls.Params):
+            # A redeclared parameter inherits what it does not say again from its base classes.
+            declarations = [
+                base.__dataclass_fields__[field.name].metadata
+                for base in cls.Params.__mro__
+                if field.name in getattr(base, "__dataclass_fields__", {})
+            ]
+            entry = {"name": field.name, "default": field.default, "help": field.metadata.get("help", "")}
+            for key in PARAM_METADATA:
+                entry[key] = next((found[key] for found in declarations if key in found), None)
+            entry["label"] = entry["label"] or field.name.replace("_", " ")
+            entry["basic"] = bool(entry["basic"])
+            entry["applies"] = entry["applies"] is not False
+            described.append(entry)
+        return described
 
     # -- the algorithm ------------------------------------------------------------------
     def step(self) -> dict[str, float]:

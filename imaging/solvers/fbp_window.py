@@ -63,12 +63,19 @@ DEFAULT_TOMOGRAPHY_WINDOW = 32
 class FBPWindowParams(SolverParams):
     """Parameters of :class:`FBPWindow`."""
 
+    # One step, no random choice: the shared parameters mean nothing here.
+    max_iter: int = param(1, "fbp-window computes its result in one step", applies=False)
+    seed: int = param(0, "fbp-window makes no random choice", applies=False)
     window: int = param(
         0,
         "views (tomography) or frames (MRI) nearest in time combined into each frame; 0 = automatic: "
         f"{DEFAULT_TOMOGRAPHY_WINDOW} views, or for MRI the frames needed to fill k-space once on average",
+        minimum=0,
+        basic=True,
     )
-    filter: str = param("ramp", "ramp filter apodisation (tomography): ramp, shepp-logan, cosine or hann")
+    filter: str = param(
+        "ramp", "ramp filter apodisation (tomography): ramp, shepp-logan, cosine or hann", choices=FILTERS, basic=True
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -93,32 +100,36 @@ def window_starts(n_frames: int, window_frames: int) -> np.ndarray:
     return np.clip(np.arange(n_frames) - window_frames // 2, 0, n_frames - window_frames)
 
 
-def angular_weights(angles: np.ndarray) -> np.ndarray:
-    """Quadrature weights of views at ``angles`` (radians) for back-projection over [0, pi).
+def angular_weights(angles: np.ndarray, period: float = np.pi) -> np.ndarray:
+    """Quadrature weights of views at ``angles`` (radians) for back-projection.
 
-    Each distinct angle (modulo pi) stands for half of the gaps to its two neighbours on
-    the circle of circumference pi, capped at three times the median such interval (so
-    the two end views of a limited arc do not stand for the whole missing arc); views
-    that repeat an angle share its interval; the weights are then scaled to sum to pi,
-    so that the reconstruction keeps the object's mean value. ``M`` equispaced views get
-    ``pi / M`` each.
+    Each distinct angle (modulo ``period``: pi for parallel beam, whose views repeat
+    after half a turn, 2 pi for a fan beam) stands for half of the gaps to its two
+    neighbours on the circle of circumference ``period``, capped at three times the
+    median such interval (so the two end views of a limited arc do not stand for the
+    whole missing arc); views that repeat an angle share its interval; the weights are
+    then scaled to sum to pi, so that the reconstruction keeps the object's mean value
+    (over a full circle every ray is measured twice, hence FBP's factor 1/2). ``M``
+    equispaced views get ``pi / M`` each.
 
     Parameters
     ----------
     angles : numpy.ndarray
         (M,) float.
+    period : float
+        The rotation after which views repeat the same rays.
 
     Returns
     -------
     numpy.ndarray
         float64 (M,), positive, summing to pi.
     """
-    folded = np.mod(np.asarray(angles, dtype=np.float64), np.pi)
+    folded = np.mod(np.asarray(angles, dtype=np.float64), period)
     distinct, inverse, counts = np.unique(folded, return_inverse=True, return_counts=True)
     if distinct.size == 1:
-        cells = np.array([np.pi])
+        cells = np.array([period])
     else:
-        gaps = np.diff(np.concatenate([distinct, [distinct[0] + np.pi]]))
+        gaps = np.diff(np.concatenate([distinct, [distinct[0] + period]]))
         cells = 0.5 * (gaps + np.roll(gaps, 1))
     cells = np.minimum(cells, MAX_INTERVAL_RATIO * np.median(cells))
     weights = cells[inverse] / counts[inverse]
@@ -229,7 +240,7 @@ def _relative_residual(prediction: torch.Tensor, data: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(residual)) / data_norm if data_norm > 0 else math.inf
 
 
-def sliding_view_weights(angles: np.ndarray, window_views: int) -> torch.Tensor:
+def sliding_view_weights(angles: np.ndarray, window_views: int, period: float = np.pi) -> torch.Tensor:
     """Weights of the views in each frame's sliding window (tomography).
 
     Parameters
@@ -239,6 +250,9 @@ def sliding_view_weights(angles: np.ndarray, window_views: int) -> torch.Tensor:
     window_views : int
         Views per window; the window is the ``ceil(window_views / V)`` whole frames
         nearest in time (:func:`window_starts`).
+    period : float
+        The rotation after which views repeat the same rays (:func:`angular_weights`):
+        pi for parallel beam, 2 pi for a fan beam.
 
     Returns
     -------
@@ -250,7 +264,7 @@ def sliding_view_weights(angles: np.ndarray, window_views: int) -> torch.Tensor:
     window_frames = min(n_frames, math.ceil(window_views / n_views))
     views_per_window = window_frames * n_views
     starts = window_starts(n_frames, window_frames)
-    values = np.concatenate([angular_weights(angles[s : s + window_frames].ravel()) for s in starts])
+    values = np.concatenate([angular_weights(angles[s : s + window_frames].ravel(), period) for s in starts])
     columns = (starts[:, None] * n_views + np.arange(views_per_window)).ravel()
     row_pointers = np.arange(n_frames + 1) * views_per_window
     with warnings.catch_warnings():
@@ -289,14 +303,21 @@ class SlidingFBP(SlidingWindowMethod):
         m = measurements
         n_frames, n_views, n_detectors = m.sinogram.shape
         size = m.image_shape[0]
+        geometry = m.projection_geometry()
         # One "frame" per view: its adjoint back-projects every view on its own.
         per_view = DynamicTomography(
-            m.angles.reshape(-1, 1), m.image_shape, n_detectors, m.detector_spacing, device=device
+            m.angles.reshape(-1, 1), m.image_shape, n_detectors, m.detector_spacing, device=device, **m.geometry_fields()
         )
         data = torch.from_numpy(m.sinogram).to(device)
-        filtered = filter_views(data.reshape(-1, 1, n_detectors), filter_kind)
+        # Fan beam: cosine pre-weights, and distance weights on the matched back-projection
+        # (imaging.operators.geometry.ProjectionGeometry.fbp_pixel_weights).
+        detector_weights = torch.from_numpy(geometry.fbp_detector_weights()).float().to(device)
+        filtered = filter_views((data * detector_weights).reshape(-1, 1, n_detectors), filter_kind)
         backprojections = per_view.adjoint(filtered).reshape(n_frames * n_views, size * size)
-        weights = sliding_view_weights(m.angles, window).to(device)
+        pixel_weights = geometry.fbp_pixel_weights(m.angles, size)
+        if pixel_weights is not None:
+            backprojections *= torch.from_numpy(pixel_weights).reshape(n_frames * n_views, -1).to(device)
+        weights = sliding_view_weights(m.angles, window, geometry.angular_period).to(device)
         frames = (weights @ backprojections).reshape(n_frames, size, size)
         measured = per_view.forward(frames.repeat_interleave(n_views, dim=0)).reshape(data.shape)
         return frames, _relative_residual(measured, data)

@@ -70,6 +70,7 @@ import torch
 from torch import nn
 
 from ..denoisers import denoise_frames, describe_module, load_denoiser
+from ..denoisers.weights import SHIPPED_DENOISERS
 from .registry import register
 from .base import ParameterError, param
 from .psm import PSMFamilySolver, PSMParams, relative_norm
@@ -87,20 +88,31 @@ class RedPSMParams(PSMParams):
     knots: int = param(11, "knots d per temporal basis function (ignored for interpolation 'direct')")
     xi: float = param(0.2, "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases")
     chi: float = param(0.2, "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases")
-    lam: float = param(2.4, "RED weight lambda (normalised objective: the data term has unit mean curvature)")
-    beta: float = param(0.8, "ADMM penalty beta coupling f and the PSM frames")
-    red_iterations: int = param(1, "RED fixed-point iterations per f step (one denoiser pass each)")
-    denoise_stride: int = param(1, "denoise every s-th frame per iteration, rotating (1: all frames)")
-    denoiser: str = param(
-        "default", "denoiser: a shipped name or a path to a weights file (Python API: also a torch.nn.Module)"
+    lam: float = param(
+        2.4,
+        "RED weight lambda (normalised objective: the data term has unit mean curvature)",
+        label="regularisation",
+        symbol="λ",
+        minimum=0.0,
+        basic=True,
     )
-    patch_size: int = param(0, "denoise in patches of this size (0: whole frames)")
-    denoise_batch: int = param(8, "frames (or patches) per denoiser call")
+    beta: float = param(0.8, "ADMM penalty beta coupling f and the PSM frames", label="ADMM penalty", symbol="β", minimum=0.0)
+    red_iterations: int = param(1, "RED fixed-point iterations per f step (one denoiser pass each)", minimum=1)
+    denoise_stride: int = param(1, "denoise every s-th frame per iteration, rotating (1: all frames)", minimum=1)
+    denoiser: str = param(
+        "default",
+        "denoiser: a shipped name or a path to a weights file (Python API: also a torch.nn.Module)",
+        suggestions=tuple(SHIPPED_DENOISERS),
+    )
+    patch_size: int = param(0, "denoise in patches of this size (0: whole frames)", unit="pixels", minimum=0)
+    denoise_batch: int = param(8, "frames (or patches) per denoiser call", minimum=1)
     nonnegative: str = param(
-        "auto", "project f onto f >= 0 in the f step: auto (where the modality's images are non-negative), on, off"
+        "auto",
+        "project f onto f >= 0 in the f step: auto (where the modality's images are non-negative), on, off",
+        choices=NONNEGATIVE_CHOICES,
     )
     tol: float = param(4e-3, "stop when relative change of f and primal residual are both below tol")
-    min_iter: int = param(5, "iterations before the stopping rule may stop the run")
+    min_iter: int = param(5, "iterations before the stopping rule may stop the run", minimum=0)
 
     def __post_init__(self):
         # An in-memory module is kept aside and the field records its description

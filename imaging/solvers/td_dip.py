@@ -103,18 +103,21 @@ class TDDIPParams(SolverParams):
         0,
         "outer iterations (steps_per_iteration optimiser steps each); 0: the whole budget, "
         "ceil(steps / steps_per_iteration)",
+        minimum=0,
     )
-    steps: int = param(DEFAULT_STEPS, "optimiser steps of the whole schedule (published: 10000)")
+    steps: int = param(DEFAULT_STEPS, "optimiser steps of the whole schedule (published: 10000)", minimum=1, basic=True)
     steps_per_iteration: int = param(
-        DEFAULT_STEPS_PER_ITERATION, "optimiser steps per outer iteration (the unit of progress and checkpoints)"
+        DEFAULT_STEPS_PER_ITERATION,
+        "optimiser steps per outer iteration (the unit of progress and checkpoints)",
+        minimum=1,
     )
-    batch_frames: int = param(DEFAULT_BATCH_FRAMES, "frames per optimiser step, at most P (published: 1)")
-    channels: int = param(128, "feature channels of the generator (published: 128)")
-    lr: float = param(1e-3, "Adam learning rate (published: 1e-3)")
+    batch_frames: int = param(DEFAULT_BATCH_FRAMES, "frames per optimiser step, at most P (published: 1)", minimum=1)
+    channels: int = param(128, "feature channels of the generator (published: 128)", minimum=1)
+    lr: float = param(1e-3, "Adam learning rate (published: 1e-3)", label="learning rate", minimum=0.0)
     lr_decay_every: int = param(
-        0, "halve the learning rate every this many steps; 0: steps // 5 (published: 2000 of 10000)"
+        0, "halve the learning rate every this many steps; 0: steps // 5 (published: 2000 of 10000)", minimum=0
     )
-    num_cycle: int = param(13, "turns of the helix latent over the sequence (published: 13)")
+    num_cycle: int = param(13, "turns of the helix latent over the sequence (published: 13)", minimum=0)
 
     def __post_init__(self):
         if self.max_iter == 0 and self.steps >= 1 and self.steps_per_iteration >= 1:

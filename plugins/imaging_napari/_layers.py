@@ -216,7 +216,7 @@ def slice_status(result) -> tuple[str, ...] | None:
     Parameters
     ----------
     result : imaging.ReconstructionResult
-        A (P, Z, N, N) result of :func:`imaging.volumes.assemble_volume`, whose history
+        A (P, Z, N, N) result of :func:`imaging.run.assemble_volume`, whose history
         entries carry their ``"slice"``.
 
     Returns
@@ -267,26 +267,3 @@ def reconstruction_layer(
     if status is not None:
         metadata["slice_status"] = status
     return image_layer(result.reconstruction, name, contrast_limits, metadata)
-
-
-def spatial_bases_layer(spatial_bases: np.ndarray, name: str) -> LayerDataTuple:
-    """Layer-data tuple of PSM spatial bases, each basis in its own window.
-
-    The bases have arbitrary sign and scale, so each basis image is divided by its
-    largest magnitude and the stack is shown on a symmetric window with a diverging
-    colormap.
-
-    Parameters
-    ----------
-    spatial_bases : numpy.ndarray
-        (K+1, N, N), or (Z, K+1, N, N) for the slices of a volume; the latter is shown
-        as (K+1, Z, N, N) so that the slices move with the z slider of the volume.
-    name : str
-    """
-    bases = np.asarray(spatial_bases, dtype=np.float32)
-    if bases.ndim == 4:
-        bases = bases.swapaxes(0, 1)
-    peaks = np.abs(bases).max(axis=(-2, -1), keepdims=True)
-    normalised = bases / np.where(peaks > 0, peaks, 1.0)
-    meta = {"name": name, "colormap": "PiYG", "contrast_limits": (-1.0, 1.0), "metadata": {"kind": "spatial bases"}}
-    return normalised, meta, "image"

@@ -33,16 +33,16 @@ class PSMParams(SolverParams):
     """Parameters of the PSM model and its subproblem solver (shared with RED-PSM)."""
 
     max_iter: int = param(3, "maximum number of outer iterations (alternating sweeps for psm)")
-    order: int = param(10, "PSM order K: the model has K+1 spatial/temporal basis functions")
-    knots: int = param(11, "knots d per temporal basis function (ignored for interpolation 'direct')")
-    interpolation: str = param("cubic", "temporal interpolation from knots to frames: cubic, linear or direct")
-    xi: float = param(10.0, "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases")
-    chi: float = param(10.0, "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases")
-    init: str = param("auto", "initialisation: projection or fbp-svd (tomography), kspace-centre (mri); auto picks the first")
-    init_knots: int = param(6, "temporal functions (cubic knots) of the projection-domain initialisation")
-    sweeps: int = param(1, "alternating (Lambda, z) sweeps per outer iteration")
-    cg_iterations: int = param(8, "preconditioned CG iterations of each Lambda update")
-    tol: float = param(1e-3, "stop when the relative change of the estimate falls below tol (no ground truth)")
+    order: int = param(10, "PSM order K: the model has K+1 spatial/temporal basis functions", symbol="K", minimum=0, basic=True)
+    knots: int = param(11, "knots d per temporal basis function (ignored for interpolation 'direct')", symbol="d", minimum=2)
+    interpolation: str = param("cubic", "temporal interpolation from knots to frames: cubic, linear or direct", choices=INTERPOLATIONS)
+    xi: float = param(10.0, "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases", label="temporal basis penalty", symbol="ξ", minimum=0.0)
+    chi: float = param(10.0, "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases", label="spatial basis penalty", symbol="χ", minimum=0.0)
+    init: str = param("auto", "initialisation: projection or fbp-svd (tomography), kspace-centre (mri); auto picks the first", label="initialisation", choices=("auto", *INITIALISATIONS))
+    init_knots: int = param(6, "temporal functions (cubic knots) of the projection-domain initialisation", minimum=2)
+    sweeps: int = param(1, "alternating (Lambda, z) sweeps per outer iteration", minimum=1)
+    cg_iterations: int = param(8, "preconditioned CG iterations of each Lambda update", label="CG iterations", minimum=1)
+    tol: float = param(1e-3, "stop when the relative change of the estimate falls below tol (no ground truth)", label="tolerance", minimum=0.0)
 
     def validate(self) -> None:
         super().validate()
