@@ -5,6 +5,19 @@ to the peak of the *full* data, i.e. the data every frame would give if it were 
 completely (tomography: at all ``P * V`` angles of the schedule; MRI: the whole k-space
 grid of every coil). The relative level therefore means the same for any object
 amplitude and any undersampling.
+
+Two protocols (``simulate(..., protocol=...)``):
+
+- ``"fine-grid"`` (honest): the phantom is rendered on a grid ``FINE_GRID_FACTOR``
+  times finer than the reconstruction grid N and measured with a different
+  discretisation than the reconstruction operators use: tomography with ASTRA's
+  ``strip`` projector (pixel-strip intersection areas) on the fine grid, detector bins
+  as wide as the reconstruction's; MRI as the central N x N of the fine grid's k-space
+  (band-limited data, not the N-grid DFT). The ground truth is the fine image
+  block-averaged to N. No reconstruction operator can reproduce the data exactly.
+- ``"inverse-crime"`` (the paper's): the data are made by the reconstruction operator
+  itself on the reconstruction grid (ASTRA's ``line`` projector; the N-grid DFT).
+  Flattering; kept for comparison with the paper only.
 """
 
 from __future__ import annotations
@@ -20,6 +33,15 @@ from .measurements import Measurements
 from .operators import DynamicMRI, disk_mask, fft2c
 from .operators.geometry import ProjectionGeometry
 from .operators.tomography import astra_projection_matrix
+
+#: Simulation protocols of :func:`simulate` and what they mean (see the module docstring).
+PROTOCOLS = {
+    "fine-grid": "fine-grid protocol (rendered at 2N, another discretisation, scored at N: no inverse crime)",
+    "inverse-crime": "the paper's inverse-crime protocol (data made by the reconstruction operator)",
+}
+
+#: How much finer than the reconstruction grid the "fine-grid" protocol renders.
+FINE_GRID_FACTOR = 2
 
 #: Peak bytes per image pixel (frame x slice x N x N) of a simulation: the phantom and its
 #: float64 temporaries, the masked copy and the projections (tomography), or per coil the
@@ -56,6 +78,44 @@ def _check_images(images, square: bool) -> np.ndarray:
     return images.astype(np.float32, copy=False)
 
 
+def _check_grid_factor(grid_factor, fine_shape) -> int:
+    """``grid_factor`` as an int >= 1 that divides both trailing sides of ``fine_shape``."""
+    if isinstance(grid_factor, bool) or not isinstance(grid_factor, (int, np.integer)) or grid_factor < 1:
+        raise ValueError(f"grid_factor must be a positive integer, got {grid_factor!r}")
+    if any(side % grid_factor for side in fine_shape[-2:]):
+        raise ValueError(f"grid_factor {grid_factor} must divide the image sides {tuple(fine_shape[-2:])}")
+    return int(grid_factor)
+
+
+def block_average(images: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor x factor`` pixel blocks of the last two axes.
+
+    Parameters
+    ----------
+    images : numpy.ndarray, shape (..., F*H, F*W)
+    factor : int
+        Block side F; it divides both sides.
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., H, W), the dtype of ``images`` (complex stays complex).
+    """
+    if factor == 1:
+        return images
+    *lead, height, width = images.shape
+    blocks = images.reshape(*lead, height // factor, factor, width // factor, factor)
+    return blocks.mean(axis=(-3, -1)).astype(images.dtype, copy=False)
+
+
+def _weights_per_ray(size: int, detector_spacing: float, projector: str) -> float:
+    """Upper estimate of ASTRA's nonzero weights on one ray through a size x size grid."""
+    if projector != "strip":
+        return 2.0 * size
+    # A strip of width w crosses about (w + 2) pixels per row it passes.
+    return (detector_spacing + 2.0) * 2.0 * size
+
+
 def _project_all_angles(images, angles, geometry: ProjectionGeometry, projector: str = "line", progress=None):
     """Noiseless sinogram at the scheduled angles and the peak of the all-angle data.
 
@@ -79,8 +139,8 @@ def _project_all_angles(images, angles, geometry: ProjectionGeometry, projector:
     angle_index = angle_index.reshape(angles.shape)
     frames_by_column = np.ascontiguousarray((images * disk_mask(size)).reshape(n_frames, -1).T)
     sinogram = np.empty((*angles.shape, n_detectors), dtype=np.float32)
-    # ASTRA's line projector has at most about 2N weights per ray.
-    angles_per_chunk = max(1, _MATRIX_ENTRIES_PER_CHUNK // (2 * size * n_detectors))
+    entries_per_angle = _weights_per_ray(size, geometry.detector_spacing, projector) * n_detectors
+    angles_per_chunk = max(1, int(_MATRIX_ENTRIES_PER_CHUNK // entries_per_angle))
     full_peak = -math.inf
     for start in range(0, len(unique_angles), angles_per_chunk):
         chunk = unique_angles[start : start + angles_per_chunk]
@@ -128,23 +188,27 @@ def simulate_tomography(
     origin_detector: float | None = None,
     projector: str = "line",
     progress: Callable[[int, int], None] | None = None,
+    grid_factor: int = 1,
 ) -> Measurements:
     """Dynamic tomographic projections of an image sequence, with Gaussian noise.
 
     Parameters
     ----------
-    images : array_like, shape (P, N, N)
-        Real image sequence; pixels outside the inscribed circle are not seen (the
+    images : array_like, shape (P, F*N, F*N)
+        Real image sequence on a grid ``F = grid_factor`` times finer than the
+        reconstruction grid N; pixels outside the inscribed circle are not seen (the
         support of :class:`imaging.operators.DynamicTomography`).
     angles : array_like, shape (P, V) or (P,)
         View angles per frame in radians (see :func:`imaging.schedules.view_angles`).
     noise : float
         Relative noise level: the noise std is ``noise * max(g_full)`` with ``g_full``
-        every frame projected at *all* ``P * V`` angles of the schedule.
+        every frame projected at *all* ``P * V`` angles of the schedule (by the
+        projector that makes the data).
     seed : int
         Seed of ``numpy.random.default_rng`` for the noise.
     detector_spacing : float
-        Detector bin width in pixel units (at the detector, for a fan beam).
+        Detector bin width in pixels of the reconstruction grid (at the detector, for a
+        fan beam).
     n_detectors : int, optional
         Detector bins ``D``; by default the fewest that see the inscribed disk from every
         angle (:meth:`ProjectionGeometry.covering_detectors`; ``N`` for centred parallel
@@ -160,19 +224,28 @@ def simulate_tomography(
         ``progress(done, total)`` after each chunk of the distinct view angles has been
         projected (the bulk of the work); an exception it raises stops the simulation
         (how a GUI cancels it).
+    grid_factor : int
+        1: the images are on the reconstruction grid. F > 1: they are F times finer;
+        they are projected there (all distances of the geometry in fine pixels), the
+        line integrals are given in reconstruction-grid pixels and the ground truth is
+        the images block-averaged to N. With another projector than the
+        reconstruction's ("strip") this avoids the inverse crime (the "fine-grid"
+        protocol of :func:`simulate`).
 
     Returns
     -------
     Measurements
-        ``sinogram`` float32 (P, V, D) equal to ``DynamicTomography(angles, (N, N),
-        D, detector_spacing, geometry=..., ...).forward(images)`` plus noise,
-        ``ground_truth`` = images (float32), ``noise_std`` = the absolute noise std, and
+        ``sinogram`` float32 (P, V, D) plus noise — for ``grid_factor`` 1 and the "line"
+        projector equal to ``DynamicTomography(angles, (N, N), D, detector_spacing,
+        geometry=..., ...).forward(images)`` — ``ground_truth`` = the images
+        block-averaged to (P, N, N) float32, ``noise_std`` = the absolute noise std, and
         the geometry keys.
     """
     images = _check_images(images, square=True)
     noise = _check_noise(noise)
+    grid_factor = _check_grid_factor(grid_factor, images.shape)
     angles = frame_angles(angles, images.shape[0])
-    size = images.shape[1]
+    size = images.shape[1] // grid_factor
     detector_spacing = float(detector_spacing)
     if not math.isfinite(detector_spacing) or detector_spacing <= 0:
         raise ValueError(f"detector_spacing must be positive, got {detector_spacing}")
@@ -185,7 +258,20 @@ def simulate_tomography(
     )
     projection_geometry.check_image_size(size)
     projection_geometry.astra_projector(projector)  # refuses a projector the geometry lacks
-    sinogram, full_peak = _project_all_angles(images, angles, projection_geometry, projector, progress)
+    fine_geometry = projection_geometry
+    if grid_factor > 1:
+        fine_geometry = ProjectionGeometry(
+            int(n_detectors),
+            detector_spacing * grid_factor,
+            geometry,
+            center_offset,  # in detector bins: the same on any grid
+            None if source_origin is None else source_origin * grid_factor,
+            None if origin_detector is None else origin_detector * grid_factor,
+        )
+    sinogram, full_peak = _project_all_angles(images, angles, fine_geometry, projector, progress)
+    # Line integrals in fine pixels -> in pixels of the reconstruction grid.
+    sinogram /= grid_factor
+    full_peak /= grid_factor
     noise_std = noise * max(full_peak, 0.0)
     if noise_std > 0:
         rng = np.random.default_rng(seed)
@@ -196,7 +282,7 @@ def simulate_tomography(
         sinogram=sinogram,
         angles=angles,
         detector_spacing=detector_spacing,
-        ground_truth=images,
+        ground_truth=block_average(images, grid_factor),
         noise_std=noise_std,
         geometry=geometry,
         center_offset=float(center_offset),
@@ -360,17 +446,23 @@ def simulate_raw_tomography(
         n_detectors = ProjectionGeometry.covering_detectors(size, spacing, center_offset, source_origin, origin_detector)
     angles = view_angles(schedule, frames, views_per_frame, seed=seed, arc=(2 * math.pi if fan else math.pi) if arc is None else arc)
     fine = get_phantom(phantom)(frames=frames, size=size * oversample, seed=seed)
-    fine_geometry = {"center_offset": center_offset}
-    if fan:
-        fine_geometry.update(geometry="fan", source_origin=source_origin * oversample, origin_detector=origin_detector * oversample)
+    fan_geometry = {"geometry": "fan", "source_origin": source_origin, "origin_detector": origin_detector} if fan else {}
     projector = "line" if fan and center_offset else "strip"
     measured = simulate_tomography(
-        fine, angles, noise=0.0, detector_spacing=spacing * oversample, n_detectors=n_detectors, projector=projector, **fine_geometry
+        fine,
+        angles,
+        noise=0.0,
+        detector_spacing=spacing,
+        n_detectors=n_detectors,
+        center_offset=center_offset,
+        projector=projector,
+        grid_factor=oversample,
+        **fan_geometry,
     )
-    line_integrals = measured.sinogram / oversample  # fine-pixel lengths in pixels of the reconstruction grid
+    line_integrals = measured.sinogram
     scale = peak_attenuation / max(float(line_integrals.max()), 1e-12)
     line_integrals *= scale
-    truth = fine.reshape(frames, size, oversample, size, oversample).mean(axis=(2, 4)) * scale
+    truth = measured.ground_truth * scale
     counts, flat_fields, dark_fields = simulate_raw_counts(
         line_integrals.reshape(-1, 1, n_detectors), seed=seed, **counting
     )
@@ -382,59 +474,99 @@ def simulate_raw_tomography(
     )
 
 
-def simulate_mri(images, mask, coil_maps=None, noise: float = 5e-3, seed: int = 0) -> Measurements:
+def _central_kspace(fine_images: torch.Tensor, factor: int) -> torch.Tensor:
+    """The central (..., H, W) block of the centred k-space of (..., F*H, F*W) images.
+
+    Scaled and phase-shifted so that, at the frequencies both grids hold, it equals the
+    orthonormal centred DFT (:func:`imaging.operators.fft2c`) of the images
+    block-averaged to (H, W): the band-limited measurement of the fine object on the
+    reconstruction grid.
+    """
+    fine = fft2c(fine_images)
+    if factor == 1:
+        return fine
+    fine_height, fine_width = fine.shape[-2:]
+    height, width = fine_height // factor, fine_width // factor
+    top, left = (fine_height - height) // 2, (fine_width - width) // 2
+    central = fine[..., top : top + height, left : left + width]
+    # The centred DFT's origin is pixel H/2 (F*H/2 on the fine grid); in coarse pixels the
+    # fine origin lies (1 - 1/F)/2 closer to the grid centre, a linear phase in k.
+    offset = 0.5 * (1.0 - 1.0 / factor)
+    k_y = torch.arange(height, dtype=torch.float64) - height // 2
+    k_x = torch.arange(width, dtype=torch.float64) - width // 2
+    phase = 2.0 * math.pi * offset * (k_y[:, None] / height + k_x[None, :] / width)
+    return central * (torch.polar(torch.ones_like(phase), phase) / factor).to(central.dtype)
+
+
+def simulate_mri(
+    images, mask, coil_maps=None, noise: float = 5e-3, seed: int = 0, grid_factor: int = 1
+) -> Measurements:
     """Undersampled Cartesian k-space of an image sequence, with complex Gaussian noise.
 
     Parameters
     ----------
-    images : array_like, shape (P, H, W)
-        Real image sequence.
+    images : array_like, shape (P, F*H, F*W)
+        Real image sequence on a grid ``F = grid_factor`` times finer than the
+        reconstruction grid (H, W).
     mask : array_like bool, shape (P, H, W)
         Sampled k-space locations per frame (see :func:`imaging.schedules.kt_mask`).
-    coil_maps : array_like complex, shape (C, H, W), optional
-        Coil sensitivities; a single coil of unit sensitivity when omitted.
+    coil_maps : array_like complex, shape (C, F*H, F*W), optional
+        Coil sensitivities on the images' grid; a single coil of unit sensitivity when
+        omitted.
     noise : float
         Relative noise level: ``sigma = noise * max |k_full|`` with ``k_full`` the fully
-        sampled k-space of every frame and coil. The noise is circular complex Gaussian
-        with ``E|n|^2 = sigma^2``, i.e. std ``sigma / sqrt(2)`` in each of the real and
-        imaginary parts; ``noise_std`` stores ``sigma``.
+        sampled (H, W) k-space of every frame and coil. The noise is circular complex
+        Gaussian with ``E|n|^2 = sigma^2``, i.e. std ``sigma / sqrt(2)`` in each of the
+        real and imaginary parts; ``noise_std`` stores ``sigma``.
     seed : int
         Seed of ``numpy.random.default_rng`` for the noise.
+    grid_factor : int
+        1 (the paper's inverse crime): the k-space is ``DynamicMRI(mask, coil_maps)``
+        applied to the images. F > 1 (honest): the k-space is the central (H, W) block
+        of the fine images' k-space (band-limited, see :func:`_central_kspace`).
 
     Returns
     -------
     Measurements
-        ``kspace`` complex64 (P, C, H, W) equal to ``DynamicMRI(mask, coil_maps)`` applied
-        to the images plus noise on the sampled entries, exactly zero elsewhere.
+        ``kspace`` complex64 (P, C, H, W), noisy on the sampled entries, exactly zero
+        elsewhere; ``ground_truth`` the images block-averaged to (P, H, W) float32;
+        ``coil_maps`` the given maps block-averaged to (C, H, W).
     """
     images = _check_images(images, square=False)
     noise = _check_noise(noise)
+    grid_factor = _check_grid_factor(grid_factor, images.shape)
     mask = np.asarray(mask)
-    if mask.shape != images.shape:
-        raise ValueError(f"mask must have the shape of the images {images.shape}, got {mask.shape}")
+    coarse_shape = (images.shape[0], images.shape[1] // grid_factor, images.shape[2] // grid_factor)
+    if mask.shape != coarse_shape:
+        raise ValueError(f"mask must have the shape of the images on the reconstruction grid {coarse_shape}, got {mask.shape}")
     if coil_maps is not None:
         coil_maps = np.asarray(coil_maps)
         if coil_maps.dtype.kind not in "biufc":
             raise ValueError(f"coil_maps must be numeric, got dtype {coil_maps.dtype}")
+        if coil_maps.ndim != 3 or coil_maps.shape[1:] != images.shape[1:]:
+            raise ValueError(f"coil_maps must have shape (C, {images.shape[1]}, {images.shape[2]}), got {coil_maps.shape}")
         coil_maps = coil_maps.astype(np.complex64, copy=False)
-    operator = DynamicMRI(mask, coil_maps)
+    fine_maps = np.ones((1, *images.shape[1:]), np.complex64) if coil_maps is None else coil_maps
+    # The reconstruction's operator checks the mask and the (block-averaged) coil maps.
+    operator = DynamicMRI(mask, None if coil_maps is None else block_average(coil_maps, grid_factor))
+    sampled = operator.mask[:, None]
     with torch.no_grad():
-        coil_images = operator.coil_maps[None] * torch.from_numpy(images)[:, None]
-        full_kspace = fft2c(coil_images)
-        kspace = (full_kspace * operator.mask[:, None]).numpy()
+        coil_images = torch.from_numpy(fine_maps)[None] * torch.from_numpy(images)[:, None]
+        full_kspace = _central_kspace(coil_images, grid_factor)
+        kspace = (full_kspace * sampled).numpy()
     sigma = noise * float(full_kspace.abs().max())
     if sigma > 0:
         rng = np.random.default_rng(seed)
         component_std = sigma / math.sqrt(2.0)
         complex_noise = rng.standard_normal(kspace.shape) + 1j * rng.standard_normal(kspace.shape)
-        kspace += (component_std * complex_noise).astype(np.complex64) * operator.mask[:, None].numpy()
+        kspace += (component_std * complex_noise).astype(np.complex64) * sampled.numpy()
     return Measurements(
         modality="mri",
-        image_shape=images.shape[1:],
+        image_shape=coarse_shape[1:],
         kspace=kspace,
         mask=operator.mask.numpy(),
-        coil_maps=coil_maps,
-        ground_truth=images,
+        coil_maps=None if coil_maps is None else operator.coil_maps.numpy(),
+        ground_truth=block_average(images, grid_factor),
         noise_std=sigma,
     )
 
@@ -503,6 +635,7 @@ def simulate(
     origin_detector: float | None = None,
     arc: float | None = None,
     turns: int | None = None,
+    protocol: str = "inverse-crime",
 ) -> Measurements:
     """Simulate a dynamic acquisition of a built-in phantom (``imaging simulate``).
 
@@ -546,6 +679,13 @@ def simulate(
         mask) and the noise is relative to the whole volume's full data
         (:func:`imaging.simulate.simulate_volume_tomography`,
         :func:`imaging.simulate.simulate_volume_mri`).
+    protocol : {"inverse-crime", "fine-grid"}
+        "fine-grid" (honest) renders the phantom at ``FINE_GRID_FACTOR * N`` and
+        measures it with another discretisation than the reconstruction operators
+        (tomography: ASTRA's strip projector; MRI: the central N x N of the fine
+        k-space); the ground truth is block-averaged to N. "inverse-crime" (the
+        paper's protocol, the default here for compatibility) makes the data with the
+        reconstruction operator on the N grid.
 
     Returns
     -------
@@ -567,13 +707,17 @@ def simulate(
             f"{geometry}-beam volumes are not supported: the rows of a fan-beam (cone-beam) detector are fan-beam "
             "slices only at the central row"
         )
-    _check_simulation_memory(phantom, frames, size, 1 if slices is None else slices, modality, coils,
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {tuple(PROTOCOLS)}, got {protocol!r}")
+    grid_factor = FINE_GRID_FACTOR if protocol == "fine-grid" else 1
+    fine_size = grid_factor * size
+    _check_simulation_memory(phantom, frames, fine_size, 1 if slices is None else slices, modality, coils,
                              views_per_frame, n_detectors)
     if slices is None:
-        images = get_phantom(phantom)(frames=frames, size=size, seed=seed)
+        images = get_phantom(phantom)(frames=frames, size=fine_size, seed=seed)
         measure_tomography, measure_mri = simulate_tomography, simulate_mri
     else:
-        images = volume(phantom, frames=frames, size=size, slices=slices, seed=seed)
+        images = volume(phantom, frames=frames, size=fine_size, slices=slices, seed=seed)
         measure_tomography, measure_mri = simulate_volume_tomography, simulate_volume_mri
     if modality == "tomography":
         fan = geometry == "fan"
@@ -588,12 +732,15 @@ def simulate(
         options = dict(detector_spacing=detector_spacing, n_detectors=n_detectors, center_offset=center_offset)
         if geometry != "parallel":
             options.update(geometry=geometry, source_origin=source_origin, origin_detector=origin_detector)
+        if grid_factor > 1:
+            # ASTRA's strip projector exists for parallel beam only; a fan beam uses its line projector.
+            options.update(grid_factor=grid_factor, projector="strip" if geometry == "parallel" else "line")
         return measure_tomography(images, angles, noise=noise, seed=seed, **options)
     if geometry != "parallel" or center_offset or source_origin is not None or origin_detector is not None:
         raise ValueError("geometry, center_offset, source_origin and origin_detector describe tomography, not mri")
     mask = kt_mask(mask_pattern, frames, (size, size), lines_per_frame, center_lines=center_lines, seed=seed)
-    coil_maps = synthetic_coil_maps(coils, (size, size)) if coils > 1 else None
-    return measure_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed)
+    coil_maps = synthetic_coil_maps(coils, (fine_size, fine_size)) if coils > 1 else None
+    return measure_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed, grid_factor=grid_factor)
 
 
 def _check_simulation_memory(phantom: str, frames, size, slices, modality: str, coils: int, views_per_frame,
@@ -647,6 +794,8 @@ def simulate_volume_tomography(
     n_detectors: int | None = None,
     center_offset: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
+    grid_factor: int = 1,
+    projector: str = "line",
 ) -> Measurements:
     """Dynamic parallel-beam projections of a time-varying volume, slice by slice.
 
@@ -658,11 +807,12 @@ def simulate_volume_tomography(
 
     Parameters
     ----------
-    volume : array_like, shape (P, Z, N, N)
-        Real time-varying volume.
+    volume : array_like, shape (P, Z, F*N, F*N)
+        Real time-varying volume, slices on a grid ``F = grid_factor`` times finer
+        than the reconstruction grid.
     angles : array_like, shape (P, V) or (P,)
         View angles per frame in radians, shared by all slices.
-    noise, seed, detector_spacing, n_detectors, center_offset, progress :
+    noise, seed, detector_spacing, n_detectors, center_offset, progress, grid_factor, projector :
         As :func:`imaging.simulate.simulate_tomography` (parallel beam: a fan-beam
         detector's rows are fan-beam slices only at the central row).
 
@@ -684,6 +834,8 @@ def simulate_volume_tomography(
         n_detectors=n_detectors,
         center_offset=center_offset,
         progress=progress,
+        grid_factor=grid_factor,
+        projector=projector,
     )
     # (Z*P, V, D) -> (P, Z, V, D) -> (P, V, Z, D)
     sinogram = np.ascontiguousarray(_frames_as_slices(stacked.sinogram, n_slices).transpose(0, 2, 1, 3))
@@ -699,7 +851,9 @@ def simulate_volume_tomography(
     )
 
 
-def simulate_volume_mri(volume, mask, coil_maps=None, noise: float = 5e-3, seed: int = 0) -> Measurements:
+def simulate_volume_mri(
+    volume, mask, coil_maps=None, noise: float = 5e-3, seed: int = 0, grid_factor: int = 1
+) -> Measurements:
     """Undersampled multi-slice Cartesian k-space of a time-varying volume.
 
     The noise is circular complex Gaussian with ``E|n|^2 = sigma^2``, ``sigma = noise``
@@ -709,13 +863,14 @@ def simulate_volume_mri(volume, mask, coil_maps=None, noise: float = 5e-3, seed:
 
     Parameters
     ----------
-    volume : array_like, shape (P, Z, H, W)
-        Real time-varying volume.
+    volume : array_like, shape (P, Z, F*H, F*W)
+        Real time-varying volume, slices on a grid ``F = grid_factor`` times finer
+        than the reconstruction grid (H, W).
     mask : array_like bool, shape (P, H, W) or (P, Z, H, W)
         Sampled k-space locations per frame, shared by all slices or per slice.
-    coil_maps : array_like complex, shape (C, H, W), optional
+    coil_maps : array_like complex, shape (C, F*H, F*W), optional
         Coil sensitivities shared by all slices; one unit coil when omitted.
-    noise, seed :
+    noise, seed, grid_factor :
         As :func:`imaging.simulate.simulate_mri`.
 
     Returns
@@ -725,7 +880,9 @@ def simulate_volume_mri(volume, mask, coil_maps=None, noise: float = 5e-3, seed:
         (Z, H, W), ``ground_truth`` float32 (P, Z, H, W), ``noise_std`` = sigma.
     """
     volume = _check_volume(volume)
-    frames, n_slices, height, width = volume.shape
+    grid_factor = _check_grid_factor(grid_factor, volume.shape)
+    frames, n_slices = volume.shape[:2]
+    height, width = volume.shape[2] // grid_factor, volume.shape[3] // grid_factor
     mask = np.asarray(mask)
     if mask.shape == (frames, height, width):
         per_frame_mask = np.tile(mask, (n_slices, 1, 1))
@@ -736,7 +893,9 @@ def simulate_volume_mri(volume, mask, coil_maps=None, noise: float = 5e-3, seed:
             f"mask must have shape {(frames, height, width)} (shared by all slices) or "
             f"{(frames, n_slices, height, width)} (per slice), got {mask.shape}"
         )
-    stacked = simulate_mri(_slices_as_frames(volume), per_frame_mask, coil_maps=coil_maps, noise=noise, seed=seed)
+    stacked = simulate_mri(
+        _slices_as_frames(volume), per_frame_mask, coil_maps=coil_maps, noise=noise, seed=seed, grid_factor=grid_factor
+    )
     return Measurements(
         modality="mri",
         image_shape=(n_slices, height, width),

@@ -55,7 +55,7 @@ def test_psm_step_decreases_the_augmented_lagrangian(walnut):
 
 def test_f_step_solves_the_red_fixed_point_for_a_linear_denoiser(walnut):
     lam, beta = 0.05, 0.05
-    solver = _solver(walnut, lam=lam, beta=beta, red_iterations=60)
+    solver = _solver(walnut, lam=lam, beta=beta, red_iterations=60, nonnegative="off")
     solver.step()
     # Stationarity of lam rho(f) + beta/2 ||f - v||^2 with v = f_PSM + gamma_old = f + gamma_new.
     f, dual = solver.f, solver.dual
@@ -117,6 +117,32 @@ def test_patches_by_default_where_a_frame_exceeds_the_denoiser_memory_give_the_s
     assert np.allclose(patched.reconstruction, whole.reconstruction, rtol=0, atol=1e-5 * np.abs(whole.reconstruction).max())
 
 
+def test_nonnegative_f_step_solves_the_constrained_fixed_point(walnut):
+    """KKT of lam rho(f) + beta/2 ||f - v||^2 on f >= 0: zero gradient where f > 0, >= 0 where f = 0."""
+    lam, beta = 0.05, 0.05
+    solver = _solver(walnut, lam=lam, beta=beta, red_iterations=60)
+    assert solver.nonnegative  # tomography: "auto" is on
+    solver.step()
+    f, dual = solver.f, solver.dual
+    assert float(f.min()) >= 0.0 and int((f == 0).sum()) > 0  # the constraint is active somewhere
+    gradient = lam * (f - solver._mask(solver._denoise(f))) - beta * dual
+    scale = float((beta * dual).norm() + lam * f.norm())
+    assert float(gradient[f > 0].norm()) < 1e-5 * scale
+    assert float(gradient[f == 0].min()) > -1e-5 * scale
+
+
+def test_nonnegativity_follows_the_modality_unless_set(walnut):
+    assert not _solver(walnut, nonnegative="off").nonnegative
+    mri = simulate("cardiac", frames=8, size=16, lines_per_frame=4, seed=1)
+    assert not RedPSMSolver(mri, RedPSMSolver.make_params(**SMALL, denoiser=LinearSmoother())).nonnegative
+    forced = RedPSMSolver(mri, RedPSMSolver.make_params(**SMALL, nonnegative="on", denoiser=LinearSmoother()))
+    assert forced.nonnegative
+    result = reconstruct(walnut, "red-psm", max_iter=3, **SMALL)
+    assert float(result.reconstruction.min()) >= 0.0
+    unconstrained = reconstruct(walnut, "red-psm", max_iter=3, nonnegative="off", **SMALL)
+    assert float(unconstrained.reconstruction.min()) < 0.0
+
+
 def test_red_psm_beats_fbp_window_on_a_tiny_phantom(walnut):
     red = reconstruct(walnut, "red-psm", max_iter=10, **SMALL)
     fbp = reconstruct(walnut, "fbp-window")
@@ -169,7 +195,8 @@ def test_red_psm_on_dynamic_mri_improves_on_its_initialisation():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"order": -1}, {"knots": 1}, {"lam": -0.1}, {"beta": 0.0}, {"denoise_stride": 0}, {"patch_size": -8}],
+    [{"order": -1}, {"knots": 1}, {"lam": -0.1}, {"beta": 0.0}, {"denoise_stride": 0}, {"patch_size": -8},
+     {"nonnegative": "yes"}],
 )
 def test_bad_parameters_raise_parameter_error(bad):
     with pytest.raises(ParameterError):

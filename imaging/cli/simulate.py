@@ -37,6 +37,13 @@ def add_parser(sub):
     p.add_argument("--noise", type=float, default=5e-3, help="relative noise std (default 5e-3, the paper's)")
     p.add_argument("--seed", type=int, default=0, help="seed of phantom, schedule and noise (default 0)")
     p.add_argument("--slices", type=int, help="simulate a dynamic volume of this many slices Z")
+    p.add_argument(
+        "--protocol",
+        choices=("inverse-crime", "fine-grid"),
+        default="inverse-crime",
+        help="inverse-crime (default, the paper's: data made by the reconstruction operator) or fine-grid "
+        "(honest: phantom rendered at 2N, measured with another discretisation, ground truth block-averaged)",
+    )
     p.add_argument("-o", "--output", required=True, help="measurement file to write (.npz or .h5)")
     p.set_defaults(run=run)
 
@@ -69,7 +76,11 @@ def run(args):
         n_detectors=args.detectors,
         arc=None if args.arc is None else math.radians(args.arc),
         turns=args.turns,
+        protocol=args.protocol,
     )
     save_measurements(args.output, measurements)
     shape = measurements.data.shape
-    print(f"wrote {args.output}: {measurements.modality}, {measurements.n_frames} frames, data {shape}")
+    print(
+        f"wrote {args.output}: {measurements.modality}, {measurements.n_frames} frames, data {shape}, "
+        f"{args.protocol} protocol"
+    )

@@ -275,6 +275,7 @@ class DynamicTomography(LinearOperator):
     """
 
     initialisations = ("fbp-svd", "projection")
+    nonnegative_images = True  # attenuation coefficients
     costly_to_build = True
 
     def __init__(

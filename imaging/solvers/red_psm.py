@@ -23,7 +23,12 @@ scaled augmented Lagrangian ``L = Phi(Lambda, z; target = f - gamma) + lam rho(f
    (lam + beta)``, ``red_iterations`` times, the denoiser run on all frames as batches;
 3. dual step: ``gamma <- gamma + f_PSM - f``.
 
-The estimate is ``f``.
+The estimate is ``f``. For tomography (``nonnegative="auto"``: where the operator says
+images are non-negative) the f step is projected onto ``f >= 0``: with the denoiser
+output fixed, the f subproblem is an isotropic quadratic plus the indicator of the
+non-negative orthant, solved exactly by clipping, and the dual step uses the clipped f,
+so the iteration is ADMM with the constraint in the f block (the official code clips
+``f_PSM`` inside its loss instead).
 
 Defaults (``benchmarks/tune_red_psm.py``, tuned on the walnut phantom with seed 1, N=128,
 P=256; never on a reported case): ``K = 10``, ``d = 11`` (the paper's walnut P=256
@@ -100,6 +105,9 @@ def _ratio(numerator_sq: float, denominator_sq: float) -> float:
     return math.sqrt(numerator_sq / denominator_sq) if denominator_sq > 0 else math.sqrt(numerator_sq)
 
 
+NONNEGATIVE_CHOICES = ("auto", "on", "off")
+
+
 @dataclasses.dataclass
 class RedPSMParams(PSMParams):
     """Parameters of RED-PSM (the PSM ones plus the RED and ADMM weights)."""
@@ -135,6 +143,11 @@ class RedPSMParams(PSMParams):
     denoise_batch: int = param(
         0, "frames (or patches) per denoiser call (0: as many as fit 256 MiB, at most 8)", minimum=0
     )
+    nonnegative: str = param(
+        "auto",
+        "project f onto f >= 0 in the f step: auto (where the modality's images are non-negative), on, off",
+        choices=NONNEGATIVE_CHOICES,
+    )
     tol: float = param(4e-3, "stop when relative change of f and primal residual are both below tol")
     min_iter: int = param(5, "iterations before the stopping rule may stop the run", minimum=0)
 
@@ -169,6 +182,8 @@ class RedPSMParams(PSMParams):
             raise ParameterError(f"denoise_batch must be >= 0 (0: automatic), got {self.denoise_batch}")
         if self.patch_size < 0:
             raise ParameterError(f"patch_size must be >= 0 (0: automatic), got {self.patch_size}")
+        if self.nonnegative not in NONNEGATIVE_CHOICES:
+            raise ParameterError(f"nonnegative must be one of {', '.join(NONNEGATIVE_CHOICES)}, got {self.nonnegative!r}")
         if self.min_iter < 0:
             raise ParameterError(f"min_iter must be >= 0, got {self.min_iter}")
 
@@ -247,6 +262,9 @@ class RedPSMSolver(PSMFamilySolver):
         # Whole frames or patches, and images per call, within the denoiser's working memory.
         self.denoise_patch, self.denoise_batch = denoise_layout(
             self.denoiser, measurements.slice_shape, params.patch_size, params.denoise_batch
+        )
+        self.nonnegative = params.nonnegative == "on" or (
+            params.nonnegative == "auto" and self.operator.nonnegative_images
         )
         self.f: torch.Tensor | None = None
         self.dual: torch.Tensor | None = None
@@ -330,13 +348,26 @@ class RedPSMSolver(PSMFamilySolver):
                     denoised = self.denoised[frames]
                     selected = torch.arange((phase - first) % stride, f.shape[0], stride, device=f.device)
                     denoised[selected] = self._mask(self._denoise(f[selected].contiguous()))
-                f = (p.lam * denoised + anchor) / (p.lam + p.beta)
+                f = self._f_step(denoised, anchor)
             change_sq += _squared_norm(f - previous)
             norm_sq += _squared_norm(f)
             primal_sq += _squared_norm(psm - f)
             self.dual[frames] = self.dual[frames] + psm - f
             self.f[frames] = f
         return change_sq, norm_sq, primal_sq
+
+    def _f_step(self, denoised: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        """The RED fixed-point f update, on ``f >= 0`` when the run is non-negative.
+
+        With the denoiser output held fixed the f subproblem is
+        ``min (lam/2)||f - D||^2 + (beta/2)||f - (f_PSM + gamma)||^2`` (+ the indicator of
+        ``f >= 0``): an isotropic quadratic, whose minimiser over the non-negative
+        orthant is the clipped unconstrained one. The dual step then uses this f, as
+        ADMM with the constraint set in the f block requires.
+        """
+        p = self.params
+        f = (p.lam * denoised + anchor) / (p.lam + p.beta)
+        return f.clamp_min_(0.0) if self.nonnegative else f
 
     def step(self) -> dict[str, float]:
         entry = self._ensure_initialised()
