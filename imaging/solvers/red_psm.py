@@ -417,5 +417,7 @@ class RedPSMSolver(PSMFamilySolver):
             device = self.operator.device
             self.f = state["f"].to(device)
             self.dual = state["dual"].to(device)
-            self.denoised = state["denoised"].to(device) if "denoised" in state else None
+            # Kept only where a strided schedule reuses it (older checkpoints hold it always).
+            keep = "denoised" in state and self.params.denoise_stride > 1
+            self.denoised = state["denoised"].to(device) if keep else None
             self.primal_residual = float(state["primal_residual"])
