@@ -32,7 +32,8 @@ class Measurements:
     - tomography: ``sinogram`` float32 (P, V, D), ``angles`` float64 (P, V) radians,
       ``detector_spacing``, ``image_shape`` (N, N);
     - MRI: ``kspace`` complex64 (P, C, H, W), ``mask`` bool (P, H, W), optional
-      ``coil_maps`` complex64 (C, H, W); ``image_shape`` is (H, W);
+      ``coil_maps`` complex64 (C, H, W) (with several coils and none given, the runner
+      estimates them from the data: :meth:`estimate_coil_maps`); ``image_shape`` is (H, W);
     - optional for both: ``ground_truth`` float32 (P, N, N) (scoring only) and ``noise_std``.
 
     A volume (``image_shape`` has three entries, (Z, N, N) or (Z, H, W)); the slice axis
@@ -123,6 +124,45 @@ class Measurements:
             coil_maps=None if self.coil_maps is None or self.coil_maps.ndim == 3 else contiguous(self.coil_maps[z]),
             **common,
         )
+
+    @property
+    def n_coils(self) -> int:
+        """Receive coils C of MRI k-space (1 for tomography)."""
+        return int(self.kspace.shape[-3]) if self.modality == "mri" else 1
+
+    @property
+    def needs_coil_maps(self) -> bool:
+        """True for multi-coil MRI without ``coil_maps``: estimate them before building an operator."""
+        return self.modality == "mri" and self.n_coils > 1 and self.coil_maps is None
+
+    def estimate_coil_maps(self, method: str = "auto") -> tuple[np.ndarray, str]:
+        """Coil sensitivities from the data's time-averaged k-space centre.
+
+        Parameters
+        ----------
+        method : {"auto", "espirit", "lowres"}
+            See :func:`imaging.operators.coils.estimate_from_calibration`.
+
+        Returns
+        -------
+        maps : numpy.ndarray
+            complex64 (C, H, W), or (Z, C, H, W) for a volume (one set per slice).
+        used : str
+            The estimator used (``"espirit"`` or ``"lowres"``; for a volume, that of
+            its first slice).
+        """
+        from .operators.coils import calibration_region, estimate_from_calibration, time_averaged_kspace
+
+        if self.modality != "mri":
+            raise MeasurementError("coil maps belong to MRI measurements")
+        if self.is_volume:
+            per_slice = [self.slice(z).estimate_coil_maps(method) for z in range(self.n_slices)]
+            return np.stack([maps for maps, _ in per_slice]), per_slice[0][1]
+        average, covered = time_averaged_kspace(self.kspace, self.mask)
+        try:
+            return estimate_from_calibration(calibration_region(average, covered), self.image_shape, method)
+        except ValueError as exc:
+            raise MeasurementError(f"cannot estimate coil maps: {exc}") from None
 
     @property
     def data(self) -> np.ndarray:
@@ -238,8 +278,6 @@ class Measurements:
                 raise MeasurementError(f"'coil_maps' must be complex, got dtype {coil_maps.dtype}")
             _require_finite("coil_maps", coil_maps)
             self.coil_maps = coil_maps.astype(np.complex64, copy=False)
-        elif n_coils != 1:
-            raise MeasurementError(f"'kspace' has {n_coils} coils but no 'coil_maps' were given")
         self.kspace = kspace.astype(np.complex64, copy=False)
         self.mask = mask
 
@@ -269,6 +307,11 @@ class Measurements:
             raise MeasurementError(
                 f"these measurements are a volume of {self.n_slices} slices; build the operator of one "
                 "slice with .slice(z).operator(), or reconstruct the volume with imaging.reconstruct"
+            )
+        if self.needs_coil_maps:
+            raise MeasurementError(
+                f"'kspace' has {self.n_coils} coils but no 'coil_maps': estimate them first "
+                "(dataclasses.replace(m, coil_maps=m.estimate_coil_maps()[0]); imaging.reconstruct does this)"
             )
 
         if self.modality == "tomography":

@@ -516,8 +516,41 @@ def load_reconstruction(path, *, max_bytes: int = DEFAULT_MAX_BYTES):
     return ReconstructionResult(reconstruction=reconstruction.astype(np.float32, copy=False), extras=extras, **fields)
 
 
+def load_coil_maps(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """Coil maps kept in a file, for reuse in another reconstruction.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A reconstruction file (``.npz``) whose ``extras/coil_maps`` the runner stored
+        when it estimated the maps, or a measurement file (``.npz``, ``.h5``) with
+        ``coil_maps``.
+    max_bytes : int
+        As :func:`load_measurements`.
+
+    Returns
+    -------
+    numpy.ndarray
+        complex64 (C, H, W) or, from a volume, (Z, C, H, W); finite.
+    """
+    path, values = _read_arrays(path, max_bytes, "coil-map file", NPZ_SUFFIXES + HDF5_SUFFIXES)
+    for key in (EXTRAS_PREFIX + "coil_maps", "coil_maps"):
+        if key in values:
+            maps = values[key]
+            break
+    else:
+        raise FileFormatError(f"{path} holds no coil maps (neither 'extras/coil_maps' nor 'coil_maps')")
+    if maps.ndim not in (3, 4) or maps.dtype.kind not in "fc":
+        raise FileFormatError(f"{path}: coil maps must be a complex (C, H, W) or (Z, C, H, W) array, got {maps.dtype} "
+                              f"of shape {maps.shape}")
+    if not np.all(np.isfinite(maps)):
+        raise FileFormatError(f"{path}: the coil maps contain NaN or infinite values")
+    return maps.astype(np.complex64, copy=False)
+
+
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "load_coil_maps",
     "FileFormatError",
     "load_measurements",
     "save_measurements",

@@ -21,6 +21,7 @@ import torch
 
 from ..io.atomic import write_atomic
 from ..measurements import MeasurementError, Measurements
+from ..operators.coils import ESTIMATORS as COIL_ESTIMATORS
 from ..results import ReconstructionResult
 from ..solvers.base import ParameterError, Solver
 from ..solvers.registry import get_solver
@@ -138,6 +139,7 @@ def iterate(
     metrics_every: int = 10,
     slices: Sequence[int] | None = None,
     threads: int | None = None,
+    coil_estimator: str = "auto",
     **params,
 ) -> Generator[IterationInfo, Any, ReconstructionResult]:
     """Run a reconstruction step by step, of one slice or of a volume.
@@ -177,6 +179,12 @@ def iterate(
     threads : int, optional
         CPU threads of the run (PyTorch and the tomography pool together; see
         :mod:`imaging.run.threads`). Default: the cores idle when the run starts.
+    coil_estimator : {"auto", "espirit", "lowres"}
+        Multi-coil MRI without ``coil_maps``: how each slice's maps are estimated from
+        its data (:meth:`Measurements.estimate_coil_maps`, counted in the run's time).
+        The result's ``extras`` then hold ``coil_maps`` (C, H, W) (volume: (Z, C, H, W))
+        and ``coil_maps_estimator``, the estimator used; reuse the maps by setting them
+        as the measurements' ``coil_maps``.
     **params
         The method's parameters (see ``get_solver(method).describe_params()``).
     """
@@ -186,16 +194,20 @@ def iterate(
     solver_params = solver_cls.make_params(preset, **params)
     device = str(resolve_device(device))
     budget = choose_threads(threads)
+    if coil_estimator not in COIL_ESTIMATORS:
+        raise ParameterError(f"unknown coil_estimator {coil_estimator!r}; choose one of: {', '.join(COIL_ESTIMATORS)}")
     with thread_budget(budget):
         return (yield from _iterate(measurements, method, solver_cls, solver_params, checkpoint, slices, device=device,
-                                    checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every))
+                                    checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every,
+                                    coil_estimator=coil_estimator))
 
 
 def _iterate(measurements, method, solver_cls, solver_params, checkpoint, slices, *, device, checkpoint_every, resume,
-             metrics_every):
+             metrics_every, coil_estimator):
     """:func:`iterate` once its arguments are checked: one slice, or the chosen slices of a volume."""
     settings = dict(
-        device=device, checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every
+        device=device, checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every,
+        coil_estimator=coil_estimator,
     )
     if not measurements.is_volume:
         if slices is not None and list(slices) != [0]:
@@ -232,12 +244,18 @@ def _iterate_slice(
     checkpoint_every: int,
     resume: bool,
     metrics_every: int,
+    coil_estimator: str,
 ) -> Generator[IterationInfo, Any, ReconstructionResult]:
     """The loop of :func:`iterate` on one 2D slice."""
     params_dict = dataclasses.asdict(solver_params)
     torch.manual_seed(solver_params.seed)
     np.random.seed(solver_params.seed % (2**32))
     start = time.perf_counter()
+    coil_extras: dict[str, np.ndarray] = {}
+    if measurements.needs_coil_maps:
+        maps, used = measurements.estimate_coil_maps(coil_estimator)
+        measurements = dataclasses.replace(measurements, coil_maps=maps)
+        coil_extras = {"coil_maps": maps, "coil_maps_estimator": np.array(used, dtype=np.str_)}
     solver = solver_cls(measurements, solver_params, device=device)
     history: list[dict[str, Any]] = []
     elapsed_before = 0.0
@@ -289,7 +307,7 @@ def _iterate_slice(
         history=history,
         elapsed_seconds=elapsed(),
         stop_reason=stop_reason,
-        extras=solver.extras(),
+        extras={**solver.extras(), **coil_extras},
     )
 
 
