@@ -34,6 +34,9 @@ class Measurements:
     - MRI: ``kspace`` complex64 (P, C, H, W), ``mask`` bool (P, H, W), optional
       ``coil_maps`` complex64 (C, H, W) (with several coils and none given, the runner
       estimates them from the data: :meth:`estimate_coil_maps`); ``image_shape`` is (H, W);
+    - non-Cartesian MRI: ``trajectory`` float64 (P, S, R, 2) instead of the mask (S shots of
+      R samples per frame, (ky, kx) in cycles per pixel within [-1/2, 1/2]) and ``kspace``
+      complex64 (P, C, S, R);
     - optional for both: ``ground_truth`` float32 (P, N, N) (scoring only) and ``noise_std``.
 
     A volume (``image_shape`` has three entries, (Z, N, N) or (Z, H, W)); the slice axis
@@ -44,7 +47,8 @@ class Measurements:
       slice z only), ``angles`` float64 (P, V) shared by every slice;
     - MRI: ``kspace`` complex64 (P, Z, C, H, W), ``mask`` bool (P, H, W) shared by every
       slice or (P, Z, H, W) per slice, ``coil_maps`` complex64 (C, H, W) shared or
-      (Z, C, H, W) per slice;
+      (Z, C, H, W) per slice; non-Cartesian ``kspace`` (P, Z, C, S, R) with one
+      ``trajectory`` (P, S, R, 2) shared by every slice;
     - ``ground_truth`` float32 (P, Z, N, N); ``noise_std`` is one number for the volume.
 
     Every slice of a volume is an independent 2D problem; :meth:`slice` extracts one.
@@ -57,6 +61,7 @@ class Measurements:
     detector_spacing: float = 1.0
     kspace: np.ndarray | None = None
     mask: np.ndarray | None = None
+    trajectory: np.ndarray | None = None
     coil_maps: np.ndarray | None = None
     ground_truth: np.ndarray | None = None
     noise_std: float | None = None
@@ -120,15 +125,23 @@ class Measurements:
         return Measurements(
             modality="mri",
             kspace=contiguous(self.kspace[:, z]),
-            mask=contiguous(self.mask[:, z]) if self.mask.ndim == 4 else self.mask,
+            mask=None if self.mask is None else contiguous(self.mask[:, z]) if self.mask.ndim == 4 else self.mask,
+            trajectory=self.trajectory,
             coil_maps=None if self.coil_maps is None or self.coil_maps.ndim == 3 else contiguous(self.coil_maps[z]),
             **common,
         )
 
     @property
+    def is_cartesian(self) -> bool:
+        """True for Cartesian MRI (a ``mask``), False for a ``trajectory`` or tomography."""
+        return self.modality == "mri" and self.trajectory is None
+
+    @property
     def n_coils(self) -> int:
         """Receive coils C of MRI k-space (1 for tomography)."""
-        return int(self.kspace.shape[-3]) if self.modality == "mri" else 1
+        if self.modality != "mri":
+            return 1
+        return int(self.kspace.shape[-3])
 
     @property
     def needs_coil_maps(self) -> bool:
@@ -151,16 +164,24 @@ class Measurements:
             The estimator used (``"espirit"`` or ``"lowres"``; for a volume, that of
             its first slice).
         """
-        from .operators.coils import calibration_region, estimate_from_calibration, time_averaged_kspace
+        from .operators.coils import (
+            calibration_region,
+            estimate_from_calibration,
+            gridded_calibration,
+            time_averaged_kspace,
+        )
 
         if self.modality != "mri":
             raise MeasurementError("coil maps belong to MRI measurements")
         if self.is_volume:
             per_slice = [self.slice(z).estimate_coil_maps(method) for z in range(self.n_slices)]
             return np.stack([maps for maps, _ in per_slice]), per_slice[0][1]
-        average, covered = time_averaged_kspace(self.kspace, self.mask)
         try:
-            return estimate_from_calibration(calibration_region(average, covered), self.image_shape, method)
+            if self.is_cartesian:
+                calibration = calibration_region(*time_averaged_kspace(self.kspace, self.mask))
+            else:
+                calibration = gridded_calibration(self.kspace, self.trajectory, self.image_shape)
+            return estimate_from_calibration(calibration, self.image_shape, method)
         except ValueError as exc:
             raise MeasurementError(f"cannot estimate coil maps: {exc}") from None
 
@@ -238,10 +259,39 @@ class Measurements:
         self.detector_spacing = spacing
 
     def _validate_mri(self) -> None:
-        for key in ("kspace", "mask"):
-            if getattr(self, key) is None:
-                raise MeasurementError(f"mri measurements need '{key}'")
+        if self.kspace is None:
+            raise MeasurementError("mri measurements need 'kspace'")
+        if (self.mask is None) == (self.trajectory is None):
+            raise MeasurementError(
+                "mri measurements need either 'mask' (Cartesian sampling) or 'trajectory' (non-Cartesian), "
+                + ("not both" if self.mask is not None else "got neither")
+            )
         kspace = np.asarray(self.kspace)
+        if not np.issubdtype(kspace.dtype, np.number) or kspace.dtype.kind not in "fc":
+            raise MeasurementError(f"'kspace' must be complex, got dtype {kspace.dtype}")
+        if self.trajectory is not None:
+            self._validate_trajectory(kspace)
+        else:
+            self._validate_mask(kspace)
+        _require_finite("kspace", kspace)
+        n_coils = kspace.shape[-3]
+        if self.coil_maps is not None:
+            coil_maps = np.asarray(self.coil_maps)
+            expected = (n_coils, *self.slice_shape)
+            if self.is_volume and coil_maps.shape not in (expected, (self.n_slices, *expected)):
+                raise MeasurementError(
+                    f"'coil_maps' of a volume must have shape {expected} (shared by all slices) or "
+                    f"{(self.n_slices, *expected)} (per slice), got {coil_maps.shape}"
+                )
+            if not self.is_volume and coil_maps.shape != expected:
+                raise MeasurementError(f"'coil_maps' must have shape {expected}, got {coil_maps.shape}")
+            if coil_maps.dtype.kind not in "fc":
+                raise MeasurementError(f"'coil_maps' must be complex, got dtype {coil_maps.dtype}")
+            _require_finite("coil_maps", coil_maps)
+            self.coil_maps = coil_maps.astype(np.complex64, copy=False)
+        self.kspace = kspace.astype(np.complex64, copy=False)
+
+    def _validate_mask(self, kspace: np.ndarray) -> None:
         mask = np.asarray(self.mask)
         if self.is_volume:
             self._check_mri_volume_shapes(kspace, mask)
@@ -260,25 +310,6 @@ class Measurements:
             if not (np.issubdtype(mask.dtype, np.integer) and np.all(np.isin(mask, (0, 1)))):
                 raise MeasurementError(f"'mask' must be boolean, got dtype {mask.dtype}")
             mask = mask.astype(bool)
-        if not np.issubdtype(kspace.dtype, np.number) or kspace.dtype.kind not in "fc":
-            raise MeasurementError(f"'kspace' must be complex, got dtype {kspace.dtype}")
-        _require_finite("kspace", kspace)
-        n_coils = kspace.shape[-3]
-        if self.coil_maps is not None:
-            coil_maps = np.asarray(self.coil_maps)
-            expected = (n_coils, *self.slice_shape)
-            if self.is_volume and coil_maps.shape not in (expected, (self.n_slices, *expected)):
-                raise MeasurementError(
-                    f"'coil_maps' of a volume must have shape {expected} (shared by all slices) or "
-                    f"{(self.n_slices, *expected)} (per slice), got {coil_maps.shape}"
-                )
-            if not self.is_volume and coil_maps.shape != expected:
-                raise MeasurementError(f"'coil_maps' must have shape {expected}, got {coil_maps.shape}")
-            if coil_maps.dtype.kind not in "fc":
-                raise MeasurementError(f"'coil_maps' must be complex, got dtype {coil_maps.dtype}")
-            _require_finite("coil_maps", coil_maps)
-            self.coil_maps = coil_maps.astype(np.complex64, copy=False)
-        self.kspace = kspace.astype(np.complex64, copy=False)
         self.mask = mask
 
     def _check_mri_volume_shapes(self, kspace: np.ndarray, mask: np.ndarray) -> None:
@@ -295,6 +326,28 @@ class Measurements:
                 f"'mask' of a volume must have shape {shared} (shared by all slices) or {per_slice} "
                 f"(per slice), got {mask.shape}"
             )
+
+    def _validate_trajectory(self, kspace: np.ndarray) -> None:
+        from .operators.nufft import check_trajectory
+
+        expected_ndim = 5 if self.is_volume else 4
+        layout = "(P, Z, C, S, R)" if self.is_volume else "(P, C, S, R)"
+        if kspace.ndim != expected_ndim:
+            raise MeasurementError(
+                f"with a 'trajectory', 'kspace' must have shape {layout} (S shots of R samples), got {kspace.shape}"
+            )
+        if self.is_volume and kspace.shape[1] != self.n_slices:
+            raise MeasurementError(f"'kspace' has {kspace.shape[1]} slices but 'image_shape' is {self.image_shape}")
+        try:
+            trajectory = check_trajectory(self.trajectory, kspace.shape[0])
+        except ValueError as exc:
+            raise MeasurementError(str(exc)) from None
+        if trajectory.shape[1:3] != kspace.shape[-2:]:
+            raise MeasurementError(
+                f"'trajectory' has {trajectory.shape[1]} shots of {trajectory.shape[2]} samples per frame but "
+                f"'kspace' has {kspace.shape[-2]} of {kspace.shape[-1]}"
+            )
+        self.trajectory = trajectory
 
     def operator(self, device="cpu", **options):
         """The forward operator of these (single-slice) measurements (imaging.operators).
@@ -323,6 +376,10 @@ class Measurements:
                 device=device,
                 **options,
             )
+        if self.trajectory is not None:
+            from .operators.nufft import DynamicNonCartesianMRI
+
+            return DynamicNonCartesianMRI(self.trajectory, self.image_shape, self.coil_maps, device=device, **options)
         return DynamicMRI(self.mask, self.coil_maps, device=device, **options)
 
     def to_dict(self) -> dict:

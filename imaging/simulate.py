@@ -18,6 +18,9 @@ from .measurements import Measurements
 from .operators import DynamicMRI, disk_mask, fft2c
 from .operators.tomography import astra_projection_matrix
 
+#: MRI sampling trajectories that :func:`simulate` knows.
+TRAJECTORIES = ("cartesian", "radial")
+
 #: Upper bound on the entries of one all-angle projection matrix built at once (about
 #: 100 MB with its indices); larger angle sets are projected chunk by chunk.
 _MATRIX_ENTRIES_PER_CHUNK = 8_000_000
@@ -30,17 +33,17 @@ def _check_noise(noise) -> float:
     return noise
 
 
-def _check_images(images, square: bool) -> np.ndarray:
+def _check_images(images, square: bool, allow_complex: bool = False) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim != 3 or min(images.shape) < 1:
         raise ValueError(f"images must have shape (P, N, N), got {images.shape}")
     if square and images.shape[1] != images.shape[2]:
         raise ValueError(f"tomography needs square frames (P, N, N), got {images.shape}")
-    if images.dtype.kind not in "biuf":
-        raise ValueError(f"images must be real-valued, got dtype {images.dtype}")
+    if images.dtype.kind not in ("biufc" if allow_complex else "biuf"):
+        raise ValueError(f"images must be {'numeric' if allow_complex else 'real-valued'}, got dtype {images.dtype}")
     if not np.all(np.isfinite(images)):
         raise ValueError("images contain NaN or infinite values")
-    return images.astype(np.float32, copy=False)
+    return images.astype(np.complex64 if images.dtype.kind == "c" else np.float32, copy=False)
 
 
 def _project_all_angles(images, angles, n_detectors, detector_spacing):
@@ -156,13 +159,37 @@ def simulate_tomography(
     )
 
 
+def _check_coil_maps(coil_maps) -> np.ndarray | None:
+    if coil_maps is None:
+        return None
+    coil_maps = np.asarray(coil_maps)
+    if coil_maps.dtype.kind not in "biufc":
+        raise ValueError(f"coil_maps must be numeric, got dtype {coil_maps.dtype}")
+    return coil_maps.astype(np.complex64, copy=False)
+
+
+def _mri_noise(shape, sigma: float, seed: int) -> np.ndarray:
+    """Circular complex Gaussian noise with ``E|n|^2 = sigma^2`` (std ``sigma / sqrt(2)`` per part)."""
+    rng = np.random.default_rng(seed)
+    component_std = sigma / math.sqrt(2.0)
+    return (component_std * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))).astype(np.complex64)
+
+
+def _full_kspace_peak(images: np.ndarray, coil_maps) -> float:
+    """``max |k_full|``: the fully sampled Cartesian k-space of every frame and coil."""
+    maps = torch.ones((1, *images.shape[1:]), dtype=torch.complex64) if coil_maps is None else torch.from_numpy(coil_maps)
+    with torch.no_grad():
+        return float(fft2c(maps[None] * torch.from_numpy(images)[:, None]).abs().max())
+
+
 def simulate_mri(images, mask, coil_maps=None, noise: float = 5e-3, seed: int = 0) -> Measurements:
     """Undersampled Cartesian k-space of an image sequence, with complex Gaussian noise.
 
     Parameters
     ----------
     images : array_like, shape (P, H, W)
-        Real image sequence.
+        Image sequence, real or complex (magnitude and phase, see
+        :func:`imaging.phantoms.cardiac_phase`).
     mask : array_like bool, shape (P, H, W)
         Sampled k-space locations per frame (see :func:`imaging.schedules.kt_mask`).
     coil_maps : array_like complex, shape (C, H, W), optional
@@ -179,36 +206,78 @@ def simulate_mri(images, mask, coil_maps=None, noise: float = 5e-3, seed: int = 
     -------
     Measurements
         ``kspace`` complex64 (P, C, H, W) equal to ``DynamicMRI(mask, coil_maps)`` applied
-        to the images plus noise on the sampled entries, exactly zero elsewhere.
+        to the images plus noise on the sampled entries, exactly zero elsewhere;
+        ``ground_truth`` the magnitude of the images (float32).
     """
-    images = _check_images(images, square=False)
+    images = _check_images(images, square=False, allow_complex=True)
     noise = _check_noise(noise)
     mask = np.asarray(mask)
     if mask.shape != images.shape:
         raise ValueError(f"mask must have the shape of the images {images.shape}, got {mask.shape}")
-    if coil_maps is not None:
-        coil_maps = np.asarray(coil_maps)
-        if coil_maps.dtype.kind not in "biufc":
-            raise ValueError(f"coil_maps must be numeric, got dtype {coil_maps.dtype}")
-        coil_maps = coil_maps.astype(np.complex64, copy=False)
-    operator = DynamicMRI(mask, coil_maps)
+    coil_maps = _check_coil_maps(coil_maps)
+    operator = DynamicMRI(mask, coil_maps, complex_image=images.dtype.kind == "c")
     with torch.no_grad():
-        coil_images = operator.coil_maps[None] * torch.from_numpy(images)[:, None]
-        full_kspace = fft2c(coil_images)
-        kspace = (full_kspace * operator.mask[:, None]).numpy()
-    sigma = noise * float(full_kspace.abs().max())
+        kspace = operator.forward(torch.from_numpy(images)).numpy()
+    sigma = noise * _full_kspace_peak(images, coil_maps)
     if sigma > 0:
-        rng = np.random.default_rng(seed)
-        component_std = sigma / math.sqrt(2.0)
-        complex_noise = rng.standard_normal(kspace.shape) + 1j * rng.standard_normal(kspace.shape)
-        kspace += (component_std * complex_noise).astype(np.complex64) * operator.mask[:, None].numpy()
+        kspace += _mri_noise(kspace.shape, sigma, seed) * operator.mask[:, None].numpy()
     return Measurements(
         modality="mri",
         image_shape=images.shape[1:],
         kspace=kspace,
         mask=operator.mask.numpy(),
         coil_maps=coil_maps,
-        ground_truth=images,
+        ground_truth=np.abs(images),
+        noise_std=sigma,
+    )
+
+
+def simulate_radial_mri(images, trajectory, coil_maps=None, noise: float = 5e-3, seed: int = 0) -> Measurements:
+    """Non-Cartesian (e.g. radial) k-space of an image sequence, with complex Gaussian noise.
+
+    The samples come from :class:`imaging.operators.nufft.DynamicNonCartesianMRI` at a
+    higher accuracy (``eps`` 1e-6, upsampling 2) than reconstructions use by default, so
+    the data are not made with the reconstruction's own approximation.
+
+    Parameters
+    ----------
+    images : array_like, shape (P, H, W)
+        Image sequence, real or complex.
+    trajectory : array_like, shape (P, S, R, 2)
+        k-space samples of each frame, (ky, kx) in cycles per pixel (see
+        :func:`imaging.operators.nufft.radial_trajectory`).
+    coil_maps : array_like complex, shape (C, H, W), optional
+    noise, seed :
+        As :func:`simulate_mri` (the same ``sigma``: relative to the fully sampled
+        Cartesian k-space), on every sample.
+
+    Returns
+    -------
+    Measurements
+        ``kspace`` complex64 (P, C, S, R), ``trajectory`` float64 (P, S, R, 2),
+        ``ground_truth`` the magnitude of the images.
+    """
+    from .operators.nufft import DynamicNonCartesianMRI
+
+    images = _check_images(images, square=False, allow_complex=True)
+    noise = _check_noise(noise)
+    coil_maps = _check_coil_maps(coil_maps)
+    operator = DynamicNonCartesianMRI(trajectory, images.shape[1:], coil_maps, complex_image=True, eps=1e-6,
+                                      upsampling=2.0)
+    if operator.n_frames != images.shape[0]:
+        raise ValueError(f"trajectory has {operator.n_frames} frames, the images {images.shape[0]}")
+    with torch.no_grad():
+        kspace = operator.forward(torch.from_numpy(images.astype(np.complex64))).numpy()
+    sigma = noise * _full_kspace_peak(images, coil_maps)
+    if sigma > 0:
+        kspace += _mri_noise(kspace.shape, sigma, seed)
+    return Measurements(
+        modality="mri",
+        image_shape=images.shape[1:],
+        kspace=kspace,
+        trajectory=operator.trajectory,
+        coil_maps=coil_maps,
+        ground_truth=np.abs(images),
         noise_std=sigma,
     )
 
@@ -261,7 +330,7 @@ def simulate(
     size: int = 128,
     modality: str | None = None,
     views_per_frame: int = 1,
-    schedule: str = "bit-reversal",
+    schedule: str | None = None,
     noise: float = 5e-3,
     seed: int = 0,
     lines_per_frame: int = 8,
@@ -271,6 +340,10 @@ def simulate(
     detector_spacing: float = 1.0,
     n_detectors: int | None = None,
     slices: int | None = None,
+    trajectory: str = "cartesian",
+    spokes_per_frame: int = 8,
+    readout_samples: int | None = None,
+    phase: bool = False,
 ) -> Measurements:
     """Simulate a dynamic acquisition of a built-in phantom (``imaging simulate``).
 
@@ -284,7 +357,8 @@ def simulate(
         Default: "mri" for the "cardiac" phantom, "tomography" otherwise.
     views_per_frame, schedule :
         Tomography: views per frame and view-angle schedule
-        (:func:`imaging.schedules.view_angles`).
+        (:func:`imaging.schedules.view_angles`; default "bit-reversal"). Radial MRI: the
+        schedule of the spoke angles (default "golden-angle").
     noise : float
         Relative noise level (see :func:`simulate_tomography`, :func:`simulate_mri`).
     seed : int
@@ -293,6 +367,16 @@ def simulate(
         MRI: k-t mask (:func:`imaging.schedules.kt_mask`) on the (N, N) grid.
     coils : int
         MRI: number of coils; more than one uses :func:`synthetic_coil_maps`.
+    trajectory : {"cartesian", "radial"}
+        MRI: whole phase-encode lines of a k-t mask, or radial spokes
+        (:func:`imaging.operators.nufft.radial_trajectory`); others are refused.
+    spokes_per_frame, readout_samples :
+        Radial MRI: spokes S per frame and samples R per spoke (default ``2 N``: the
+        readout oversampled twice, as scanners do, which the gridding baseline needs).
+    phase : bool
+        MRI: give the images the smooth, drifting phase of
+        :func:`imaging.phantoms.cardiac_phase` (complex images; the ground truth stays
+        the magnitude).
     detector_spacing, n_detectors :
         Tomography detector geometry (bin width in pixels, bins; default ``N`` bins).
     slices : int, optional
@@ -309,7 +393,8 @@ def simulate(
         With ``ground_truth`` (P, N, N) float32 and ``noise_std``; for ``slices``,
         ``image_shape`` (Z, N, N) and ``ground_truth`` (P, Z, N, N).
     """
-    from .phantoms import get_phantom, volume
+    from .operators.nufft import radial_trajectory
+    from .phantoms import cardiac_phase, get_phantom, volume
     from .schedules import kt_mask, view_angles
 
     if modality is None:
@@ -318,6 +403,10 @@ def simulate(
         raise ValueError(f"modality must be 'tomography' or 'mri', got {modality!r}")
     if isinstance(coils, bool) or not isinstance(coils, (int, np.integer)) or coils < 1:
         raise ValueError(f"coils must be a positive integer, got {coils!r}")
+    if trajectory not in TRAJECTORIES:
+        raise ValueError(f"unknown trajectory {trajectory!r}; choose one of: {', '.join(TRAJECTORIES)}")
+    if slices is not None and modality == "mri" and trajectory != "cartesian":
+        raise ValueError("volumes are simulated with Cartesian sampling only")
     if slices is None:
         images = get_phantom(phantom)(frames=frames, size=size, seed=seed)
         measure_tomography, measure_mri = simulate_tomography, simulate_mri
@@ -325,12 +414,21 @@ def simulate(
         images = volume(phantom, frames=frames, size=size, slices=slices, seed=seed)
         measure_tomography, measure_mri = simulate_volume_tomography, simulate_volume_mri
     if modality == "tomography":
-        angles = view_angles(schedule, frames, views_per_frame, seed=seed)
+        angles = view_angles(schedule or "bit-reversal", frames, views_per_frame, seed=seed)
         return measure_tomography(
             images, angles, noise=noise, seed=seed, detector_spacing=detector_spacing, n_detectors=n_detectors
         )
-    mask = kt_mask(mask_pattern, frames, (size, size), lines_per_frame, center_lines=center_lines, seed=seed)
+    if phase:
+        smooth_phase = np.exp(1j * cardiac_phase(frames=frames, size=size, seed=seed))
+        images = images * (smooth_phase if slices is None else smooth_phase[:, None])
     coil_maps = synthetic_coil_maps(coils, (size, size)) if coils > 1 else None
+    if trajectory == "radial":
+        angles = view_angles(schedule or "golden-angle", frames, spokes_per_frame, seed=seed)
+        samples = 2 * size if readout_samples is None else readout_samples
+        return simulate_radial_mri(
+            images, radial_trajectory(angles, samples), coil_maps=coil_maps, noise=noise, seed=seed
+        )
+    mask = kt_mask(mask_pattern, frames, (size, size), lines_per_frame, center_lines=center_lines, seed=seed)
     return measure_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed)
 
 
@@ -420,7 +518,7 @@ def simulate_volume_mri(volume, mask, coil_maps=None, noise: float = 5e-3, seed:
     Parameters
     ----------
     volume : array_like, shape (P, Z, H, W)
-        Real time-varying volume.
+        Time-varying volume, real or complex.
     mask : array_like bool, shape (P, H, W) or (P, Z, H, W)
         Sampled k-space locations per frame, shared by all slices or per slice.
     coil_maps : array_like complex, shape (C, H, W), optional

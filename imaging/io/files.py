@@ -44,11 +44,11 @@ _STRING_KEYS = ("modality",)
 _SCALAR_KEYS = ("detector_spacing", "noise_std")
 _CONTRACT_KEYS = {
     "tomography": ("image_shape", "sinogram", "angles", "detector_spacing", "ground_truth", "noise_std"),
-    "mri": ("image_shape", "kspace", "mask", "coil_maps", "ground_truth", "noise_std"),
+    "mri": ("image_shape", "kspace", "mask", "trajectory", "coil_maps", "ground_truth", "noise_std"),
 }
 _REQUIRED_KEYS = {
     "tomography": ("modality", "image_shape", "sinogram", "angles"),
-    "mri": ("modality", "image_shape", "kspace", "mask"),
+    "mri": ("modality", "image_shape", "kspace"),  # and 'mask' or 'trajectory', checked by Measurements
 }
 
 #: Prefix of a solver's extra arrays (e.g. the PSM factors) in a reconstruction file.
@@ -318,6 +318,8 @@ def load_measurements(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Measuremen
     if modality not in MODALITIES:
         raise FileFormatError(f"{path}: unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
     missing = [key for key in _REQUIRED_KEYS[modality] if key not in values]
+    if modality == "mri" and "mask" not in values and "trajectory" not in values:
+        missing.append("mask (Cartesian) or trajectory (non-Cartesian)")
     if missing:
         raise FileFormatError(f"{path}: {modality} file is missing required key(s): {', '.join(missing)}")
     fields: dict[str, Any] = {"modality": modality}

@@ -111,6 +111,33 @@ class LinearOperator:
         return self._norm_cache
 
 
+class _LinearMap(torch.autograd.Function):
+    """``product(x)`` for a linear ``product`` computed outside autograd, with gradient ``adjoint(grad)``."""
+
+    @staticmethod
+    def forward(ctx, x, product, adjoint):
+        ctx.adjoint = adjoint
+        return product(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.adjoint(grad), None, None
+
+
+def linear_map(x: torch.Tensor, product, adjoint) -> torch.Tensor:
+    """Apply a linear map that autograd cannot see through (NumPy, SciPy, a C library).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+    product : callable
+        Tensor -> tensor, the linear map (computed without autograd).
+    adjoint : callable
+        Its adjoint, which back-propagates the gradient.
+    """
+    return _LinearMap.apply(x, product, adjoint)
+
+
 def _randn(shape, dtype, generator):
     if dtype.is_complex:
         real_dtype = torch.float32 if dtype == torch.complex64 else torch.float64

@@ -32,6 +32,9 @@ import math
 import numpy as np
 import torch
 
+from .mri import fft2c, ifft2c
+from .nufft import gridded_coil_images
+
 #: Side of the calibration region taken from the time-averaged k-space centre.
 DEFAULT_CALIBRATION_SIZE = 24
 #: ESPIRiT kernel side.
@@ -98,6 +101,31 @@ def calibration_region(average, covered, size: int = DEFAULT_CALIBRATION_SIZE) -
             if rows * cols > best[0] * best[1] and np.all(covered[centred_block((height, width), (rows, cols))]):
                 best = (rows, cols)
     return np.ascontiguousarray(average[(slice(None), *centred_block((height, width), best))]).astype(np.complex64)
+
+
+def gridded_calibration(kspace, trajectory, image_shape, size: int = DEFAULT_CALIBRATION_SIZE) -> np.ndarray:
+    """Calibration region of non-Cartesian (radial) data: the centre of the gridded time average.
+
+    All frames' samples are density-compensated together and gridded to coil images
+    (:func:`imaging.operators.nufft.gridded_coil_images`); their centred FFT is the
+    time-averaged Cartesian k-space, of which the central ``size x size`` block is
+    returned (radial spokes oversample the centre, so it is fully sampled).
+
+    Parameters
+    ----------
+    kspace : array_like complex, shape (P, C, S, R)
+    trajectory : array_like, shape (P, S, R, 2)
+    image_shape : tuple (H, W)
+    size : int
+
+    Returns
+    -------
+    numpy.ndarray
+        complex64 (C, min(size, H), min(size, W)).
+    """
+    coil_kspace = fft2c(torch.from_numpy(gridded_coil_images(kspace, trajectory, image_shape))).numpy()
+    block = (min(size, image_shape[0]), min(size, image_shape[1]))
+    return np.ascontiguousarray(coil_kspace[(slice(None), *centred_block(tuple(image_shape), block))])
 
 
 def centred_block(shape, block_shape) -> tuple[slice, slice]:
@@ -202,7 +230,7 @@ def espirit_maps(
     top_value = eigenvalues[..., -1]
     maps = eigenvectors[..., -1].permute(2, 0, 1)  # (C, H, W), unit norm per pixel
     maps = _align_phase(maps, _virtual_coil(calibration)) * (top_value > crop)
-    return maps.to(torch.complex64).numpy()
+    return np.ascontiguousarray(maps.to(torch.complex64).numpy())
 
 
 def lowres_maps(calibration, image_shape, support: float = DEFAULT_LOWRES_SUPPORT) -> np.ndarray:
@@ -229,8 +257,6 @@ def lowres_maps(calibration, image_shape, support: float = DEFAULT_LOWRES_SUPPOR
                          torch.hann_window(calib_w + 2, periodic=False, dtype=torch.float64)[1:-1])
     padded = torch.zeros(n_coils, height, width, dtype=torch.complex128)
     padded[(slice(None), *centred_block((height, width), (calib_h, calib_w)))] = calibration * window
-    from .mri import ifft2c
-
     coil_images = ifft2c(padded)
     root_sum_squares = torch.linalg.vector_norm(coil_images, dim=0)
     keep = root_sum_squares > support * root_sum_squares.max()

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .base import LinearOperator, resolve_device
+from .base import LinearOperator, linear_map, resolve_device
 
 PROJECTORS = ("line", "linear", "strip")
 SUPPORTS = ("disk", "square")
@@ -189,28 +189,6 @@ def _run_blocks(job, blocks: list[FrameBlock]) -> None:
         pass
 
 
-class _Project(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x_flat, op):
-        ctx.op = op
-        return op._matvec(x_flat)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return ctx.op._rmatvec(grad), None
-
-
-class _BackProject(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y_flat, op):
-        ctx.op = op
-        return op._rmatvec(y_flat)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return ctx.op._matvec(grad), None
-
-
 class DynamicTomography(LinearOperator):
     """Dynamic parallel-beam tomography: frame p projected at ``angles[p]``.
 
@@ -331,9 +309,9 @@ class DynamicTomography(LinearOperator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Project: (P, N, N) -> (P, V, D)."""
         x = self._check_input(x, self.domain_shape, "forward").to(torch.float32)
-        return _Project.apply(x.reshape(-1), self).reshape(self.range_shape)
+        return linear_map(x.reshape(-1), self._matvec, self._rmatvec).reshape(self.range_shape)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """Back-project: (P, V, D) -> (P, N, N)."""
         y = self._check_input(y, self.range_shape, "adjoint").to(torch.float32)
-        return _BackProject.apply(y.reshape(-1), self).reshape(self.domain_shape)
+        return linear_map(y.reshape(-1), self._rmatvec, self._matvec).reshape(self.domain_shape)

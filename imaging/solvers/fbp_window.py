@@ -34,6 +34,13 @@ FFT and are combined as ``sum_c conj(S_c) x_c / sum_c |S_c|^2`` (plain ``conj(S)
 maps normalised to ``sum |S|^2 = 1``); the real part is the frame. With full sampling and
 ``W = 1`` this is the exact inverse.
 
+Radial MRI (sliding-window gridding). Frame ``p`` is the density-compensated adjoint
+NUFFT of the spokes of the ``W`` frames nearest in time, ``A^H (w * y)``, with the radial
+quadrature weights of those spokes together (``|k|`` times the angular interval of each
+spoke; :func:`imaging.operators.nufft.radial_density_weights`), coil-combined as above.
+The automatic window holds ``pi/2 N`` spokes, the angular Nyquist rate of an ``N x N``
+image.
+
 The method is not iterative: one :meth:`FBPWindow.step` computes every frame.
 """
 
@@ -47,13 +54,15 @@ import numpy as np
 import torch
 
 from ..operators import DynamicTomography, ifft2c
+from ..operators.nufft import DynamicNonCartesianMRI, radial_density_weights
+from ..schedules import MAX_INTERVAL_RATIO, angular_weights  # noqa: F401  (public names of this module before)
 from .registry import register
 from .base import ParameterError, Solver, SolverParams, param
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hann")
 
-#: Largest angular interval a view may stand for, relative to the median interval.
-MAX_INTERVAL_RATIO = 3.0
+#: Frames gridded at once by the radial MRI baseline (bounds the windowed samples' memory).
+_GRIDDING_CHUNK_FRAMES = 8
 
 #: Views per window when ``window`` is 0 (tomography).
 DEFAULT_TOMOGRAPHY_WINDOW = 32
@@ -66,7 +75,8 @@ class FBPWindowParams(SolverParams):
     window: int = param(
         0,
         "views (tomography) or frames (MRI) nearest in time combined into each frame; 0 = automatic: "
-        f"{DEFAULT_TOMOGRAPHY_WINDOW} views, or for MRI the frames needed to fill k-space once on average",
+        f"{DEFAULT_TOMOGRAPHY_WINDOW} views, or for MRI the frames needed to fill k-space once on average "
+        "(radial: pi/2 N spokes, the angular Nyquist rate)",
     )
     filter: str = param("ramp", "ramp filter apodisation (tomography): ramp, shepp-logan, cosine or hann")
 
@@ -91,38 +101,6 @@ def window_starts(n_frames: int, window_frames: int) -> np.ndarray:
     """
     window_frames = min(max(1, window_frames), n_frames)
     return np.clip(np.arange(n_frames) - window_frames // 2, 0, n_frames - window_frames)
-
-
-def angular_weights(angles: np.ndarray) -> np.ndarray:
-    """Quadrature weights of views at ``angles`` (radians) for back-projection over [0, pi).
-
-    Each distinct angle (modulo pi) stands for half of the gaps to its two neighbours on
-    the circle of circumference pi, capped at three times the median such interval (so
-    the two end views of a limited arc do not stand for the whole missing arc); views
-    that repeat an angle share its interval; the weights are then scaled to sum to pi,
-    so that the reconstruction keeps the object's mean value. ``M`` equispaced views get
-    ``pi / M`` each.
-
-    Parameters
-    ----------
-    angles : numpy.ndarray
-        (M,) float.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64 (M,), positive, summing to pi.
-    """
-    folded = np.mod(np.asarray(angles, dtype=np.float64), np.pi)
-    distinct, inverse, counts = np.unique(folded, return_inverse=True, return_counts=True)
-    if distinct.size == 1:
-        cells = np.array([np.pi])
-    else:
-        gaps = np.diff(np.concatenate([distinct, [distinct[0] + np.pi]]))
-        cells = 0.5 * (gaps + np.roll(gaps, 1))
-    cells = np.minimum(cells, MAX_INTERVAL_RATIO * np.median(cells))
-    weights = cells[inverse] / counts[inverse]
-    return weights * (np.pi / weights.sum())
 
 
 def ramp_filter_response(n_detectors: int, kind: str = "ramp") -> tuple[np.ndarray, int]:
@@ -252,6 +230,9 @@ class FBPWindow(Solver):
             return self.params.window
         if m.modality == "tomography":
             return DEFAULT_TOMOGRAPHY_WINDOW
+        if not m.is_cartesian:
+            spokes_per_frame = m.trajectory.shape[1]
+            return max(1, math.ceil(0.5 * math.pi * max(m.image_shape) / spokes_per_frame))
         sampled_fraction = float(np.mean(m.mask))
         return max(1, math.ceil(1.0 / sampled_fraction)) if sampled_fraction > 0 else m.n_frames
 
@@ -322,15 +303,36 @@ class FBPWindow(Solver):
         m = self.measurements
         n_frames = m.n_frames
         window_frames = min(n_frames, self.window_size())
-        combined = torch.from_numpy(window_average_kspace(m.kspace, m.mask, window_frames)).to(self.device)
-        coil_images = ifft2c(combined)
-        if m.coil_maps is None:
-            frames = coil_images[:, 0].real
+        maps = torch.ones((1, *m.image_shape), dtype=torch.complex64) if m.coil_maps is None else m.coil_maps
+        maps = torch.as_tensor(maps).to(self.device)
+        if m.is_cartesian:
+            combined = torch.from_numpy(window_average_kspace(m.kspace, m.mask, window_frames)).to(self.device)
+            combined_image = torch.sum(maps.conj()[None] * ifft2c(combined), dim=1)
         else:
-            maps = torch.from_numpy(m.coil_maps).to(self.device)
-            sensitivity = maps.abs().square().sum(dim=0)
-            combined_image = torch.sum(maps.conj()[None] * coil_images, dim=1)
-            frames = torch.where(sensitivity > 0, combined_image.real / sensitivity.clamp_min(1e-30), 0.0)
+            combined_image = self._radial_gridding(window_frames)
+        sensitivity = maps.abs().square().sum(dim=0)
+        frames = torch.where(sensitivity > 0, combined_image.real / sensitivity.clamp_min(1e-30), 0.0)
         frames = frames.float().contiguous()
         kspace = torch.from_numpy(m.kspace).to(self.device)
         return frames, _relative_residual(m.operator(device=self.device).forward(frames), kspace)
+
+    def _radial_gridding(self, window_frames: int) -> torch.Tensor:
+        """Coil-combined gridding of each frame's window of radial spokes, complex (P, H, W).
+
+        Frame p is ``A_p^H (w * y)`` over the spokes of its window, with ``w`` the radial
+        density compensation of those spokes together
+        (:func:`imaging.operators.nufft.radial_density_weights`), done a few frames at a
+        time to bound the memory of the windowed samples.
+        """
+        m = self.measurements
+        n_frames, n_coils, n_shots, n_samples = m.kspace.shape
+        window = window_starts(n_frames, window_frames)[:, None] + np.arange(window_frames)  # (P, F)
+        frames = []
+        for first in range(0, n_frames, _GRIDDING_CHUNK_FRAMES):
+            chunk = window[first : first + _GRIDDING_CHUNK_FRAMES]
+            trajectory = m.trajectory[chunk].reshape(len(chunk), window_frames * n_shots, n_samples, 2)
+            samples = np.moveaxis(m.kspace[chunk], 2, 1).reshape(len(chunk), n_coils, window_frames * n_shots, n_samples)
+            weights = radial_density_weights(trajectory, m.image_shape)[:, None]
+            gridding = DynamicNonCartesianMRI(trajectory, m.image_shape, m.coil_maps, device=self.device, complex_image=True)
+            frames.append(gridding.adjoint(torch.from_numpy((samples * weights).astype(np.complex64))))
+        return torch.cat(frames)
