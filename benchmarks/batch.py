@@ -10,9 +10,9 @@ frame, bit-reversal, noise 5e-3), then reconstructs every slice
 3. the same on 2 workers (cores split between them),
 
 and measures the scheduler's overhead per task (empty tasks through the same cluster) and
-the batch's own overhead per task (planning, slice files, assembly). It writes a markdown
-table with the ratios and the projected scaling to a larger cluster to
-``benchmarks/results/batch.md``. Run from the repository root::
+the batch's own overhead per task (planning, each task reading the volume file,
+assembly). It writes a markdown table with the ratios and the projected scaling to a
+larger cluster to ``benchmarks/results/batch.md``. Run from the repository root::
 
     python benchmarks/batch.py                       # red-psm, fast preset
     python benchmarks/batch.py --method fbp-window   # the machinery alone
@@ -143,8 +143,7 @@ def main(argv=None) -> int:
     slice_one_thread = two["task_seconds"] / args.slices
     batch_overhead = max(0.0, one["wall"] - one["task_seconds"]) / args.slices
     per_task = two["scheduler_overhead"] + batch_overhead
-    one_slice = measurements.slice(0)
-    slice_megabytes = (one_slice.data.nbytes + getattr(one_slice.ground_truth, "nbytes", 0)) / 1e6
+    volume_megabytes = (measurements.data.nbytes + getattr(measurements.ground_truth, "nbytes", 0)) / 1e6
     differences = {w: float(np.max(np.abs(r["reconstruction"] - loop.reconstruction))) for w, r in runs.items()}
     psnr = ""
     if measurements.ground_truth is not None:
@@ -176,8 +175,7 @@ def main(argv=None) -> int:
         f"- Per-slice cost on a worker: {slice_two_threads:.1f} s with {cores} torch threads, "
         f"{slice_one_thread:.1f} s with 1 thread.",
         f"- Overhead per task: Dask scheduling {two['scheduler_overhead'] * 1e3:.1f} ms (empty tasks), "
-        f"batch bookkeeping on the client (reading the volume, writing slice inputs, assembling and scoring the "
-        "result) "
+        f"batch bookkeeping on the client (hashing and reading the volume, assembling and scoring the result) "
         f"{batch_overhead:.2f} s.",
         f"- Largest difference from the loop's result: {differences[1]:.2e} (1 worker), {differences[2]:.2e} "
         "(2 workers).",
@@ -196,9 +194,9 @@ def main(argv=None) -> int:
         "",
         "Limits of the projection: it assumes the workers' cores are as fast as these, that every",
         "worker reads the inputs and writes the outputs on a shared file system with bandwidth to",
-        f"spare (each task reads its slice's measurements and ground truth, {slice_megabytes:.1f} MB here,",
-        "and writes its result), and that the client keeps up with planning and assembling (its",
-        "per-task overhead grows with the volume's size).",
+        f"spare (each task reads the whole volume file, {volume_megabytes:.1f} MB here, which grows with Z,",
+        "and writes its slice's result), and that the client keeps up with planning and assembling",
+        "(its per-task overhead grows with the volume's size).",
     ]
     if args.note:
         lines += ["", args.note]

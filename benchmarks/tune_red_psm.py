@@ -139,14 +139,14 @@ def run_grid(args, measurements) -> list[dict]:
 
 def run_init(args, measurements) -> list[dict]:
     from imaging.models.psm import interpolation_matrix, psm_from_frames
-    from imaging.solvers.init import INITIALISATIONS_BY_MODALITY, initial_frames
+    from imaging.solvers.psm import initial_frames
 
     fixed = _parse_assignments(args.set)
     order = int(fixed.get("order", 6))
     knots = int(fixed.get("knots", 7))
     truth = measurements.ground_truth
     rows = []
-    for method in INITIALISATIONS_BY_MODALITY[measurements.modality]:
+    for method in measurements.operator_class.initialisations:
         start = time.perf_counter()
         frames = initial_frames(measurements, method, knots=int(fixed.get("init_knots", 6)))
         seconds = time.perf_counter() - start

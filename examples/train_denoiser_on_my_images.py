@@ -37,6 +37,8 @@ validation = provenance["validation"]
 print(f"validation MSE {validation['mse_before']:.2e} -> {validation['mse_after']:.2e}")
 model = load_denoiser(args.output)  # weights only; the SHA-256 in the .json is checked
 
+# The module itself is the denoiser (denoiser=args.output, the file, does the same);
+# the run records it by name and weights digest, e.g. "module:DnCNN:sha256=...".
 measurements = simulate("walnut", frames=16, size=args.size)
-result = imaging.reconstruct(measurements, method="red-psm", denoiser=args.output, max_iter=3)
-print("RED-PSM with my denoiser, PSNR", round(result.history[-1]["psnr"], 2), "dB")
+result = imaging.reconstruct(measurements, method="red-psm", denoiser=model, max_iter=3)
+print("RED-PSM with my denoiser", result.params["denoiser"], "PSNR", round(result.history[-1]["psnr"], 2), "dB")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import warnings
 
@@ -10,7 +11,8 @@ def moved_attribute(old_module: str, moves: dict[str, str]):
     """A module ``__getattr__`` that serves ``moves[name]`` ("package.module:attr") with a warning.
 
     Use as ``__getattr__ = moved_attribute(__name__, {...})`` in the module whose names
-    moved; the new home is imported only when an old name is used.
+    moved; the new home is imported only when an old name is used. ``attr`` may be
+    dotted ("module:Class.method": a function that became a method).
     """
 
     def __getattr__(name: str):
@@ -23,6 +25,6 @@ def moved_attribute(old_module: str, moves: dict[str, str]):
             DeprecationWarning,
             stacklevel=2,
         )
-        return getattr(importlib.import_module(module_name), attribute)
+        return functools.reduce(getattr, attribute.split("."), importlib.import_module(module_name))
 
     return __getattr__

@@ -131,6 +131,48 @@ class Measurements:
             **common,
         )
 
+    def select_frames(self, indices) -> "Measurements":
+        """The measurements of the frames ``indices`` only, in that order.
+
+        Every array of the file contract has time first, so this is the same for every
+        modality, for a slice and for a volume.
+
+        Parameters
+        ----------
+        indices : sequence of int
+            Frame numbers in ``[0, n_frames)``, at least one.
+
+        Returns
+        -------
+        Measurements
+            With ``len(indices)`` frames (and those frames of the ground truth); its
+            ``operator()`` is the operator of those frames. Coil maps, ``noise_std`` and
+            ``extra`` are shared.
+        """
+        indices = np.asarray(indices)
+        if indices.ndim != 1 or indices.size == 0 or not np.issubdtype(indices.dtype, np.integer):
+            raise MeasurementError(f"frame indices must be a non-empty sequence of integers, got {indices!r}")
+        if indices.min() < 0 or indices.max() >= self.n_frames:
+            raise MeasurementError(f"frame indices must lie in [0, {self.n_frames}), got {indices.tolist()!r}")
+
+        def frames_of(array):
+            return None if array is None else array[indices]
+
+        return Measurements(
+            modality=self.modality,
+            image_shape=self.image_shape,
+            sinogram=frames_of(self.sinogram),
+            angles=frames_of(self.angles),
+            detector_spacing=self.detector_spacing,
+            kspace=frames_of(self.kspace),
+            mask=frames_of(self.mask),
+            trajectory=frames_of(self.trajectory),
+            coil_maps=self.coil_maps,
+            ground_truth=frames_of(self.ground_truth),
+            noise_std=self.noise_std,
+            extra=self.extra,
+        )
+
     @property
     def is_cartesian(self) -> bool:
         """True for Cartesian MRI (a ``mask``), False for a ``trajectory`` or tomography."""
@@ -349,13 +391,30 @@ class Measurements:
             )
         self.trajectory = trajectory
 
-    def operator(self, device="cpu", **options):
-        """The forward operator of these (single-slice) measurements (imaging.operators).
+    @property
+    def operator_class(self) -> type:
+        """The :mod:`imaging.operators` class that models this modality's physics.
 
-        A volume has one operator per slice: use ``self.slice(z).operator(...)``.
+        Its class-level capabilities (e.g. ``initialisations``) can be read without
+        building the operator.
         """
         from .operators import DynamicMRI, DynamicTomography
 
+        if self.modality == "tomography":
+            return DynamicTomography
+        if self.trajectory is not None:
+            from .operators.nufft import DynamicNonCartesianMRI
+
+            return DynamicNonCartesianMRI
+        return DynamicMRI
+
+    def operator(self, device="cpu", **options):
+        """The forward operator of these (single-slice) measurements (imaging.operators).
+
+        The one factory from a modality to its operator (``operator_class``); ``options``
+        are keyword arguments of that class. A volume has one operator per slice: use
+        ``self.slice(z).operator(...)``.
+        """
         if self.is_volume:
             raise MeasurementError(
                 f"these measurements are a volume of {self.n_slices} slices; build the operator of one "
@@ -366,21 +425,7 @@ class Measurements:
                 f"'kspace' has {self.n_coils} coils but no 'coil_maps': estimate them first "
                 "(dataclasses.replace(m, coil_maps=m.estimate_coil_maps()[0]); imaging.reconstruct does this)"
             )
-
-        if self.modality == "tomography":
-            return DynamicTomography(
-                self.angles,
-                self.image_shape,
-                n_detectors=self.sinogram.shape[2],
-                detector_spacing=self.detector_spacing,
-                device=device,
-                **options,
-            )
-        if self.trajectory is not None:
-            from .operators.nufft import DynamicNonCartesianMRI
-
-            return DynamicNonCartesianMRI(self.trajectory, self.image_shape, self.coil_maps, device=device, **options)
-        return DynamicMRI(self.mask, self.coil_maps, device=device, **options)
+        return self.operator_class.from_measurements(self, device=device, **options)
 
     def to_dict(self) -> dict:
         """The file-contract keys present, as numpy values (for saving)."""

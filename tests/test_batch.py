@@ -17,14 +17,16 @@ from imaging.run.batch import (  # noqa: E402
     WORK_DIR_NAME,
     BatchError,
     collect_inputs,
-    estimate_task_bytes,
+    format_summary,
     make_local_cluster,
     reconstruct_many,
 )
+from imaging.run.batch.inputs import file_digest  # noqa: E402
+from imaging.run.batch.planning import work_name  # noqa: E402
 from imaging.cli import main  # noqa: E402
 from imaging.metrics import evaluate  # noqa: E402
 from imaging.simulate import simulate_tomography  # noqa: E402
-from imaging.solvers import METHODS, Solver, SolverParams, param, register  # noqa: E402
+from imaging.solvers import METHODS, Solver, SolverParams, get_solver, param, register  # noqa: E402
 from imaging.metrics import evaluate_volume  # noqa: E402
 from imaging.run import reconstruct  # noqa: E402
 from imaging.simulate import simulate_volume_tomography  # noqa: E402
@@ -76,11 +78,65 @@ class CrashOnceSolver(Solver):
         return np.zeros((self.measurements.n_frames, *self.measurements.image_shape), dtype=np.float32)
 
 
-class RegisterCrashOnce(distributed.WorkerPlugin):
-    """Registers the test method in every worker process (also in restarted ones)."""
+# -- a method whose checkpoint shows whose data it has seen --------------------------------
+@dataclasses.dataclass
+class SumParams(SolverParams):
+    marker: str = param("", "file whose presence makes every iteration after the first fail")
+
+
+class SumSolver(Solver):
+    """Test-only: adds the mean of the data at every iteration; the image is that sum.
+
+    A run resumed from another input's checkpoint therefore gives another image than a
+    fresh run (mean A + mean B instead of 2 x mean B).
+    """
+
+    name = "test-sum"
+    Params = SumParams
+
+    def __init__(self, measurements, params, device="cpu"):
+        super().__init__(measurements, params, device)
+        self.total = 0.0
+
+    def step(self):
+        if self.iteration >= 1 and Path(self.params.marker).is_file():
+            raise ValueError("stopped by the marker file")
+        self.total += float(self.measurements.sinogram.mean())
+        return {"data_residual": 1.0}
+
+    def estimate(self):
+        return np.full((self.measurements.n_frames, *self.measurements.image_shape), self.total, dtype=np.float32)
+
+    def state_dict(self):
+        return {**super().state_dict(), "total": self.total}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.total = float(state["total"])
+
+
+# -- a method that returns the ground truth (an infinite PSNR) ------------------------------
+class OracleSolver(Solver):
+    """Test-only: its reconstruction is the ground truth itself."""
+
+    name = "test-oracle"
+
+    def step(self):
+        return {"data_residual": 0.0}
+
+    def estimate(self):
+        return self.measurements.ground_truth
+
+
+TEST_SOLVERS = (CrashOnceSolver, SumSolver, OracleSolver)
+
+
+class RegisterTestSolvers(distributed.WorkerPlugin):
+    """Registers the test methods in every worker process (also in restarted ones)."""
 
     def setup(self, worker):
-        register(CrashOnceSolver)
+        for solver in TEST_SOLVERS:
+            register(solver)
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +147,13 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def client(cluster):
-    register(CrashOnceSolver)
+    for solver in TEST_SOLVERS:
+        register(solver)
     with distributed.Client(cluster) as dask_client:
-        dask_client.register_plugin(RegisterCrashOnce())
+        dask_client.register_plugin(RegisterTestSolvers())
         yield dask_client
-    METHODS.pop(CrashOnceSolver.name)
+    for solver in TEST_SOLVERS:
+        METHODS.pop(solver.name)
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +275,7 @@ def test_finished_partial_slices_are_reused(client, tmp_path):
 
     volume_path = write_volume(tmp_path / "volume.npz")
     out = tmp_path / "out"
-    work = out / WORK_DIR_NAME / "volume"
+    work = out / WORK_DIR_NAME / work_name(volume_path, file_digest(volume_path))
     work.mkdir(parents=True)
     # A slice finished by an interrupted earlier run (recognisable: scaled by 2).
     done = reconstruct(load_measurements(volume_path).slice(1), METHOD)
@@ -234,7 +292,8 @@ def test_memory_guard_refuses_an_item_that_cannot_fit(scans, tmp_path):
     from imaging import load_measurements
 
     small = load_measurements(scans / "scan0.npz")
-    assert estimate_task_bytes(small, "red-psm") > estimate_task_bytes(small, "fbp-window") > small.sinogram.nbytes
+    red_psm, fbp_window = get_solver("red-psm"), get_solver("fbp-window")
+    assert red_psm.estimate_bytes(small) > fbp_window.estimate_bytes(small) > small.sinogram.nbytes
     rows = reconstruct_many([scans / "scan0.npz"], METHOD, output_dir=tmp_path, memory_limit="100MiB", progress=False)
     assert rows[0]["status"] == "failed"
     assert rows[0]["error"].startswith("memory guard:") and "100.00 MiB" in rows[0]["error"]
@@ -268,3 +327,220 @@ def test_bad_batch_input_exits_with_status_2(scans, tmp_path, capsys):
     assert main(["batch", str(scans), "-o", str(tmp_path / "out"), "--method", "no-such-method"]) == 2
     assert main(["batch", str(scans), "-o", str(tmp_path), "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"]) == 2
     assert "cannot change an existing one" in capsys.readouterr().err
+
+
+# -- hardening (issue 14): one bad item, lost inputs, another scan's work files, the summary --
+def tamper_zip(source, target, *, flag_bits=0, compression=None):
+    """Copy a .npz (zip) file, setting general-purpose flag bits (0x1: encrypted) or the
+    compression method of every member in both its local and central headers."""
+    import struct
+    import zipfile
+
+    data = bytearray(Path(source).read_bytes())
+    with zipfile.ZipFile(source) as archive:
+        infos, position = archive.infolist(), archive.start_dir
+    for info in infos:
+        for flags_at in (info.header_offset + 6, position + 8):  # local header, central directory entry
+            data[flags_at:flags_at + 2] = struct.pack("<H", info.flag_bits | flag_bits)
+            if compression is not None:
+                data[flags_at + 2:flags_at + 4] = struct.pack("<H", compression)
+        assert data[position:position + 4] == b"PK\x01\x02"
+        name_length, extra_length, comment_length = struct.unpack("<HHH", data[position + 28:position + 34])
+        position += 46 + name_length + extra_length + comment_length
+    Path(target).write_bytes(bytes(data))
+
+
+def write_deeply_nested_output(path, depth=200_000):
+    """A reconstruction file whose params JSON nests ``depth`` lists (json.loads: RecursionError)."""
+    np.savez(path, reconstruction=np.zeros((FRAMES, SIZE, SIZE), np.float32), method=np.array(METHOD),
+             params=np.array("[" * depth + "]" * depth), history=np.array("[]"), elapsed_seconds=np.float64(0.0))
+
+
+def test_one_bad_item_never_stops_the_batch(scans, tmp_path, capsys):
+    inputs, out = tmp_path / "inputs", tmp_path / "out"
+    inputs.mkdir()
+    out.mkdir()
+    for scan in scans.iterdir():
+        (inputs / scan.name).write_bytes(scan.read_bytes())
+    tamper_zip(scans / "scan0.npz", inputs / "encrypted.npz", flag_bits=0x1)
+    tamper_zip(scans / "scan0.npz", inputs / "unknown-compression.npz", compression=99)
+    write_deeply_nested_output(out / "scan1.npz")  # an earlier output that cannot be parsed
+    with pytest.raises((RecursionError, ValueError)):
+        load_reconstruction(out / "scan1.npz")
+    status = main(["batch", str(inputs), "-o", str(out), "--method", METHOD, "--workers", "1"])
+    assert status == 1
+    rows = read_summary(out)
+    assert rows["encrypted.npz"]["status"] == rows["unknown-compression.npz"]["status"] == "failed"
+    assert "encrypted" in rows["encrypted.npz"]["error"]
+    assert "compression" in rows["unknown-compression.npz"]["error"]
+    assert rows["scan0.npz"]["status"] == rows["scan1.npz"]["status"] == "ok"  # scan1 recomputed
+    assert load_reconstruction(out / "scan1.npz").reconstruction.shape == (FRAMES, SIZE, SIZE)
+    assert "2 ok, 0 skipped, 2 failed" in capsys.readouterr().out
+
+
+MEMORY_BOMB_SCRIPT = """
+import json, resource, sys
+import dask.utils, h5py, numpy  # everything the planning needs, imported before the limit
+import imaging.metrics, imaging.run.batch, imaging.solvers
+from imaging.run.batch import reconstruct_many
+
+with open("/proc/self/status") as status:
+    in_use = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (in_use + 2**30, resource.getrlimit(resource.RLIMIT_AS)[1]))
+rows = reconstruct_many(sys.argv[1:-1], "fbp-window", output_dir=sys.argv[-1], progress=False)
+print(json.dumps([row["status"] for row in rows]))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux (RLIMIT_AS, /proc)")
+def test_an_item_too_large_for_memory_fails_alone(scans, tmp_path):
+    import subprocess
+    import sys
+
+    import h5py
+
+    bomb = tmp_path / "bomb.h5"  # 4 GiB of sinogram declared, never written: a few KB on disk
+    with h5py.File(bomb, "w") as handle:
+        handle["modality"] = "tomography"
+        handle["image_shape"] = np.array([1024, 1024])
+        handle["angles"] = np.zeros((1024, 1))
+        handle.create_dataset("sinogram", shape=(1024, 1024, 1024), dtype=np.float32, chunks=(1, 64, 1024),
+                              fillvalue=1.0)
+    missing = tmp_path / "missing.npz"
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", MEMORY_BOMB_SCRIPT, str(bomb), str(missing), str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == ["failed", "failed"]
+    rows = read_summary(out)
+    assert rows["missing.npz"]["error"].startswith("cannot read")
+    assert rows["bomb.h5"]["error"]
+
+
+def test_summary_is_written_when_the_batch_stops(client, scans, tmp_path, monkeypatch):
+    from imaging.run import batch
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        reconstruct_many([scans], METHOD, output_dir=tmp_path, client=client, progress=False)
+    rows = read_summary(tmp_path)
+    assert {row["status"] for row in rows.values()} == {"failed"}
+    assert all(row["error"] == "not finished: the batch stopped (interrupted)" for row in rows.values())
+
+
+def test_output_folder_holding_the_inputs_is_refused_unless_allowed(scans, tmp_path, capsys):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "scan0.npz").write_bytes((scans / "scan0.npz").read_bytes())
+    before = (folder / "scan0.npz").read_bytes()
+    for inputs in ([str(folder)], [str(folder / "scan0.npz")], [str(tmp_path / "link" / "scan0.npz")]):
+        (tmp_path / "link").unlink(missing_ok=True)
+        (tmp_path / "link").symlink_to(folder)
+        assert main(["batch", *inputs, "-o", str(folder), "--method", METHOD]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "holds 1 input file(s) (scan0.npz)" in error
+        assert "outputs would replace the .npz inputs" in error and "--allow-output-in-input-folder" in error
+    assert sorted(p.name for p in folder.iterdir()) == ["scan0.npz"] and (folder / "scan0.npz").read_bytes() == before
+    h5_folder = tmp_path / "h5"
+    h5_folder.mkdir()
+    save_measurements(h5_folder / "scan.h5", simulate_tomography(moving_disk(), angles(), noise=1e-2, seed=1))
+    assert main(["batch", str(h5_folder), "-o", str(h5_folder), "--method", METHOD]) == 2
+    assert "would replace" not in capsys.readouterr().err
+    assert main(["batch", str(h5_folder), "-o", str(h5_folder), "--method", METHOD, "--workers", "1",
+                 "--allow-output-in-input-folder"]) == 0
+    assert load_reconstruction(h5_folder / "scan.npz").reconstruction.shape == (FRAMES, SIZE, SIZE)
+
+
+def test_work_files_and_outputs_of_another_input_with_the_same_name_are_not_used(client, tmp_path):
+    first, second, out = tmp_path / "a" / "scan.npz", tmp_path / "b" / "scan.npz", tmp_path / "out"
+    means = {}
+    for path, brightness in ((first, 1.0), (second, 1.5)):
+        path.parent.mkdir()
+        measurements = simulate_tomography(brightness * moving_disk(), angles(), noise=1e-2, seed=1)
+        save_measurements(path, measurements)
+        means[path] = float(measurements.sinogram.mean())
+    assert means[first] != pytest.approx(means[second], rel=0.1)
+    marker = tmp_path / "stop"
+    marker.touch()
+    settings = dict(output_dir=out, client=client, progress=False, max_iter=2, checkpoint_every=1, marker=str(marker))
+    # The first scan stops after its first iteration: its checkpoint stays in the work folder.
+    assert reconstruct_many(first, "test-sum", **settings)[0]["status"] == "failed"
+    assert len(list((out / WORK_DIR_NAME).glob("scan-*.ckpt"))) == 1
+    marker.unlink()
+    # Another scan of the same name and size starts afresh (resumed: mean A + mean B).
+    assert reconstruct_many(second, "test-sum", **settings)[0]["status"] == "ok"
+    np.testing.assert_allclose(load_reconstruction(out / "scan.npz").reconstruction, 2 * means[second], rtol=1e-6)
+    assert not (out / WORK_DIR_NAME).exists()  # the first scan's stale checkpoint was dropped
+    # The first scan again: the output of the second one is not taken for finished.
+    rows = reconstruct_many(first, "test-sum", **settings)
+    assert rows[0]["status"] == "ok" and rows[0]["input_sha256"] == file_digest(first)
+    np.testing.assert_allclose(load_reconstruction(out / "scan.npz").reconstruction, 2 * means[first], rtol=1e-6)
+    assert str(load_reconstruction(out / "scan.npz").extras["input_sha256"]) == file_digest(first)
+    assert reconstruct_many(first, "test-sum", **settings)[0]["status"] == "skipped"
+
+
+def test_finished_slices_of_another_volume_with_the_same_name_are_not_used(client, tmp_path):
+    from imaging import load_measurements
+
+    first, second, out = tmp_path / "a" / "volume.npz", tmp_path / "b" / "volume.npz", tmp_path / "out"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    write_volume(first)
+    volume = np.stack([moving_disk(shift=2 - z) for z in range(SLICES)], axis=1)
+    save_measurements(second, simulate_volume_tomography(volume, angles(), noise=1e-2, seed=3))
+    work = out / WORK_DIR_NAME / work_name(first, file_digest(first))
+    work.mkdir(parents=True)
+    save_reconstruction(work / "slice-0001.npz", reconstruct(load_measurements(first).slice(1), METHOD))
+    assert reconstruct_many(second, METHOD, output_dir=out, client=client, progress=False)[0]["status"] == "ok"
+    expected = reconstruct(load_measurements(second), METHOD).reconstruction
+    np.testing.assert_array_equal(load_reconstruction(out / "volume.npz").reconstruction, expected)
+    assert not (out / WORK_DIR_NAME).exists()
+
+
+def test_summary_is_strict_json_with_ordinary_permissions(client, scans, tmp_path):
+    old_umask = os.umask(0o022)
+    try:
+        rows = reconstruct_many([scans / "scan0.npz"], "test-oracle", output_dir=tmp_path, client=client,
+                                progress=False)
+    finally:
+        os.umask(old_umask)
+    assert rows[0]["status"] == "ok" and rows[0]["metrics"]["psnr"] == float("inf")  # the Python rows keep inf
+    summary = tmp_path / SUMMARY_NAME
+    assert summary.stat().st_mode & 0o777 == 0o644
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    written = json.loads(summary.read_text(), parse_constant=refuse)
+    assert written[0]["metrics"]["psnr"] is None and written[0]["metrics"]["ssim"] == pytest.approx(1.0)
+    assert format_summary(written).splitlines()[2].split()[3] == "-"
+
+
+def test_memory_model_comes_from_the_solver_and_counts_a_volume_task_whole(tmp_path):
+    from imaging import load_measurements
+    from imaging.run.batch.memory import task_bytes
+    from imaging.solvers.base import measurement_bytes
+
+    volume = load_measurements(write_volume(tmp_path / "volume.npz"))
+    one_slice = volume.slice(0)
+    td_dip = get_solver("td-dip")
+    with pytest.raises(ValueError, match="one slice"):
+        td_dip.estimate_bytes(volume)
+    wide, narrow = td_dip.make_params(channels=64), td_dip.make_params(channels=32)
+    frames, (height, width) = volume.n_frames, volume.slice_shape
+    assert td_dip.estimate_bytes(one_slice, wide) - td_dip.estimate_bytes(one_slice, narrow) == 20 * 32 * height * width
+    assert get_solver("psm").estimate_bytes(one_slice) - get_solver("fbp-window").estimate_bytes(one_slice) == (
+        (get_solver("psm").state_copies - get_solver("fbp-window").state_copies) * 4 * frames * height * width
+    )
+    fbp = get_solver("fbp-window")
+    extra = task_bytes(volume, fbp, fbp.make_params()) - fbp.estimate_bytes(one_slice)
+    assert extra == measurement_bytes(volume) + 4 * frames * height * width
+    from imaging.run.batch import estimate_task_bytes
+
+    with pytest.warns(DeprecationWarning, match="estimate_bytes"):
+        deprecated = estimate_task_bytes(volume, "fbp-window")
+    assert deprecated == fbp.estimate_bytes(one_slice)

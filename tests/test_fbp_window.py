@@ -10,7 +10,7 @@ from imaging.measurements import Measurements
 from imaging.operators import DynamicMRI, DynamicTomography, disk_mask
 from imaging import reconstruct
 from imaging.solvers import METHODS, ParameterError
-from imaging.solvers.fbp_window import FBPWindow, angular_weights, filter_views, window_starts
+from imaging.solvers.fbp_window import FBPWindow, angular_weights, filter_views, sliding_view_weights, window_starts
 
 N = 48
 
@@ -79,8 +79,7 @@ def test_several_views_per_frame_use_whole_frames():
     m = _tomography(images, _shuffled_angles(frames, views))
     recon = reconstruct(m, "fbp-window", window=64).reconstruction  # 16 frames x 4 views: all of them
     assert recon[5][_flat_interior()].mean() == pytest.approx(1.0, abs=0.02)
-    solver = FBPWindow(m, FBPWindow.make_params(window=10))
-    weights = solver._view_weights(frames, views).to_dense().numpy()
+    weights = sliding_view_weights(m.angles, 10).to_dense().numpy()
     # ceil(10 / 4) = 3 whole frames, i.e. 12 views, in every window; the weights sum to pi.
     assert np.all(np.count_nonzero(weights, axis=1) == 12)
     assert np.allclose(weights.sum(axis=1), np.pi, rtol=1e-5)
@@ -232,3 +231,16 @@ def test_registered_and_driven_by_the_runner():
 def test_bad_parameters_are_refused(overrides, message):
     with pytest.raises(ParameterError, match=message):
         FBPWindow.make_params(**overrides)
+
+
+def test_the_operator_class_picks_the_sliding_window_method():
+    from imaging.operators import DynamicMRI, DynamicTomography, LinearOperator
+    from imaging.solvers.fbp_window import SlidingFBP, SlidingZeroFilling, window_method
+
+    class ShiftedMRI(DynamicMRI):
+        """A modality built on MRI's physics inherits its method."""
+
+    assert isinstance(window_method(DynamicTomography), SlidingFBP)
+    assert isinstance(window_method(ShiftedMRI), SlidingZeroFilling)
+    with pytest.raises(ParameterError, match="no sliding-window method for LinearOperator"):
+        window_method(LinearOperator)

@@ -279,6 +279,79 @@ def test_mri_forward_is_the_masked_centred_orthonormal_fft(shape):
     assert torch.allclose(full.adjoint(torch.conj(y)), full.adjoint(y.conj().resolve_conj()))
 
 
+# -- what an operator tells the solvers about its modality -------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(12, 16), (13, 16), (12, 9)])
+def test_kspace_normal_weights_are_the_normal_operator_of_single_coil_real_mri(shape):
+    operator = DynamicMRI(_mask(3, shape))
+    weights = operator.kspace_normal_weights()
+    assert weights.shape == (3, *shape) and weights.dtype == torch.float32
+    images = torch.randn(3, *shape, generator=torch.Generator().manual_seed(1))
+    from imaging.operators import fft2c, ifft2c
+
+    diagonal = ifft2c(weights * fft2c(images.to(torch.complex64)))
+    assert torch.allclose(diagonal.imag, torch.zeros(()), atol=1e-5)
+    assert torch.allclose(diagonal.real, operator.normal(images), atol=1e-5)
+
+
+def test_kspace_normal_weights_are_none_where_the_normal_operator_is_no_kspace_diagonal():
+    shape = (12, 16)
+    assert DynamicMRI(_mask(2, shape), _coil_maps(2, shape)).kspace_normal_weights() is None
+    assert DynamicMRI(_mask(2, shape), complex_image=True).kspace_normal_weights() is None
+    assert DynamicTomography(_angles(2, 1), (8, 8)).kspace_normal_weights() is None
+
+
+def test_support_mask_initialisations_and_domain_of_each_operator():
+    tomography = DynamicTomography(_angles(2, 1), (8, 8))
+    assert torch.equal(tomography.support_mask(), torch.from_numpy(disk_mask(8).astype(np.float32)))
+    assert torch.all(DynamicTomography(_angles(2, 1), (8, 8), support="square").support_mask() == 1)
+    assert DynamicMRI(_mask(2, (8, 8))).support_mask() is None
+    assert not tomography.is_complex_domain and not DynamicMRI(_mask(2, (8, 8))).is_complex_domain
+    assert DynamicMRI(_mask(2, (8, 8)), complex_image=True).is_complex_domain
+    from imaging.solvers.psm import INITIALISATIONS
+
+    for cls in (DynamicTomography, DynamicMRI):
+        assert cls.initialisations and set(cls.initialisations) <= set(INITIALISATIONS)
+    assert DynamicTomography.costly_to_build and not DynamicMRI.costly_to_build
+
+
+def test_measurements_build_the_operator_of_their_modality():
+    from imaging.simulate import simulate
+
+    for phantom, cls in (("walnut", DynamicTomography), ("cardiac", DynamicMRI)):
+        m = simulate(phantom, frames=4, size=16)
+        assert m.operator_class is cls
+        operator = m.operator()
+        assert type(operator) is cls and operator.range_shape == m.data.shape
+
+
+def test_operator_of_selected_frames_is_those_frames_of_the_operator():
+    from imaging.measurements import MeasurementError
+    from imaging.simulate import simulate
+
+    for m in (simulate("walnut", frames=5, size=16, views_per_frame=2), simulate("cardiac", frames=5, size=16, coils=2)):
+        images = torch.randn(5, 16, 16, generator=torch.Generator().manual_seed(3))
+        chosen = m.select_frames([3, 0])
+        assert chosen.n_frames == 2 and np.array_equal(chosen.ground_truth, m.ground_truth[[3, 0]])
+        expected = m.operator().forward(images)[[3, 0]]
+        assert torch.allclose(chosen.operator().forward(images[[3, 0]]), expected, atol=1e-6)
+        with pytest.raises(MeasurementError, match=r"\[0, 5\)"):
+            m.select_frames([5])
+        with pytest.raises(MeasurementError, match="non-empty"):
+            m.select_frames([])
+
+
+def test_frame_subset_of_td_dip_is_a_deprecated_alias():
+    from imaging.simulate import simulate
+    from imaging.solvers import td_dip
+
+    m = simulate("walnut", frames=4, size=16)
+    with pytest.warns(DeprecationWarning, match="Measurements.select_frames"):
+        subset = td_dip.frame_subset(m, [1])
+    assert np.array_equal(subset.sinogram, m.sinogram[[1]])
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 

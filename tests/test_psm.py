@@ -13,7 +13,7 @@ from imaging.models.psm import PSMFactors, interpolation_matrix, psm_from_frames
 from imaging.operators import DynamicTomography
 from imaging.schedules import view_angles
 from imaging.solvers import ParameterError
-from imaging.solvers.init import amplitude_scale, kspace_centre_frames, projection_domain_frames
+from imaging.solvers.psm.initialisation import amplitude_scale, kspace_centre_frames, projection_domain_frames
 from imaging.solvers.psm import PSMSolver, PSMSubproblem
 from imaging.simulate import simulate
 
@@ -238,3 +238,44 @@ def test_initialisation_must_suit_the_modality():
     m = simulate("cardiac", frames=8, size=16, lines_per_frame=4)
     with pytest.raises(ParameterError, match="does not apply"):
         reconstruct(m, "psm", init="projection", order=2, knots=4, max_iter=1)
+
+
+def test_old_initialisation_module_is_a_deprecated_alias():
+    import imaging.solvers.init as old
+    from imaging.solvers import psm
+
+    with pytest.warns(DeprecationWarning, match="imaging.solvers.psm.initialisation.amplitude_scale"):
+        assert old.amplitude_scale is psm.amplitude_scale
+    with pytest.raises(AttributeError):
+        old.no_such_name
+    with pytest.warns(DeprecationWarning, match="operator_class.initialisations"):
+        assert old.INITIALISATIONS_BY_MODALITY["mri"] == ("kspace-centre",)
+
+
+def test_fbp_svd_initialisation_runs_the_fbp_window_solver_on_the_run_device(monkeypatch):
+    from imaging.solvers.psm import initialisation
+
+    devices = []
+
+    class RecordingFBPWindow(initialisation.FBPWindow):
+        def __init__(self, measurements, params, device="cpu"):
+            devices.append(device)
+            super().__init__(measurements, params, device)
+
+    monkeypatch.setattr(initialisation, "FBPWindow", RecordingFBPWindow)
+    m = simulate("walnut", frames=8, size=16, seed=3)
+    solver = PSMSolver(m, PSMSolver.make_params(order=2, knots=4, init="fbp-svd"), device="cpu")
+    solver.step()
+    assert devices == [solver.operator.device]
+
+
+@pytest.mark.parametrize("init", ["fbp-svd", "projection"])
+def test_psm_leaves_the_global_random_generators_alone(init):
+    m = simulate("walnut", frames=8, size=16, seed=3)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
+    solver = PSMSolver(m, PSMSolver.make_params(order=2, knots=4, init_knots=4, init=init))
+    solver.step()
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy_state))

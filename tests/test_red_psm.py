@@ -1,5 +1,7 @@
 """RED-PSM: the ADMM steps, the runner integration (resume, callbacks), errors (tiny sizes)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -31,8 +33,7 @@ class LinearSmoother(nn.Module):
 
 
 def _solver(measurements, **params):
-    solver = RedPSMSolver(measurements, RedPSMSolver.make_params(**{**SMALL, **params}))
-    solver.denoiser = LinearSmoother()
+    solver = RedPSMSolver(measurements, RedPSMSolver.make_params(**{**SMALL, **params}, denoiser=LinearSmoother()))
     solver._ensure_initialised()
     return solver
 
@@ -121,7 +122,7 @@ def test_callback_stops_the_run(walnut):
 def test_red_psm_on_dynamic_mri_improves_on_its_initialisation():
     m = simulate("cardiac", frames=16, size=32, lines_per_frame=6, seed=1)
     red = reconstruct(m, "red-psm", max_iter=8, **SMALL)
-    from imaging.solvers.init import kspace_centre_frames
+    from imaging.solvers.psm.initialisation import kspace_centre_frames
 
     start = kspace_centre_frames(m).numpy()
     assert psnr(red.reconstruction, m.ground_truth) > psnr(start, m.ground_truth) + 1.0
@@ -139,3 +140,66 @@ def test_bad_parameters_raise_parameter_error(bad):
 def test_unknown_denoiser_is_a_parameter_error(walnut):
     with pytest.raises(ParameterError, match="denoiser"):
         reconstruct(walnut, "red-psm", max_iter=1, denoiser="no-such-weights", **SMALL)
+
+
+# -- the denoiser as a torch.nn.Module ------------------------------------------------------------
+
+TINY = {"order": 2, "knots": 4, "init_knots": 4, "max_iter": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return simulate("walnut", frames=8, size=16, seed=3)
+
+
+def test_red_psm_runs_with_a_denoiser_module_built_in_memory(tiny):
+    from imaging.denoisers import DnCNN, describe_module
+
+    torch.manual_seed(0)
+    module = DnCNN(depth=3, width=8).train()
+    result = reconstruct(tiny, "red-psm", denoiser=module, **TINY)
+    assert result.reconstruction.shape == (8, 16, 16) and np.all(np.isfinite(result.reconstruction))
+    # The parameters record the module by name and weights digest, and stay JSON.
+    assert result.params["denoiser"] == describe_module(module)
+    assert result.params["denoiser"].startswith("module:DnCNN:sha256=")
+    json.loads(json.dumps(result.params))
+    # The run used a copy: the caller's module keeps its mode and trainable weights.
+    assert module.training and all(p.requires_grad for p in module.parameters())
+
+
+def test_the_module_passed_is_the_denoiser_used(tiny):
+    from imaging.denoisers import load_denoiser
+
+    shipped = reconstruct(tiny, "red-psm", **TINY).reconstruction
+    same_weights = reconstruct(tiny, "red-psm", denoiser=load_denoiser("default"), **TINY).reconstruction
+    identity = reconstruct(tiny, "red-psm", denoiser=nn.Identity(), **TINY).reconstruction
+    assert np.array_equal(same_weights, shipped)
+    assert np.linalg.norm(identity - shipped) > 1e-2 * np.linalg.norm(shipped)
+
+
+def test_resume_of_a_module_run_needs_the_same_weights(tiny, tmp_path):
+    from imaging.denoisers import load_denoiser
+
+    module = load_denoiser("default")
+    full = reconstruct(tiny, "red-psm", denoiser=module, **TINY)
+    checkpoint = tmp_path / "module.ckpt"
+    reconstruct(tiny, "red-psm", denoiser=module, checkpoint=checkpoint, **{**TINY, "max_iter": 1})
+    resumed = reconstruct(tiny, "red-psm", denoiser=module, checkpoint=checkpoint, resume=True, **TINY)
+    assert [h["iteration"] for h in resumed.history] == [1, 2]
+    assert np.array_equal(resumed.reconstruction, full.reconstruction)
+    changed = load_denoiser("default")
+    with torch.no_grad():
+        next(changed.parameters())[0] += 1e-3
+    with pytest.raises(ParameterError, match="other settings"):
+        reconstruct(tiny, "red-psm", denoiser=changed, checkpoint=checkpoint, resume=True, **TINY)
+    # The recorded description is not a denoiser: it names weights that only the module holds.
+    with pytest.raises(ParameterError, match="in-memory module"):
+        reconstruct(tiny, "red-psm", denoiser=full.params["denoiser"], **TINY)
+
+
+def test_denoiser_parameter_types():
+    from pathlib import Path
+
+    assert RedPSMSolver.make_params(denoiser=Path("weights.pt")).denoiser == "weights.pt"
+    with pytest.raises(ParameterError, match="torch.nn.Module"):
+        RedPSMSolver.make_params(denoiser=3)

@@ -55,13 +55,19 @@ def parse_overrides(pairs) -> dict:
 
 
 def progress_callback(max_iter: int, label: str):
+    """A tqdm bar on stderr (terminals only) and the runner callback that advances it.
+
+    The bar counts outer iterations over all slices of a volume, so its remaining-time
+    estimate covers the whole run; it is an upper bound, since a method's stopping rule
+    may end a slice before ``max_iter``.
+    """
     from tqdm import tqdm
 
     bar = tqdm(total=max_iter, desc=label, unit="it", disable=not sys.stderr.isatty(), leave=True)
 
     def callback(info):
-        bar.total = info.max_iter
-        bar.n = info.iteration
+        bar.total = info.max_iter * info.n_slices
+        bar.n = info.slice_index * info.max_iter + info.iteration
         postfix = {"residual": f"{info.entry.get('data_residual', float('nan')):.3g}"}
         if "psnr" in info.entry:
             postfix["psnr"] = f"{info.entry['psnr']:.2f}"

@@ -41,6 +41,9 @@ def add_parser(sub) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="use a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (see the security note in the docs)")
     p.add_argument("--dashboard", action="store_true", help="local cluster: serve the Dask dashboard on 127.0.0.1:8787")
+    p.add_argument("--allow-output-in-input-folder", action="store_true",
+                   help="write into OUTDIR even when it holds input files (an output then replaces an input "
+                        ".npz of the same name); refused without this flag")
     p.set_defaults(run=run)
 
 
@@ -71,6 +74,7 @@ def run(args) -> int:
             progress=sys.stderr.isatty(),
             dashboard=args.dashboard,
             torch_threads=args.torch_threads,
+            allow_output_in_input_folder=args.allow_output_in_input_folder,
             **params,
         )
     except BatchError as exc:

@@ -14,12 +14,13 @@ from .dncnn import DnCNN
 from .inference import denoise_frames
 from .training import train_denoiser
 from .training_data import generate_static_objects, load_image_files
-from .weights import SHIPPED_DENOISERS, load_denoiser, save_denoiser
+from .weights import SHIPPED_DENOISERS, describe_module, load_denoiser, save_denoiser
 
 __all__ = [
     "DnCNN",
     "SHIPPED_DENOISERS",
     "denoise_frames",
+    "describe_module",
     "generate_static_objects",
     "load_denoiser",
     "load_image_files",

@@ -55,6 +55,21 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def describe_module(model: nn.Module) -> str:
+    """A JSON-friendly name of an in-memory denoiser: ``"module:<class>:sha256=<12 hex>"``.
+
+    The digest covers every entry of ``model.state_dict()`` (name, dtype, shape and
+    values, in order), so two modules with the same weights get the same name and a
+    change of any weight changes it: a run records it among its parameters, and a
+    checkpoint resumes only with the same weights.
+    """
+    digest = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"module:{type(model).__name__}:sha256={digest.hexdigest()[:12]}"
+
+
 def _atomic_write(path: Path, write) -> None:
     """Call ``write(temporary_path)`` and move the result onto ``path`` in one step."""
     path.parent.mkdir(parents=True, exist_ok=True)

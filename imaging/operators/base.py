@@ -9,6 +9,7 @@ respect to their input and are exact adjoints of each other:
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 
@@ -36,6 +37,20 @@ class LinearOperator:
 
     Subclasses set ``domain_shape``, ``range_shape``, ``domain_dtype``, ``range_dtype``
     and ``device`` and implement ``forward`` and ``adjoint``.
+
+    An operator also carries what is particular to its modality, so that solvers ask the
+    operator instead of testing which modality or class they have. A new modality
+    overrides what applies to it:
+
+    - :meth:`from_measurements`: build the operator of a
+      :class:`~imaging.measurements.Measurements` (called by
+      :meth:`Measurements.operator`, the one place that maps a modality to its class);
+    - :meth:`support_mask`: the pixels the data can see (``None``: all of them);
+    - :attr:`is_complex_domain`: whether the images are complex (from ``domain_dtype``);
+    - :meth:`kspace_normal_weights`: ``A^H A`` as a diagonal in Cartesian k-space, where
+      it is one (``None`` otherwise);
+    - :attr:`initialisations`: the PSM initialisations that suit its data;
+    - :attr:`costly_to_build`: whether building it costs much more than applying it.
     """
 
     domain_shape: tuple[int, ...]
@@ -43,6 +58,49 @@ class LinearOperator:
     domain_dtype: torch.dtype = torch.float32
     range_dtype: torch.dtype = torch.float32
     device: torch.device = torch.device("cpu")
+
+    #: Names of the PSM initialisations (:mod:`imaging.solvers.psm.initialisation`) that
+    #: suit this operator's data, the default first; empty when none does.
+    initialisations: ClassVar[tuple[str, ...]] = ()
+
+    #: True when building the operator costs much more than applying it (tomography
+    #: computes its projection weights): a solver that needs the operators of subsets of
+    #: frames then builds one per frame once and keeps them, instead of building one for
+    #: each subset it visits.
+    costly_to_build: ClassVar[bool] = False
+
+    @classmethod
+    def from_measurements(cls, measurements, device="cpu", **options) -> "LinearOperator":
+        """The operator of single-slice ``measurements`` (their modality's fields).
+
+        ``options`` are keyword arguments of the constructor.
+        """
+        raise NotImplementedError(f"{cls.__name__} cannot be built from measurements")
+
+    @property
+    def is_complex_domain(self) -> bool:
+        """True when the images (the domain) are complex."""
+        return self.domain_dtype.is_complex
+
+    def support_mask(self) -> torch.Tensor | None:
+        """(N, N) float 0/1 mask of the pixels the data can see, or ``None`` (every pixel).
+
+        Pixels outside the mask are not measured; solvers keep the image zero there.
+        """
+        return None
+
+    def kspace_normal_weights(self) -> torch.Tensor | None:
+        """``A^H A`` as a diagonal in centred Cartesian k-space, where it is one.
+
+        Returns
+        -------
+        torch.Tensor or None
+            float32 (P, H, W) weights ``m`` with ``A_p^H A_p x = F^H (m_p * F x)`` for
+            every frame ``x`` of the domain (``F`` = :func:`imaging.operators.fft2c`), on
+            the operator's device; ``None`` when ``A^H A`` is not such a diagonal (the
+            default). A solver may then solve normal equations one frequency at a time.
+        """
+        return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -45,6 +45,8 @@ class DynamicMRI(LinearOperator):
         True: complex64 images.
     """
 
+    initialisations = ("kspace-centre",)
+
     def __init__(self, mask, coil_maps=None, device="cpu", complex_image=False):
         mask = np.asarray(mask)
         if mask.ndim != 3 or min(mask.shape) < 1:
@@ -80,9 +82,33 @@ class DynamicMRI(LinearOperator):
         self.domain_dtype = torch.complex64 if self.complex_image else torch.float32
         self.range_dtype = torch.complex64
 
+    @classmethod
+    def from_measurements(cls, measurements, device="cpu", **options) -> "DynamicMRI":
+        """The operator of single-slice MRI measurements (their ``mask`` and ``coil_maps``)."""
+        return cls(measurements.mask, measurements.coil_maps, device=device, **options)
+
     @property
     def n_frames(self) -> int:
         return self.domain_shape[0]
+
+    def kspace_normal_weights(self) -> torch.Tensor | None:
+        """Symmetrised k-space sampling masks (P, H, W) of a single-coil real-image operator.
+
+        For real images ``A_p^T A_p x = Re(F^H M_p F x) = F^H Mbar_p F x`` with
+        ``Mbar_p(omega) = (M_p(omega) + M_p(-omega)) / 2``, a diagonal in k-space. With
+        complex images it is ``M_p`` itself, with coil maps other than 1 it is no
+        diagonal; both return ``None``.
+        """
+        if self.is_complex_domain:
+            return None
+        maps = self.coil_maps
+        if maps.shape[0] != 1 or not bool(torch.all(maps == 1)):
+            return None
+        mask = self.mask.float()
+        height, width = mask.shape[-2:]
+        # Centred layout: frequency -omega sits at index (N - c) mod N for even N, N - 1 - c for odd N.
+        reflected = torch.roll(torch.flip(mask, dims=(-2, -1)), shifts=(1 - height % 2, 1 - width % 2), dims=(-2, -1))
+        return 0.5 * (mask + reflected)
 
     @property
     def nbytes(self) -> int:

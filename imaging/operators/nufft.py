@@ -271,6 +271,9 @@ class DynamicNonCartesianMRI(LinearOperator):
         FINUFFT's accuracy and grid upsampling factor.
     """
 
+    #: PSM initialisation: the fbp-window reconstruction (sliding-window gridding, radial).
+    initialisations = ("fbp-svd",)
+
     def __init__(
         self,
         trajectory,
@@ -304,6 +307,11 @@ class DynamicNonCartesianMRI(LinearOperator):
         self.domain_dtype = torch.complex64 if self.complex_image else torch.float32
         self.range_dtype = torch.complex64
         self._transforms = _Transforms(trajectory, image_shape, coil_maps.shape[0], eps, upsampling)
+
+    @classmethod
+    def from_measurements(cls, measurements, device="cpu", **options) -> "DynamicNonCartesianMRI":
+        """The operator of single-slice non-Cartesian measurements (``trajectory``, ``coil_maps``)."""
+        return cls(measurements.trajectory, measurements.image_shape, measurements.coil_maps, device=device, **options)
 
     @property
     def n_frames(self) -> int:

@@ -216,6 +216,9 @@ class DynamicTomography(LinearOperator):
     On the CPU, both products use ``torch.get_num_threads()`` threads.
     """
 
+    initialisations = ("fbp-svd", "projection")
+    costly_to_build = True
+
     def __init__(
         self,
         angles,
@@ -261,6 +264,18 @@ class DynamicTomography(LinearOperator):
             self._blocks = blocks
             self._nbytes = sum(block.nbytes for block in blocks)
 
+    @classmethod
+    def from_measurements(cls, measurements, device="cpu", **options) -> "DynamicTomography":
+        """The operator of single-slice tomography measurements (angles, detector geometry)."""
+        return cls(
+            measurements.angles,
+            measurements.image_shape,
+            n_detectors=measurements.sinogram.shape[2],
+            detector_spacing=measurements.detector_spacing,
+            device=device,
+            **options,
+        )
+
     @property
     def n_frames(self) -> int:
         return self.domain_shape[0]
@@ -271,7 +286,7 @@ class DynamicTomography(LinearOperator):
         return self._nbytes
 
     def support_mask(self) -> torch.Tensor:
-        """(N, N) float mask of the pixels the operator sees."""
+        """(N, N) float 0/1 mask of the pixels the operator sees (all ones for ``support="square"``)."""
         n = self.image_shape[0]
         mask = disk_mask(n) if self.support == "disk" else np.ones((n, n), dtype=bool)
         return torch.from_numpy(mask.astype(np.float32)).to(self.device)

@@ -4,7 +4,8 @@ A solver owns its iterates and knows how to advance them by one outer iteration,
 its own stopping rule (no ground truth) is met, and how to save and restore its state.
 Looping, timing, callbacks, metrics against a reference and checkpoints belong to the
 runner (:mod:`imaging.run.runner`), which every front end (API, CLI, GUI, batch)
-drives.
+drives. A solver also states how much memory one slice needs
+(:meth:`Solver.estimate_bytes`), which the batch memory guard checks before it runs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,33 @@ import dataclasses
 from typing import Any, ClassVar
 
 import numpy as np
+
+
+# -- memory model of one slice (docs/batch.md, "Memory guard"; fitted to peak RSS on Linux) --
+#: Memory every reconstruction takes whatever its size (allocator caches, first-use
+#: buffers, denoiser weights); small problems measured 70-80 MiB above the process's
+#: baseline.
+FIXED_BYTES = 80 * 2**20
+#: Peak bytes per stored weight while the sparse tomography operator is built (ASTRA's
+#: float64 matrix and index temporaries of one frame, the float32 blocks kept); measured
+#: 17-25 bytes per weight at N = 128.
+OPERATOR_BUILD_BYTES_PER_WEIGHT = 24
+#: Peak bytes per k-space sample of the MRI operator: three k-space sized complex64 FFT
+#: temporaries.
+MRI_OPERATOR_BYTES_PER_SAMPLE = 3 * 8
+
+
+def measurement_bytes(measurements) -> int:
+    """Bytes of the arrays a :class:`~imaging.measurements.Measurements` holds.
+
+    The data (sinogram or k-space), the geometry (angles) or sampling (mask, coil maps)
+    and the ground truth, whichever are present; a slice or a volume.
+    """
+    arrays = (
+        measurements.sinogram, measurements.angles, measurements.kspace,
+        measurements.mask, measurements.coil_maps, measurements.ground_truth,
+    )
+    return int(sum(array.nbytes for array in arrays if array is not None))
 
 
 class ParameterError(ValueError):
@@ -41,14 +69,20 @@ class Solver:
     """Base class of reconstruction algorithms.
 
     Subclasses define ``name``, ``Params`` (a :class:`SolverParams` dataclass),
-    optionally ``presets`` (name -> parameter overrides) and ``modalities``, and
-    implement :meth:`step` and :meth:`estimate`.
+    optionally ``presets`` (name -> parameter overrides), ``modalities`` and
+    ``state_copies`` (for :meth:`estimate_bytes`), and implement :meth:`step` and
+    :meth:`estimate`.
     """
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[SolverParams]] = SolverParams
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     modalities: ClassVar[tuple[str, ...]] = ("tomography", "mri")
+    #: Peak number of float32 (P, N, N) image stacks the solver holds besides the data
+    #: and the operator (iterates, gradients, optimiser state, denoiser activations).
+    #: Each method sets the value fitted to its measured peak memory (docs/batch.md);
+    #: this generous default stands for a method that has not been measured.
+    state_copies: ClassVar[int] = 96
 
     def __init__(self, measurements, params: SolverParams, device="cpu"):
         if measurements.modality not in self.modalities:
@@ -92,6 +126,55 @@ class Solver:
         params = cls.Params(**values)
         params.validate()
         return params
+
+    @classmethod
+    def estimate_bytes(cls, measurements, params: SolverParams | None = None) -> int:
+        """Estimated peak memory (bytes) of reconstructing one slice, beyond the process's baseline.
+
+        The model (fitted to measured peak resident memory, see docs/batch.md):
+
+        - :data:`FIXED_BYTES` (allocator caches, first-use buffers, denoiser weights);
+        - the arrays of ``measurements`` (data, angles or mask and coil maps, ground
+          truth), see :func:`measurement_bytes`;
+        - the operator: tomography :data:`OPERATOR_BUILD_BYTES_PER_WEIGHT` per weight of
+          the sparse matrix while it is built, about N weights per measured value
+          (N x P x V x D); MRI :data:`MRI_OPERATOR_BYTES_PER_SAMPLE` per k-space sample;
+        - ``state_copies`` float32 (P, N, N) stacks;
+        - :meth:`model_bytes` (a network the method trains, 0 for most methods).
+
+        Parameters
+        ----------
+        measurements : Measurements
+            One slice (``measurements.slice(z)`` of a volume).
+        params : SolverParams, optional
+            The run's parameters (default: the method's defaults).
+
+        Returns
+        -------
+        int
+        """
+        if measurements.is_volume:
+            raise ValueError("estimate_bytes takes the measurements of one slice: pass measurements.slice(z)")
+        params = params if params is not None else cls.make_params()
+        height, width = measurements.slice_shape
+        stack = 4 * measurements.n_frames * height * width
+        if measurements.modality == "tomography":
+            operator = OPERATOR_BUILD_BYTES_PER_WEIGHT * height * measurements.sinogram.size
+        else:
+            operator = MRI_OPERATOR_BYTES_PER_SAMPLE * measurements.kspace.size
+        return int(
+            FIXED_BYTES
+            + measurement_bytes(measurements)
+            + operator
+            + cls.state_copies * stack
+            + cls.model_bytes(measurements, params)
+        )
+
+    @classmethod
+    def model_bytes(cls, measurements, params: SolverParams) -> int:
+        """Peak bytes of a network the method builds for one slice (weights, optimiser
+        state, activations), beyond its ``state_copies``; 0 unless a method overrides it."""
+        return 0
 
     @classmethod
     def describe_params(cls) -> list[dict[str, Any]]:

@@ -53,9 +53,9 @@ import warnings
 import numpy as np
 import torch
 
-from ..operators import DynamicTomography, ifft2c
+from ..operators import DynamicMRI, DynamicTomography, LinearOperator, ifft2c
 from ..operators.nufft import DynamicNonCartesianMRI, radial_density_weights
-from ..schedules import MAX_INTERVAL_RATIO, angular_weights  # noqa: F401  (public names of this module before)
+from ..schedules import MAX_INTERVAL_RATIO, angular_weights  # noqa: F401  (MAX_INTERVAL_RATIO: importable from here as before)
 from .registry import register
 from .base import ParameterError, Solver, SolverParams, param
 
@@ -207,51 +207,192 @@ def _relative_residual(prediction: torch.Tensor, data: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(residual)) / data_norm if data_norm > 0 else math.inf
 
 
+def sliding_view_weights(angles: np.ndarray, window_views: int) -> torch.Tensor:
+    """Weights of the views in each frame's sliding window (tomography).
+
+    Parameters
+    ----------
+    angles : numpy.ndarray
+        (P, V) view angles in radians.
+    window_views : int
+        Views per window; the window is the ``ceil(window_views / V)`` whole frames
+        nearest in time (:func:`window_starts`).
+
+    Returns
+    -------
+    torch.Tensor
+        Sparse CSR float32 (P, P * V) on the CPU: ``w_{p,m}`` (:func:`angular_weights`)
+        of view ``m`` (frame-major order) in frame ``p``.
+    """
+    n_frames, n_views = angles.shape
+    window_frames = min(n_frames, math.ceil(window_views / n_views))
+    views_per_window = window_frames * n_views
+    starts = window_starts(n_frames, window_frames)
+    values = np.concatenate([angular_weights(angles[s : s + window_frames].ravel()) for s in starts])
+    columns = (starts[:, None] * n_views + np.arange(views_per_window)).ravel()
+    row_pointers = np.arange(n_frames + 1) * views_per_window
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(row_pointers),
+            torch.from_numpy(columns),
+            torch.from_numpy(values.astype(np.float32)),
+            size=(n_frames, n_frames * n_views),
+        )
+
+
+class SlidingWindowMethod:
+    """How ``fbp-window`` turns the data nearest in time into a frame, for one operator class.
+
+    The method differs by physics (filtered back-projection, zero-filled inverse FFT), so
+    each operator class has one (:data:`WINDOW_METHODS`); a new modality adds its own.
+    """
+
+    def default_window(self, measurements) -> int:
+        """The window used when the parameter ``window`` is 0 (automatic)."""
+        raise NotImplementedError
+
+    def reconstruct(self, measurements, window: int, filter_kind: str, device) -> tuple[torch.Tensor, float]:
+        """Frames float32 (P, N, N) on ``device`` and their relative data residual."""
+        raise NotImplementedError
+
+
+class SlidingFBP(SlidingWindowMethod):
+    """Tomography: every frame is the weighted FBP of the ``window`` views nearest in time."""
+
+    def default_window(self, measurements) -> int:
+        return DEFAULT_TOMOGRAPHY_WINDOW
+
+    def reconstruct(self, measurements, window, filter_kind, device):
+        m = measurements
+        n_frames, n_views, n_detectors = m.sinogram.shape
+        size = m.image_shape[0]
+        # One "frame" per view: its adjoint back-projects every view on its own.
+        per_view = DynamicTomography(
+            m.angles.reshape(-1, 1), m.image_shape, n_detectors, m.detector_spacing, device=device
+        )
+        data = torch.from_numpy(m.sinogram).to(device)
+        filtered = filter_views(data.reshape(-1, 1, n_detectors), filter_kind)
+        backprojections = per_view.adjoint(filtered).reshape(n_frames * n_views, size * size)
+        weights = sliding_view_weights(m.angles, window).to(device)
+        frames = (weights @ backprojections).reshape(n_frames, size, size)
+        measured = per_view.forward(frames.repeat_interleave(n_views, dim=0)).reshape(data.shape)
+        return frames, _relative_residual(measured, data)
+
+
+class SlidingZeroFilling(SlidingWindowMethod):
+    """Cartesian MRI: every frame from the k-space averaged over the ``window`` frames nearest in time."""
+
+    def default_window(self, measurements) -> int:
+        # The frames needed to fill k-space once on average.
+        sampled_fraction = float(np.mean(measurements.mask))
+        return max(1, math.ceil(1.0 / sampled_fraction)) if sampled_fraction > 0 else measurements.n_frames
+
+    def reconstruct(self, measurements, window, filter_kind, device):
+        m = measurements
+        window_frames = min(m.n_frames, window)
+        combined = torch.from_numpy(window_average_kspace(m.kspace, m.mask, window_frames)).to(device)
+        return _coil_combined(m, ifft2c(combined), device)
+
+
+class SlidingGridding(SlidingWindowMethod):
+    """Radial MRI: every frame is the density-compensated gridding of the spokes of the ``window`` nearest frames."""
+
+    def default_window(self, measurements) -> int:
+        # The frames that hold pi/2 N spokes, the angular Nyquist rate.
+        spokes_per_frame = measurements.trajectory.shape[1]
+        return max(1, math.ceil(0.5 * math.pi * max(measurements.image_shape) / spokes_per_frame))
+
+    def reconstruct(self, measurements, window, filter_kind, device):
+        m = measurements
+        n_frames, n_coils, n_shots, n_samples = m.kspace.shape
+        window_frames = min(n_frames, window)
+        frames_in_window = window_starts(n_frames, window_frames)[:, None] + np.arange(window_frames)  # (P, F)
+        gridded = []
+        # A few frames at a time: the windowed samples are F times the data.
+        for first in range(0, n_frames, _GRIDDING_CHUNK_FRAMES):
+            chunk = frames_in_window[first : first + _GRIDDING_CHUNK_FRAMES]
+            trajectory = m.trajectory[chunk].reshape(len(chunk), window_frames * n_shots, n_samples, 2)
+            samples = np.moveaxis(m.kspace[chunk], 2, 1).reshape(len(chunk), n_coils, window_frames * n_shots, n_samples)
+            weights = radial_density_weights(trajectory, m.image_shape)[:, None]
+            per_coil = DynamicNonCartesianMRI(trajectory, m.image_shape, device=device, complex_image=True)
+            coil_samples = torch.from_numpy((samples * weights).astype(np.complex64)).to(device)
+            gridded.append(torch.stack([per_coil.adjoint(coil_samples[:, c : c + 1]) for c in range(n_coils)], dim=1))
+        return _coil_combined(m, torch.cat(gridded), device)
+
+
+def _coil_combined(measurements, coil_images: torch.Tensor, device) -> tuple[torch.Tensor, float]:
+    """Frames from coil images (P, C, H, W), ``sum_c conj(S_c) x_c / sum_c |S_c|^2``, and their data residual."""
+    m = measurements
+    if m.coil_maps is None:
+        frames = coil_images[:, 0].real
+    else:
+        maps = torch.from_numpy(m.coil_maps).to(device)
+        sensitivity = maps.abs().square().sum(dim=0)
+        combined_image = torch.sum(maps.conj()[None] * coil_images, dim=1)
+        frames = torch.where(sensitivity > 0, combined_image.real / sensitivity.clamp_min(1e-30), 0.0)
+    frames = frames.float().contiguous()
+    kspace = torch.from_numpy(m.kspace).to(device)
+    return frames, _relative_residual(m.operator(device=device).forward(frames), kspace)
+
+
+#: The sliding-window method of each operator class (a subclass inherits its base's).
+WINDOW_METHODS: dict[type[LinearOperator], SlidingWindowMethod] = {
+    DynamicTomography: SlidingFBP(),
+    DynamicMRI: SlidingZeroFilling(),
+    DynamicNonCartesianMRI: SlidingGridding(),
+}
+
+
+def window_method(operator_class: type[LinearOperator]) -> SlidingWindowMethod:
+    """The :class:`SlidingWindowMethod` of an operator class (or of its nearest base)."""
+    for cls in operator_class.__mro__:
+        if cls in WINDOW_METHODS:
+            return WINDOW_METHODS[cls]
+    raise ParameterError(f"fbp-window has no sliding-window method for {operator_class.__name__} data")
+
+
 @register
 class FBPWindow(Solver):
     """Sliding-window FBP (tomography) and sliding-window zero filling (MRI).
 
-    See the module docstring for the method. Non-iterative: one :meth:`step` computes
+    See the module docstring for the method; the operator class of the measurements
+    picks the variant (:func:`window_method`). Non-iterative: one :meth:`step` computes
     the reconstruction and logs ``data_residual`` = ``||A f - g|| / ||g||`` with the
     measurement operator ``A``.
     """
 
     name = "fbp-window"
     Params = FBPWindowParams
+    state_copies = 28  # peak float32 (P, N, N) stacks, fitted in docs/batch.md
 
     def __init__(self, measurements, params: FBPWindowParams, device="cpu"):
         super().__init__(measurements, params, device)
+        self.method = window_method(measurements.operator_class)
         self._estimate: torch.Tensor | None = None
 
     def window_size(self) -> int:
         """The window actually used: views (tomography) or frames (MRI)."""
-        m = self.measurements
-        if self.params.window > 0:
-            return self.params.window
-        if m.modality == "tomography":
-            return DEFAULT_TOMOGRAPHY_WINDOW
-        if not m.is_cartesian:
-            spokes_per_frame = m.trajectory.shape[1]
-            return max(1, math.ceil(0.5 * math.pi * max(m.image_shape) / spokes_per_frame))
-        sampled_fraction = float(np.mean(m.mask))
-        return max(1, math.ceil(1.0 / sampled_fraction)) if sampled_fraction > 0 else m.n_frames
+        return self.params.window if self.params.window > 0 else self.method.default_window(self.measurements)
 
     def step(self) -> dict[str, float]:
         with torch.no_grad():
-            if self.measurements.modality == "tomography":
-                self._estimate, residual = self._tomography()
-            else:
-                self._estimate, residual = self._mri()
+            self._estimate, residual = self.method.reconstruct(
+                self.measurements, self.window_size(), self.params.filter, self.device
+            )
         return {"data_residual": residual}
 
     def converged(self) -> bool:
         return self._estimate is not None
 
-    def estimate(self) -> np.ndarray:
+    def frames(self) -> torch.Tensor:
+        """The reconstruction, float32 (P, N, N) on the solver's device (zeros before :meth:`step`)."""
         if self._estimate is None:
-            n = self.measurements.n_frames
-            return np.zeros((n, *self.measurements.image_shape), dtype=np.float32)
-        return self._estimate.cpu().numpy().astype(np.float32, copy=False)
+            return torch.zeros((self.measurements.n_frames, *self.measurements.image_shape), device=self.device)
+        return self._estimate
+
+    def estimate(self) -> np.ndarray:
+        return self.frames().cpu().numpy().astype(np.float32, copy=False)
 
     def state_dict(self):
         state = super().state_dict()
@@ -263,76 +404,3 @@ class FBPWindow(Solver):
         super().load_state_dict(state)
         if "estimate" in state:
             self._estimate = state["estimate"].to(self.device)
-
-    # -- tomography -------------------------------------------------------------------------
-    def _tomography(self) -> tuple[torch.Tensor, float]:
-        m = self.measurements
-        n_frames, n_views, n_detectors = m.sinogram.shape
-        size = m.image_shape[0]
-        # One "frame" per view: its adjoint back-projects every view on its own.
-        per_view = DynamicTomography(
-            m.angles.reshape(-1, 1), m.image_shape, n_detectors, m.detector_spacing, device=self.device
-        )
-        data = torch.from_numpy(m.sinogram).to(self.device)
-        filtered = filter_views(data.reshape(-1, 1, n_detectors), self.params.filter)
-        backprojections = per_view.adjoint(filtered).reshape(n_frames * n_views, size * size)
-        frames = (self._view_weights(n_frames, n_views) @ backprojections).reshape(n_frames, size, size)
-        measured = per_view.forward(frames.repeat_interleave(n_views, dim=0)).reshape(data.shape)
-        return frames, _relative_residual(measured, data)
-
-    def _view_weights(self, n_frames: int, n_views: int) -> torch.Tensor:
-        """Sparse CSR (P, P * V) float32: ``w_{p,m}`` of view m (frame-major order) in frame p."""
-        window_frames = min(n_frames, math.ceil(self.window_size() / n_views))
-        views_per_window = window_frames * n_views
-        angles = self.measurements.angles
-        starts = window_starts(n_frames, window_frames)
-        values = np.concatenate([angular_weights(angles[s : s + window_frames].ravel()) for s in starts])
-        columns = (starts[:, None] * n_views + np.arange(views_per_window)).ravel()
-        row_pointers = np.arange(n_frames + 1) * views_per_window
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-            return torch.sparse_csr_tensor(
-                torch.from_numpy(row_pointers),
-                torch.from_numpy(columns),
-                torch.from_numpy(values.astype(np.float32)),
-                size=(n_frames, n_frames * n_views),
-            ).to(self.device)
-
-    # -- MRI --------------------------------------------------------------------------------
-    def _mri(self) -> tuple[torch.Tensor, float]:
-        m = self.measurements
-        n_frames = m.n_frames
-        window_frames = min(n_frames, self.window_size())
-        maps = torch.ones((1, *m.image_shape), dtype=torch.complex64) if m.coil_maps is None else m.coil_maps
-        maps = torch.as_tensor(maps).to(self.device)
-        if m.is_cartesian:
-            combined = torch.from_numpy(window_average_kspace(m.kspace, m.mask, window_frames)).to(self.device)
-            combined_image = torch.sum(maps.conj()[None] * ifft2c(combined), dim=1)
-        else:
-            combined_image = self._radial_gridding(window_frames)
-        sensitivity = maps.abs().square().sum(dim=0)
-        frames = torch.where(sensitivity > 0, combined_image.real / sensitivity.clamp_min(1e-30), 0.0)
-        frames = frames.float().contiguous()
-        kspace = torch.from_numpy(m.kspace).to(self.device)
-        return frames, _relative_residual(m.operator(device=self.device).forward(frames), kspace)
-
-    def _radial_gridding(self, window_frames: int) -> torch.Tensor:
-        """Coil-combined gridding of each frame's window of radial spokes, complex (P, H, W).
-
-        Frame p is ``A_p^H (w * y)`` over the spokes of its window, with ``w`` the radial
-        density compensation of those spokes together
-        (:func:`imaging.operators.nufft.radial_density_weights`), done a few frames at a
-        time to bound the memory of the windowed samples.
-        """
-        m = self.measurements
-        n_frames, n_coils, n_shots, n_samples = m.kspace.shape
-        window = window_starts(n_frames, window_frames)[:, None] + np.arange(window_frames)  # (P, F)
-        frames = []
-        for first in range(0, n_frames, _GRIDDING_CHUNK_FRAMES):
-            chunk = window[first : first + _GRIDDING_CHUNK_FRAMES]
-            trajectory = m.trajectory[chunk].reshape(len(chunk), window_frames * n_shots, n_samples, 2)
-            samples = np.moveaxis(m.kspace[chunk], 2, 1).reshape(len(chunk), n_coils, window_frames * n_shots, n_samples)
-            weights = radial_density_weights(trajectory, m.image_shape)[:, None]
-            gridding = DynamicNonCartesianMRI(trajectory, m.image_shape, m.coil_maps, device=self.device, complex_image=True)
-            frames.append(gridding.adjoint(torch.from_numpy((samples * weights).astype(np.complex64))))
-        return torch.cat(frames)

@@ -1,7 +1,7 @@
 """RED-PSM (Iskender, Klasky, Bresler, ICCV 2023 / IEEE TCI 2024): method "red-psm".
 
 Problem, in normalised units (data divided by the robust object amplitude of the
-initialisation, :func:`~imaging.solvers.init.amplitude_scale`, so the object and the
+initialisation, :func:`~imaging.solvers.psm.amplitude_scale`, so the object and the
 denoiser input are about unit range; results are multiplied back)::
 
     min  (w/2) ||A(Lambda Psi^T) - g||^2 + lam * rho(f) + (xi/2)||Psi||^2 + (chi/2)||Lambda||^2
@@ -54,16 +54,20 @@ The ``"fast"`` preset uses ``s = 2`` for 10 iterations: five full denoiser passe
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import os
 import time
 
 import numpy as np
 import torch
+from torch import nn
 
+from ..denoisers import denoise_frames, describe_module, load_denoiser
 from .registry import register
 from .base import ParameterError, param
-from .psm import PSMFamilySolver, PSMParams, _relative
+from .psm import PSMFamilySolver, PSMParams, relative_norm
 
 
 @dataclasses.dataclass
@@ -79,14 +83,31 @@ class RedPSMParams(PSMParams):
     beta: float = param(0.8, "ADMM penalty beta coupling f and the PSM frames")
     red_iterations: int = param(1, "RED fixed-point iterations per f step (one denoiser pass each)")
     denoise_stride: int = param(1, "denoise every s-th frame per iteration, rotating (1: all frames)")
-    denoiser: str = param("default", "denoiser weights: a shipped name or a path to a weights file")
+    denoiser: str = param(
+        "default", "denoiser: a shipped name or a path to a weights file (Python API: also a torch.nn.Module)"
+    )
     patch_size: int = param(0, "denoise in patches of this size (0: whole frames)")
     denoise_batch: int = param(8, "frames (or patches) per denoiser call")
     tol: float = param(4e-3, "stop when relative change of f and primal residual are both below tol")
     min_iter: int = param(5, "iterations before the stopping rule may stop the run")
 
+    def __post_init__(self):
+        # An in-memory module is kept aside and the field records its description
+        # (denoisers.describe_module), so the parameters stay JSON for the history, the
+        # result files and the checkpoints.
+        self.denoiser_module: nn.Module | None = None
+        if isinstance(self.denoiser, nn.Module):
+            self.denoiser_module = self.denoiser
+            self.denoiser = describe_module(self.denoiser)
+        elif isinstance(self.denoiser, os.PathLike):
+            self.denoiser = os.fspath(self.denoiser)
+
     def validate(self) -> None:
         super().validate()
+        if not isinstance(self.denoiser, str):
+            raise ParameterError(
+                f"denoiser must be a shipped name, a path or a torch.nn.Module, got {type(self.denoiser).__name__}"
+            )
         for name in ("lam", "beta"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
@@ -110,6 +131,7 @@ class RedPSMSolver(PSMFamilySolver):
 
     name = "red-psm"
     Params = RedPSMParams
+    state_copies = 46  # peak float32 (P, N, N) stacks, fitted in docs/batch.md
     presets = {
         # Five denoiser passes' worth of work (half the frames per iteration): 0.3 dB below
         # the default on the tuning walnut (benchmarks/tune_red_psm.py).
@@ -134,12 +156,7 @@ class RedPSMSolver(PSMFamilySolver):
 
     def __init__(self, measurements, params: RedPSMParams, device="cpu"):
         super().__init__(measurements, params, device)
-        from ..denoisers import load_denoiser
-
-        try:
-            denoiser = load_denoiser(params.denoiser, device=self.operator.device)
-        except (FileNotFoundError, ValueError) as exc:
-            raise ParameterError(f"cannot load denoiser {params.denoiser!r}: {exc}") from None
+        denoiser = self._denoiser_on_device(params)
         # Channels-last convolutions in batches of 8 frames ran the shipped DnCNN 2.9 times
         # faster on the 2-core CPU (1.3 s instead of 3.7 s for 256 frames of 128^2; same
         # output to 3e-7), and the denoiser is most of an iteration's cost.
@@ -148,6 +165,22 @@ class RedPSMSolver(PSMFamilySolver):
         self.dual: torch.Tensor | None = None
         self.denoised: torch.Tensor | None = None
         self.primal_residual = math.inf
+
+    def _denoiser_on_device(self, params: RedPSMParams) -> nn.Module:
+        """The denoiser of ``params`` on the run's device, in evaluation mode."""
+        device = self.operator.device
+        if params.denoiser_module is not None:
+            # A copy: the run must not move, re-layout or switch the mode of the caller's module.
+            denoiser = copy.deepcopy(params.denoiser_module).to(device).eval()
+            return denoiser.requires_grad_(False)
+        if params.denoiser.startswith("module:"):
+            raise ParameterError(
+                f"denoiser {params.denoiser!r} records an in-memory module; pass the torch.nn.Module itself"
+            )
+        try:
+            return load_denoiser(params.denoiser, device=device)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ParameterError(f"cannot load denoiser {params.denoiser!r}: {exc}") from None
 
     def _after_initialise(self, frames: torch.Tensor) -> None:
         self.f = self.factors.frames().contiguous()
@@ -158,8 +191,6 @@ class RedPSMSolver(PSMFamilySolver):
         return x if self.support is None else x * self.support
 
     def _denoise(self, frames: torch.Tensor) -> torch.Tensor:
-        from ..denoisers import denoise_frames
-
         patch = self.params.patch_size or None
         return denoise_frames(self.denoiser, frames, patch_size=patch, batch_size=self.params.denoise_batch)
 
@@ -186,8 +217,8 @@ class RedPSMSolver(PSMFamilySolver):
             self.f = (p.lam * self.denoised + anchor) / (p.lam + p.beta)
         denoiser_seconds = time.perf_counter() - start
         self.dual = self.dual + psm_frames - self.f
-        self.previous_change = _relative(self.f - previous, self.f)
-        self.primal_residual = _relative(psm_frames - self.f, self.f)
+        self.previous_change = relative_norm(self.f - previous, self.f)
+        self.primal_residual = relative_norm(psm_frames - self.f, self.f)
         entry.update(
             data_residual=self._data_residual(self.f),
             psm_data_residual=self._data_residual(psm_frames),

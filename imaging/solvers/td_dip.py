@@ -69,7 +69,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..measurements import Measurements
+from .._deprecation import moved_attribute
 from .registry import register
 from .base import ParameterError, Solver, SolverParams, param
 
@@ -225,38 +225,6 @@ class TDDIPNetwork(nn.Module):
         return frames[:, top : top + height, left : left + width]
 
 
-def frame_subset(measurements: Measurements, indices) -> Measurements:
-    """The measurements of the frames ``indices`` only (no ground truth).
-
-    Parameters
-    ----------
-    measurements : Measurements
-    indices : sequence of int
-        Frame numbers, in the order wanted.
-
-    Returns
-    -------
-    Measurements
-        Its ``operator()`` is the sub-operator of those frames.
-    """
-    indices = np.asarray(indices, dtype=np.int64)
-    if measurements.modality == "tomography":
-        return Measurements(
-            "tomography",
-            measurements.image_shape,
-            sinogram=measurements.sinogram[indices],
-            angles=measurements.angles[indices],
-            detector_spacing=measurements.detector_spacing,
-        )
-    return Measurements(
-        "mri",
-        measurements.image_shape,
-        kspace=measurements.kspace[indices],
-        mask=measurements.mask[indices],
-        coil_maps=measurements.coil_maps,
-    )
-
-
 def _squared_magnitude(t: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(t).square().sum(-1) if t.is_complex() else t.square()
 
@@ -289,19 +257,30 @@ class TDDIP(Solver):
         },
         "light": {"channels": 32, "steps": 4096, "steps_per_iteration": 1024, "batch_frames": 1},
     }
+    state_copies = 8  # peak float32 (P, N, N) stacks besides the network, fitted in docs/batch.md
+
+    @classmethod
+    def model_bytes(cls, measurements, params: TDDIPParams) -> int:
+        """The generator: 96 MiB (weights, Adam state) plus 20 bytes per activation (with its
+        gradient) of every channel of every frame in an optimiser batch; fitted at N = 64, 128."""
+        batch = min(params.batch_frames, measurements.n_frames)
+        return 96 * 2**20 + 20 * batch * params.channels * math.prod(measurements.slice_shape)
 
     def __init__(self, measurements, params: TDDIPParams, device="cpu"):
         super().__init__(measurements, params, device)
         self.n_frames = measurements.n_frames
         self.batch_frames = min(params.batch_frames, self.n_frames)
-        # Tomography: one operator per frame, built once (the all-frame operator would cost
-        # the same to build, and applying it to a zero-padded batch scales with P).
-        self._frame_operators = (
-            [frame_subset(measurements, [p]).operator(device) for p in range(self.n_frames)]
-            if measurements.modality == "tomography"
-            else None
-        )
-        self._support = self._frame_operators[0].support_mask() if self._frame_operators else None
+        # An operator that is costly to build (tomography): one per frame, built once (the
+        # all-frame operator would cost the same to build, and applying it to a
+        # zero-padded batch scales with P). Otherwise (MRI): one per batch, when needed.
+        if measurements.operator_class.costly_to_build:
+            self._frame_operators = [measurements.select_frames([p]).operator(device) for p in range(self.n_frames)]
+            first_frame = self._frame_operators[0]
+        else:
+            self._frame_operators = None
+            first_frame = measurements.select_frames([0]).operator(device)
+        # Pixels the data do not see (outside the tomographic field of view) are set to zero.
+        self._support = first_frame.support_mask()
 
         data = torch.as_tensor(measurements.data).to(device)
         with torch.no_grad():
@@ -340,7 +319,7 @@ class TDDIP(Solver):
         if self._frame_operators is not None:
             operators = [self._frame_operators[p] for p in indices.tolist()]
             return torch.cat([op.forward(frames[i : i + 1]) for i, op in enumerate(operators)])
-        return frame_subset(self.measurements, indices.tolist()).operator(self.device).forward(frames)
+        return self.measurements.select_frames(indices.tolist()).operator(self.device).forward(frames)
 
     def _next_batch(self) -> torch.Tensor:
         if self._position >= self.n_frames:
@@ -421,3 +400,7 @@ class TDDIP(Solver):
         self._order = state["order"].clone()
         self._position = int(state["position"])
         self._cached_estimate = None
+
+
+# frame_subset(measurements, indices) became measurements.select_frames(indices).
+__getattr__ = moved_attribute(__name__, {"frame_subset": "imaging.measurements:Measurements.select_frames"})

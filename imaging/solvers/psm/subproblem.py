@@ -1,4 +1,4 @@
-"""The PSM baseline ("psm") and the PSM subproblem solver shared with RED-PSM.
+"""The PSM subproblem, shared by ``psm`` and ``red-psm``: fitting the PSM factors to the data.
 
 The partially separable model ``f = Lambda Psi^T``, ``Psi = U z^T``
 (:mod:`imaging.models.psm`) is fitted to the data by minimising::
@@ -8,7 +8,8 @@ The partially separable model ``f = Lambda Psi^T``, ``Psi = U z^T``
                    + (xi/2) ||Psi||_F^2 + (chi/2) ||Lambda||_F^2
 
 in normalised units (data divided by a robust estimate of the object amplitude, so that
-the object is about unit range; see :func:`imaging.solvers.init.amplitude_scale`). All
+the object is about unit range; see
+:func:`imaging.solvers.psm.initialisation.amplitude_scale`). All
 norms are sums over every entry. ``w`` (:func:`data_weight`) gives the data term an
 average curvature of 1 over the n unknown pixels (``trace(w A^T A) = n``), so a weight
 means the same for any data amplitude, image size, number of frames and modality: with
@@ -23,9 +24,11 @@ average curvature the two agree within a factor 1.5.
   replaces ``sum_p psi_p psi_p^T (x) A_p^T A_p`` by ``(Psi^T Psi) (x) Nbar`` where
   ``Nbar`` is the frame average of ``A_p^T A_p``, approximated as a convolution whose
   kernel is measured once (the response to a centred point); it is inverted exactly in
-  the eigenbasis of ``Psi^T Psi`` and in the Fourier domain. For single-coil Cartesian
-  MRI the step is exact instead: the normal equations decouple into one (K+1) x (K+1)
-  system per k-space location;
+  the eigenbasis of ``Psi^T Psi`` and in the Fourier domain (:mod:`imaging.solvers._cg`).
+  Where the operator's ``A^T A`` is diagonal in k-space
+  (:meth:`~imaging.operators.LinearOperator.kspace_normal_weights`: single-coil
+  Cartesian MRI) the step is exact instead: the normal equations decouple into one
+  (K+1) x (K+1) system per k-space location;
 - ``z`` step: the normal equations in the ``(K+1) d`` knot values are assembled from
   ``K + 1`` projections of the spatial bases (or, for MRI, their spectra) and solved
   directly;
@@ -43,25 +46,13 @@ one thread on a shared 2-core machine), the subproblem objective falls from 5630
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import time
 
-import numpy as np
 import torch
 
-from ..operators import DynamicMRI, fft2c, ifft2c
-from ..models.psm import (
-    INTERPOLATIONS,
-    PSMFactors,
-    interpolation_matrix,
-    project_frames,
-    psm_from_frames,
-    synthesize,
-)
-from .registry import register
-from .base import ParameterError, Solver, SolverParams, param
-from .init import INITIALISATIONS, INITIALISATIONS_BY_MODALITY, amplitude_scale, initial_frames
+from ...models.psm import PSMFactors, project_frames, synthesize
+from ...operators import fft2c, ifft2c, inner
+from .._cg import conjugate_gradient
 
 
 #: Above this many entries (K+1 times the measurement size) the z step builds its Gram
@@ -70,16 +61,6 @@ GRAM_FROM_PROJECTIONS_ENTRIES = 16_000_000
 
 #: Floor of the preconditioner's Fourier symbol, relative to its peak.
 SYMBOL_FLOOR = 0.05
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.sum(a.double() * b.double()))
-
-
-def _range_dot(a: torch.Tensor, b: torch.Tensor) -> float:
-    if a.is_complex():
-        a, b = torch.view_as_real(a), torch.view_as_real(b)
-    return _dot(a, b)
 
 
 class PSMSubproblem:
@@ -115,7 +96,8 @@ class PSMSubproblem:
         with torch.no_grad():
             self.weighted_backprojection = self._mask(self.data_weight * operator.adjoint(data))
         self._symbol = None
-        self.kspace_weights = _cartesian_sampling_weights(operator) if support is None else None
+        # A support mask breaks the k-space diagonal of A^T A.
+        self.kspace_weights = operator.kspace_normal_weights() if support is None else None
 
     def _mask(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.support is None else x * self.support
@@ -130,8 +112,8 @@ class PSMSubproblem:
         with torch.no_grad():
             frames = factors.frames()
             residual = self.operator.forward(frames) - self.data
-            out = {"data": 0.5 * self.data_weight * _range_dot(residual, residual)}
-            out["coupling"] = 0.5 * beta * _dot(frames - target, frames - target) if beta > 0 else 0.0
+            out = {"data": 0.5 * self.data_weight * inner(residual, residual)}
+            out["coupling"] = 0.5 * beta * inner(frames - target, frames - target) if beta > 0 else 0.0
             out["penalty"] = factors.penalty(self.xi, self.chi)
         out["total"] = out["data"] + out["coupling"] + out["penalty"]
         return out
@@ -253,31 +235,14 @@ class PSMSubproblem:
                 return self._mask(out)
 
             precondition = self._preconditioner(temporal, beta)
-            x = self._mask(factors.spatial)
-            residual = rhs - hessian(x)
-            z = precondition(residual)
-            direction = z
-            rz = _dot(residual, z)
-            for _ in range(iterations):
-                if rz <= 0.0:
-                    break
-                h_direction = hessian(direction)
-                curvature = _dot(direction, h_direction)
-                if curvature <= 0.0:
-                    break
-                alpha = rz / curvature
-                x = x + alpha * direction
-                residual = residual - alpha * h_direction
-                z = precondition(residual)
-                rz_new = _dot(residual, z)
-                direction = z + (rz_new / rz) * direction
-                rz = rz_new
-            factors.spatial = x.contiguous()
+            start = self._mask(factors.spatial)
+            factors.spatial = conjugate_gradient(hessian, rhs, start, iterations, precondition).contiguous()
 
     def _solve_spatial_in_kspace(self, rhs: torch.Tensor, temporal: torch.Tensor, beta: float) -> torch.Tensor:
-        """Exact ``Lambda`` update for single-coil Cartesian MRI: one r x r system per frequency.
+        """Exact ``Lambda`` update where ``A^T A`` is diagonal in k-space: one r x r system per frequency.
 
-        With ``A_p^T A_p = F^H diag(m_p) F`` (``m_p`` the symmetrised sampling weights) the
+        With ``A_p^T A_p = F^H diag(m_p) F`` (``m_p`` the operator's
+        :meth:`~imaging.operators.LinearOperator.kspace_normal_weights`) the
         normal equations decouple over k-space locations ``omega``:
         ``(w sum_p m_p(omega) psi_p psi_p^T + beta Psi^T Psi + chi I) Lambda^(omega) = rhs^(omega)``.
         """
@@ -346,231 +311,7 @@ def data_weight(operator, support: torch.Tensor | None = None, probes: int = 4) 
     with torch.no_grad():
         for _ in range(probes):
             probe = (torch.randint(0, 2, operator.domain_shape, generator=generator).float() * 2 - 1) * mask
-            total += _range_dot(*(2 * [operator.forward(probe.to(operator.device))]))
+            projected = operator.forward(probe.to(operator.device))
+            total += inner(projected, projected)
     unknowns = float(mask.sum()) * operator.domain_shape[0]
     return unknowns * probes / total if total > 0 else 1.0
-
-
-def _cartesian_sampling_weights(operator) -> torch.Tensor | None:
-    """Symmetrised k-space sampling masks (P, H, W) of a single-coil real-image MRI operator.
-
-    For real images ``A_p^T A_p x = Re(F^H M_p F x) = F^H Mbar_p F x`` with
-    ``Mbar_p(omega) = (M_p(omega) + M_p(-omega)) / 2``, a diagonal operator in k-space.
-    Returns ``None`` for any other operator (multi-coil, complex images, tomography).
-    """
-    if not isinstance(operator, DynamicMRI) or operator.complex_image:
-        return None
-    maps = operator.coil_maps
-    if maps.shape[0] != 1 or not bool(torch.all(maps == 1)):
-        return None
-    mask = operator.mask.float()
-    height, width = mask.shape[-2:]
-    # Centred layout: frequency -omega sits at index (N - c) mod N for even N, N - 1 - c for odd N.
-    reflected = torch.roll(torch.flip(mask, dims=(-2, -1)), shifts=(1 - height % 2, 1 - width % 2), dims=(-2, -1))
-    return 0.5 * (mask + reflected)
-
-
-# -- solvers --------------------------------------------------------------------------------
-
-
-def _relative(numerator: torch.Tensor, denominator: torch.Tensor) -> float:
-    scale = float(torch.linalg.vector_norm(denominator))
-    return float(torch.linalg.vector_norm(numerator)) / scale if scale > 0 else float(torch.linalg.vector_norm(numerator))
-
-
-@dataclasses.dataclass
-class PSMParams(SolverParams):
-    """Parameters of the PSM model and its subproblem solver (shared with RED-PSM)."""
-
-    max_iter: int = param(3, "maximum number of outer iterations (alternating sweeps for psm)")
-    order: int = param(10, "PSM order K: the model has K+1 spatial/temporal basis functions")
-    knots: int = param(11, "knots d per temporal basis function (ignored for interpolation 'direct')")
-    interpolation: str = param("cubic", "temporal interpolation from knots to frames: cubic, linear or direct")
-    xi: float = param(10.0, "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases")
-    chi: float = param(10.0, "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases")
-    init: str = param("auto", "initialisation: projection or fbp-svd (tomography), kspace-centre (mri); auto picks the first")
-    init_knots: int = param(6, "temporal functions (cubic knots) of the projection-domain initialisation")
-    sweeps: int = param(1, "alternating (Lambda, z) sweeps per outer iteration")
-    cg_iterations: int = param(8, "preconditioned CG iterations of each Lambda update")
-    tol: float = param(1e-3, "stop when the relative change of the estimate falls below tol (no ground truth)")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.order < 0:
-            raise ParameterError(f"order K must be >= 0, got {self.order}")
-        if self.interpolation not in INTERPOLATIONS:
-            raise ParameterError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}")
-        if self.interpolation != "direct":
-            if self.knots < 2:
-                raise ParameterError(f"{self.interpolation} interpolation needs knots >= 2, got {self.knots}")
-            if self.order + 1 > self.knots:
-                raise ParameterError(
-                    f"order K = {self.order} gives K+1 = {self.order + 1} temporal bases, more than the "
-                    f"{self.knots} knots can make independent; use knots >= K+1"
-                )
-        for name in ("xi", "chi", "tol"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ParameterError(f"{name} must be a finite number >= 0, got {value}")
-        if self.init != "auto" and self.init not in INITIALISATIONS:
-            raise ParameterError(f"init must be 'auto' or one of {', '.join(INITIALISATIONS)}, got {self.init!r}")
-        if self.init_knots < 2:
-            raise ParameterError(f"init_knots must be >= 2, got {self.init_knots}")
-        if self.sweeps < 1 or self.cg_iterations < 1:
-            raise ParameterError(f"sweeps and cg_iterations must be >= 1, got {self.sweeps} and {self.cg_iterations}")
-
-
-class PSMFamilySolver(Solver):
-    """Set-up shared by ``psm`` and ``red-psm``: operator, normalisation, initial factors.
-
-    The expensive set-up (initialisation, operator norm) runs on the first
-    :meth:`step` unless :meth:`load_state_dict` restored it, so resuming from a
-    checkpoint skips it.
-    """
-
-    Params = PSMParams
-
-    def __init__(self, measurements, params: PSMParams, device="cpu"):
-        super().__init__(measurements, params, device)
-        n_frames = measurements.n_frames
-        if params.interpolation != "direct" and params.knots > n_frames:
-            raise ParameterError(
-                f"knots must be at most the number of frames ({n_frames}), got {params.knots}; "
-                f"for so few frames set e.g. knots={n_frames} order={max(0, min(params.order, n_frames - 1))}"
-            )
-        if params.interpolation == "direct" and params.order + 1 > n_frames:
-            raise ParameterError(f"order K+1 = {params.order + 1} exceeds the number of frames ({n_frames})")
-        self.init_method = (
-            INITIALISATIONS_BY_MODALITY[measurements.modality][0] if params.init == "auto" else params.init
-        )
-        if self.init_method not in INITIALISATIONS_BY_MODALITY[measurements.modality]:
-            allowed = ", ".join(INITIALISATIONS_BY_MODALITY[measurements.modality])
-            raise ParameterError(f"init {params.init!r} does not apply to {measurements.modality} data (use: {allowed})")
-        self.operator = measurements.operator(device)
-        self.raw_data = torch.from_numpy(np.asarray(measurements.data)).to(self.operator.device)
-        self.support = self.operator.support_mask() if measurements.modality == "tomography" else None
-        self.interpolation = interpolation_matrix(n_frames, params.knots, params.interpolation).to(self.operator.device)
-        self.scale: float | None = None
-        self.data_weight: float | None = None
-        self.factors: PSMFactors | None = None
-        self.problem: PSMSubproblem | None = None
-        self.previous_change = math.inf
-
-    # -- set-up -----------------------------------------------------------------------------
-    def _build_problem(self) -> None:
-        self.problem = PSMSubproblem(
-            self.operator,
-            self.raw_data / self.scale,
-            self.interpolation,
-            self.support,
-            self.data_weight,
-            self.params.xi,
-            self.params.chi,
-            direct=self.params.interpolation == "direct",
-        )
-
-    def _initialise(self) -> dict[str, float]:
-        """Initial factors and normalisation; returns log entries (seconds spent)."""
-        start = time.perf_counter()
-        frames = initial_frames(self.measurements, self.init_method, knots=self.params.init_knots)
-        frames = frames.to(self.operator.device)
-        if self.support is not None:
-            frames = frames * self.support
-        self.scale = amplitude_scale(frames)
-        self.data_weight = data_weight(self.operator, self.support)
-        self.factors = psm_from_frames(frames / self.scale, self.params.order + 1, self.interpolation)
-        self._build_problem()
-        self.problem.rebalance(self.factors)
-        if self.init_method == "kspace-centre":
-            # PS-MRI: the centre gives the temporal bases, all the data the spatial ones
-            # (exact for single-coil Cartesian data). On the tuning cardiac phantom this
-            # raised the first iterate of red-psm from 17.5 to 27.6 dB and the result
-            # from 29.5 to 29.7 dB in 12 instead of 21 iterations.
-            self.problem.update_spatial(self.factors, iterations=self.params.cg_iterations)
-            self.problem.rebalance(self.factors)
-        self._after_initialise(frames / self.scale)
-        return {"init_seconds": time.perf_counter() - start}
-
-    def _after_initialise(self, frames: torch.Tensor) -> None:
-        """Hook for subclasses: set their own variables from the normalised initial frames."""
-
-    def _ensure_initialised(self) -> dict[str, float]:
-        return self._initialise() if self.factors is None else {}
-
-    def _data_residual(self, frames: torch.Tensor) -> float:
-        with torch.no_grad():
-            return _relative(self.operator.forward(frames) - self.problem.data, self.problem.data)
-
-    # -- results ----------------------------------------------------------------------------
-    def extras(self) -> dict[str, np.ndarray]:
-        """``spatial_bases`` (K+1, N, N) in data units and unit-norm ``temporal_bases`` (P, K+1)."""
-        self._ensure_initialised()
-        spatial, temporal = self.factors.normalized()
-        return {
-            "spatial_bases": (spatial * self.scale).cpu().numpy().astype(np.float32),
-            "temporal_bases": temporal.cpu().numpy().astype(np.float32),
-        }
-
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        if self.factors is not None:
-            state.update(
-                scale=self.scale,
-                data_weight=self.data_weight,
-                spatial=self.factors.spatial.cpu(),
-                knots=self.factors.knots.cpu(),
-                previous_change=self.previous_change,
-            )
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        if "spatial" in state:
-            self.scale = float(state["scale"])
-            self.data_weight = float(state["data_weight"])
-            device = self.operator.device
-            self.factors = PSMFactors(state["spatial"].to(device), state["knots"].to(device), self.interpolation)
-            self.previous_change = float(state["previous_change"])
-            self._build_problem()
-
-
-@register
-class PSMSolver(PSMFamilySolver):
-    """The PSM model alone (no RED): alternating exact/CG minimisation of the data fit.
-
-    Each outer iteration is ``sweeps`` rounds of a preconditioned-CG update of the
-    spatial bases and an exact update of the temporal knots (:class:`PSMSubproblem` with
-    ``beta = 0``). Stops when the relative change of ``Lambda Psi^T`` between outer
-    iterations is below ``tol``, or after ``max_iter``.
-
-    The data fit alone over-fits the noise as it converges (the model has more unknowns
-    than one view per frame measures), so the defaults were tuned like those of red-psm
-    on the walnut, seed 1 (``benchmarks/tune_red_psm.py grid --method psm``): ``K = 10``,
-    ``d = 11``, the ``fbp-svd`` initialisation, ``xi = chi = 10`` (a nuclear-norm-like
-    weight, see :meth:`PSMSubproblem.rebalance`; 0.03-100 tried) and ``max_iter = 3``,
-    where the tuning run peaked (22.05, 22.03 dB after 2, 3 sweeps, 21.4 dB after 10).
-    """
-
-    name = "psm"
-
-    def step(self) -> dict[str, float]:
-        entry = self._ensure_initialised()
-        previous = self.factors.frames()
-        self.problem.sweep(self.factors, sweeps=self.params.sweeps, cg_iterations=self.params.cg_iterations)
-        frames = self.factors.frames()
-        self.previous_change = _relative(frames - previous, frames)
-        terms = self.problem.terms(self.factors)
-        entry.update(
-            data_residual=self._data_residual(frames),
-            objective=terms["total"],
-            relative_change=self.previous_change,
-        )
-        return entry
-
-    def converged(self) -> bool:
-        return self.previous_change < self.params.tol
-
-    def estimate(self) -> np.ndarray:
-        self._ensure_initialised()
-        with torch.no_grad():
-            return (self.factors.frames() * self.scale).cpu().numpy().astype(np.float32)

@@ -1,0 +1,230 @@
+"""The PSM solvers: parameters, the set-up shared with RED-PSM, and the ``psm`` method.
+
+:class:`PSMFamilySolver` builds what ``psm`` and ``red-psm`` share: the operator, the
+initial frames (:mod:`.initialisation`), the amplitude normalisation, the data weight
+and the :class:`~.subproblem.PSMSubproblem`; :class:`PSMSolver` is the PSM model alone,
+alternating exact and CG minimisations of the data fit (the subproblem with no coupling).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+import torch
+
+from ...models.psm import INTERPOLATIONS, PSMFactors, interpolation_matrix, psm_from_frames
+from ..base import ParameterError, Solver, SolverParams, param
+from ..registry import register
+from .initialisation import INITIALISATIONS, amplitude_scale, initial_frames
+from .subproblem import PSMSubproblem, data_weight
+
+
+def relative_norm(numerator: torch.Tensor, denominator: torch.Tensor) -> float:
+    """``||numerator|| / ||denominator||`` (``||numerator||`` for a zero denominator)."""
+    scale = float(torch.linalg.vector_norm(denominator))
+    return float(torch.linalg.vector_norm(numerator)) / scale if scale > 0 else float(torch.linalg.vector_norm(numerator))
+
+
+@dataclasses.dataclass
+class PSMParams(SolverParams):
+    """Parameters of the PSM model and its subproblem solver (shared with RED-PSM)."""
+
+    max_iter: int = param(3, "maximum number of outer iterations (alternating sweeps for psm)")
+    order: int = param(10, "PSM order K: the model has K+1 spatial/temporal basis functions")
+    knots: int = param(11, "knots d per temporal basis function (ignored for interpolation 'direct')")
+    interpolation: str = param("cubic", "temporal interpolation from knots to frames: cubic, linear or direct")
+    xi: float = param(10.0, "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases")
+    chi: float = param(10.0, "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases")
+    init: str = param("auto", "initialisation: projection or fbp-svd (tomography), kspace-centre (mri); auto picks the first")
+    init_knots: int = param(6, "temporal functions (cubic knots) of the projection-domain initialisation")
+    sweeps: int = param(1, "alternating (Lambda, z) sweeps per outer iteration")
+    cg_iterations: int = param(8, "preconditioned CG iterations of each Lambda update")
+    tol: float = param(1e-3, "stop when the relative change of the estimate falls below tol (no ground truth)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.order < 0:
+            raise ParameterError(f"order K must be >= 0, got {self.order}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ParameterError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}")
+        if self.interpolation != "direct":
+            if self.knots < 2:
+                raise ParameterError(f"{self.interpolation} interpolation needs knots >= 2, got {self.knots}")
+            if self.order + 1 > self.knots:
+                raise ParameterError(
+                    f"order K = {self.order} gives K+1 = {self.order + 1} temporal bases, more than the "
+                    f"{self.knots} knots can make independent; use knots >= K+1"
+                )
+        for name in ("xi", "chi", "tol"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ParameterError(f"{name} must be a finite number >= 0, got {value}")
+        if self.init != "auto" and self.init not in INITIALISATIONS:
+            raise ParameterError(f"init must be 'auto' or one of {', '.join(INITIALISATIONS)}, got {self.init!r}")
+        if self.init_knots < 2:
+            raise ParameterError(f"init_knots must be >= 2, got {self.init_knots}")
+        if self.sweeps < 1 or self.cg_iterations < 1:
+            raise ParameterError(f"sweeps and cg_iterations must be >= 1, got {self.sweeps} and {self.cg_iterations}")
+
+
+class PSMFamilySolver(Solver):
+    """Set-up shared by ``psm`` and ``red-psm``: operator, normalisation, initial factors.
+
+    The expensive set-up (initialisation, operator norm) runs on the first
+    :meth:`step` unless :meth:`load_state_dict` restored it, so resuming from a
+    checkpoint skips it.
+    """
+
+    Params = PSMParams
+
+    def __init__(self, measurements, params: PSMParams, device="cpu"):
+        super().__init__(measurements, params, device)
+        n_frames = measurements.n_frames
+        if params.interpolation != "direct" and params.knots > n_frames:
+            raise ParameterError(
+                f"knots must be at most the number of frames ({n_frames}), got {params.knots}; "
+                f"for so few frames set e.g. knots={n_frames} order={max(0, min(params.order, n_frames - 1))}"
+            )
+        if params.interpolation == "direct" and params.order + 1 > n_frames:
+            raise ParameterError(f"order K+1 = {params.order + 1} exceeds the number of frames ({n_frames})")
+        suitable = measurements.operator_class.initialisations
+        if not suitable:
+            raise ParameterError(f"no PSM initialisation suits {measurements.modality} data")
+        self.init_method = suitable[0] if params.init == "auto" else params.init
+        if self.init_method not in suitable:
+            raise ParameterError(
+                f"init {params.init!r} does not apply to {measurements.modality} data (use: {', '.join(suitable)})"
+            )
+        self.operator = measurements.operator(device)
+        self.raw_data = torch.from_numpy(np.asarray(measurements.data)).to(self.operator.device)
+        self.support = self.operator.support_mask()
+        self.interpolation = interpolation_matrix(n_frames, params.knots, params.interpolation).to(self.operator.device)
+        self.scale: float | None = None
+        self.data_weight: float | None = None
+        self.factors: PSMFactors | None = None
+        self.problem: PSMSubproblem | None = None
+        self.previous_change = math.inf
+
+    # -- set-up -----------------------------------------------------------------------------
+    def _build_problem(self) -> None:
+        self.problem = PSMSubproblem(
+            self.operator,
+            self.raw_data / self.scale,
+            self.interpolation,
+            self.support,
+            self.data_weight,
+            self.params.xi,
+            self.params.chi,
+            direct=self.params.interpolation == "direct",
+        )
+
+    def _initialise(self) -> dict[str, float]:
+        """Initial factors and normalisation; returns log entries (seconds spent)."""
+        start = time.perf_counter()
+        frames = initial_frames(
+            self.measurements, self.init_method, knots=self.params.init_knots, device=self.operator.device
+        )
+        if self.support is not None:
+            frames = frames * self.support
+        self.scale = amplitude_scale(frames)
+        self.data_weight = data_weight(self.operator, self.support)
+        self.factors = psm_from_frames(frames / self.scale, self.params.order + 1, self.interpolation)
+        self._build_problem()
+        self.problem.rebalance(self.factors)
+        if self.init_method == "kspace-centre":
+            # PS-MRI: the centre gives the temporal bases, all the data the spatial ones
+            # (exact for single-coil Cartesian data). On the tuning cardiac phantom this
+            # raised the first iterate of red-psm from 17.5 to 27.6 dB and the result
+            # from 29.5 to 29.7 dB in 12 instead of 21 iterations.
+            self.problem.update_spatial(self.factors, iterations=self.params.cg_iterations)
+            self.problem.rebalance(self.factors)
+        self._after_initialise(frames / self.scale)
+        return {"init_seconds": time.perf_counter() - start}
+
+    def _after_initialise(self, frames: torch.Tensor) -> None:
+        """Hook for subclasses: set their own variables from the normalised initial frames."""
+
+    def _ensure_initialised(self) -> dict[str, float]:
+        return self._initialise() if self.factors is None else {}
+
+    def _data_residual(self, frames: torch.Tensor) -> float:
+        with torch.no_grad():
+            return relative_norm(self.operator.forward(frames) - self.problem.data, self.problem.data)
+
+    # -- results ----------------------------------------------------------------------------
+    def extras(self) -> dict[str, np.ndarray]:
+        """``spatial_bases`` (K+1, N, N) in data units and unit-norm ``temporal_bases`` (P, K+1)."""
+        self._ensure_initialised()
+        spatial, temporal = self.factors.normalized()
+        return {
+            "spatial_bases": (spatial * self.scale).cpu().numpy().astype(np.float32),
+            "temporal_bases": temporal.cpu().numpy().astype(np.float32),
+        }
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.factors is not None:
+            state.update(
+                scale=self.scale,
+                data_weight=self.data_weight,
+                spatial=self.factors.spatial.cpu(),
+                knots=self.factors.knots.cpu(),
+                previous_change=self.previous_change,
+            )
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if "spatial" in state:
+            self.scale = float(state["scale"])
+            self.data_weight = float(state["data_weight"])
+            device = self.operator.device
+            self.factors = PSMFactors(state["spatial"].to(device), state["knots"].to(device), self.interpolation)
+            self.previous_change = float(state["previous_change"])
+            self._build_problem()
+
+
+@register
+class PSMSolver(PSMFamilySolver):
+    """The PSM model alone (no RED): alternating exact/CG minimisation of the data fit.
+
+    Each outer iteration is ``sweeps`` rounds of a preconditioned-CG update of the
+    spatial bases and an exact update of the temporal knots (:class:`PSMSubproblem` with
+    ``beta = 0``). Stops when the relative change of ``Lambda Psi^T`` between outer
+    iterations is below ``tol``, or after ``max_iter``.
+
+    The data fit alone over-fits the noise as it converges (the model has more unknowns
+    than one view per frame measures), so the defaults were tuned like those of red-psm
+    on the walnut, seed 1 (``benchmarks/tune_red_psm.py grid --method psm``): ``K = 10``,
+    ``d = 11``, the ``fbp-svd`` initialisation, ``xi = chi = 10`` (a nuclear-norm-like
+    weight, see :meth:`PSMSubproblem.rebalance`; 0.03-100 tried) and ``max_iter = 3``,
+    where the tuning run peaked (22.05, 22.03 dB after 2, 3 sweeps, 21.4 dB after 10).
+    """
+
+    name = "psm"
+    state_copies = 30  # peak float32 (P, N, N) stacks, fitted in docs/batch.md
+
+    def step(self) -> dict[str, float]:
+        entry = self._ensure_initialised()
+        previous = self.factors.frames()
+        self.problem.sweep(self.factors, sweeps=self.params.sweeps, cg_iterations=self.params.cg_iterations)
+        frames = self.factors.frames()
+        self.previous_change = relative_norm(frames - previous, frames)
+        terms = self.problem.terms(self.factors)
+        entry.update(
+            data_residual=self._data_residual(frames),
+            objective=terms["total"],
+            relative_change=self.previous_change,
+        )
+        return entry
+
+    def converged(self) -> bool:
+        return self.previous_change < self.params.tol
+
+    def estimate(self) -> np.ndarray:
+        self._ensure_initialised()
+        with torch.no_grad():
+            return (self.factors.frames() * self.scale).cpu().numpy().astype(np.float32)
