@@ -206,7 +206,7 @@ def simulate_mri(images, mask, coil_maps=None, noise: float = 5e-3, seed: int = 
     -------
     Measurements
         ``kspace`` complex64 (P, C, H, W) equal to ``DynamicMRI(mask, coil_maps)`` applied
-        to the images plus noise on the sampled entries, exactly zero elsewhere;
+        to the images (zero-filled) plus noise on the sampled entries, exactly zero elsewhere;
         ``ground_truth`` the magnitude of the images (float32).
     """
     images = _check_images(images, square=False, allow_complex=True)
@@ -217,7 +217,7 @@ def simulate_mri(images, mask, coil_maps=None, noise: float = 5e-3, seed: int = 
     coil_maps = _check_coil_maps(coil_maps)
     operator = DynamicMRI(mask, coil_maps, complex_image=images.dtype.kind == "c")
     with torch.no_grad():
-        kspace = operator.forward(torch.from_numpy(images)).numpy()
+        kspace = operator.zero_filled(operator.forward(torch.from_numpy(images))).numpy()
     sigma = noise * _full_kspace_peak(images, coil_maps)
     if sigma > 0:
         kspace += _mri_noise(kspace.shape, sigma, seed) * operator.mask[:, None].numpy()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 
@@ -101,6 +102,16 @@ class LinearOperator:
             default). A solver may then solve normal equations one frequency at a time.
         """
         return None
+
+    def measured(self, data) -> torch.Tensor:
+        """The measured data of a file (``Measurements.data``) in this operator's range layout.
+
+        The default is the array itself as a tensor on the operator's device; an operator
+        whose range keeps only part of the file's layout (line-sampled Cartesian MRI)
+        overrides it.
+        """
+        data = data if isinstance(data, torch.Tensor) else torch.as_tensor(np.asarray(data))
+        return self._check_input(data, self.range_shape, "measured")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -332,8 +332,8 @@ def _coil_combined(measurements, coil_images: torch.Tensor, device) -> tuple[tor
         combined_image = torch.sum(maps.conj()[None] * coil_images, dim=1)
         frames = torch.where(sensitivity > 0, combined_image.real / sensitivity.clamp_min(1e-30), 0.0)
     frames = frames.float().contiguous()
-    kspace = torch.from_numpy(m.kspace).to(device)
-    return frames, _relative_residual(m.operator(device=device).forward(frames), kspace)
+    operator = m.operator(device=device)
+    return frames, _relative_residual(operator.forward(frames), operator.measured(m.kspace))
 
 
 #: The sliding-window method of each operator class (a subclass inherits its base's).

@@ -293,6 +293,7 @@ class TDDIP(Solver):
         self.scale = math.sqrt(data_energy / ones_energy) if data_energy > 0 and ones_energy > 0 else 1.0
         self._data = data / self.scale
         self._frame_energy = _squared_magnitude(self._data).reshape(self.n_frames, -1).sum(1).double().cpu()
+        self._entries_per_frame = math.prod(self._data.shape[1:])
         mean_square = float(_squared_magnitude(self._data).mean())
         self._mean_square = mean_square if mean_square > 0 else 1.0
 
@@ -314,12 +315,22 @@ class TDDIP(Solver):
         self._cached_estimate: tuple[int, np.ndarray] | None = None
 
     # -- forward model on a subset of frames ------------------------------------------------
-    def _apply(self, indices: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """Measurements of ``frames`` (B, H, W), which are the frames ``indices`` (B,)."""
+    def _apply(self, indices: torch.Tensor, frames: torch.Tensor, data: torch.Tensor | None = None) -> torch.Tensor:
+        """Measurements of ``frames`` (B, H, W), the frames ``indices`` (B,), in range layout.
+
+        With ``data`` (B, ...) of those frames in the file's layout, the residual instead.
+        """
         if self._frame_operators is not None:
             operators = [self._frame_operators[p] for p in indices.tolist()]
-            return torch.cat([op.forward(frames[i : i + 1]) for i, op in enumerate(operators)])
-        return self.measurements.select_frames(indices.tolist()).operator(self.device).forward(frames)
+        else:
+            operators = [self.measurements.select_frames(indices.tolist()).operator(self.device)]
+        per_operator = len(frames) // len(operators)
+        out = []
+        for i, op in enumerate(operators):
+            batch = slice(i * per_operator, (i + 1) * per_operator)
+            measured = op.forward(frames[batch])
+            out.append(measured if data is None else measured - op.measured(data[batch]))
+        return torch.cat(out)
 
     def _next_batch(self) -> torch.Tensor:
         if self._position >= self.n_frames:
@@ -341,8 +352,9 @@ class TDDIP(Solver):
         for _ in range(n_steps):
             indices = self._next_batch()
             frames = self.network(self._latent[indices.to(self._latent.device)])
-            residual = _squared_magnitude(self._apply(indices, frames) - self._data[indices.to(self._data.device)])
-            loss = residual.mean() / self._mean_square
+            residual = _squared_magnitude(self._apply(indices, frames, self._data[indices.to(self._data.device)]))
+            # The mean over the file's entries of these frames (unsampled ones fit exactly).
+            loss = residual.sum() / (len(indices) * self._entries_per_frame) / self._mean_square
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

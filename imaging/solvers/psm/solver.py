@@ -99,7 +99,7 @@ class PSMFamilySolver(Solver):
                 f"init {params.init!r} does not apply to {measurements.modality} data (use: {', '.join(suitable)})"
             )
         self.operator = measurements.operator(device)
-        self.raw_data = torch.from_numpy(np.asarray(measurements.data)).to(self.operator.device)
+        self.raw_data = self.operator.measured(measurements.data)
         self.support = self.operator.support_mask()
         self.interpolation = interpolation_matrix(n_frames, params.knots, params.interpolation).to(self.operator.device)
         self.scale: float | None = None
