@@ -209,7 +209,8 @@ def _read_npz(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _read_h5(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
+def _read_h5(path: Path, max_bytes: int, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """The top-level datasets of an HDF5 file (only ``keys``, when given), safely."""
     import h5py
 
     if not h5py.is_hdf5(path):
@@ -220,6 +221,8 @@ def _read_h5(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
         with h5py.File(path, "r") as handle:
             datasets = {}
             for name in handle:
+                if keys is not None and name not in keys:
+                    continue
                 link = handle.get(name, getlink=True)
                 if not isinstance(link, h5py.HardLink):
                     raise FileFormatError(f"{path}: {name!r} is a soft or external link; refusing to follow it")
