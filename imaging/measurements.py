@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from ._limits import DETECTOR_SPACING_RANGE, MAX_ABS_ANGLE
+
 MODALITIES = ("tomography", "mri")
 
 
@@ -21,6 +23,21 @@ class MeasurementError(ValueError):
 def _require_finite(name: str, array: np.ndarray) -> None:
     if not np.all(np.isfinite(array)):
         raise MeasurementError(f"'{name}' contains NaN or infinite values")
+
+
+def _finite_as(name: str, array: np.ndarray, dtype) -> np.ndarray:
+    """``array`` as ``dtype`` once it is finite and fits it (a float64 1e300 would become inf)."""
+    _require_finite(name, array)
+    dtype = np.dtype(dtype)
+    largest = float(np.finfo(dtype).max)
+    if array.dtype.kind in "fc" and float(np.finfo(array.dtype).max) > largest and array.size:
+        parts = (array.real, array.imag) if array.dtype.kind == "c" else (array,)
+        peak = max(max(float(part.max()), -float(part.min())) for part in parts)
+        if peak > largest:
+            raise MeasurementError(
+                f"'{name}' holds values too large for {dtype} (largest magnitude {peak:.3g}, limit {largest:.3g})"
+            )
+    return array.astype(dtype, copy=False)
 
 
 @dataclass
@@ -256,8 +273,7 @@ class Measurements:
                 raise MeasurementError(f"'ground_truth' must have shape {expected}, got {gt.shape}")
             if not np.issubdtype(gt.dtype, np.floating) and not np.issubdtype(gt.dtype, np.integer):
                 raise MeasurementError(f"'ground_truth' must be real-valued, got dtype {gt.dtype}")
-            _require_finite("ground_truth", gt)
-            self.ground_truth = gt.astype(np.float32, copy=False)
+            self.ground_truth = _finite_as("ground_truth", gt, np.float32)
         if self.noise_std is not None:
             noise_std = float(self.noise_std)
             if not np.isfinite(noise_std) or noise_std < 0:
@@ -278,6 +294,8 @@ class Measurements:
                 )
         elif sinogram.ndim != 3:
             raise MeasurementError(f"'sinogram' must have shape (P, V, D), got {sinogram.shape}")
+        if sinogram.size == 0:
+            raise MeasurementError(f"'sinogram' needs at least one frame, view and detector bin, got {sinogram.shape}")
         if not np.issubdtype(sinogram.dtype, np.floating) and not np.issubdtype(sinogram.dtype, np.integer):
             raise MeasurementError(f"'sinogram' must be real-valued, got dtype {sinogram.dtype}")
         if angles.ndim == 1 and sinogram.shape[1] == 1:
@@ -291,13 +309,21 @@ class Measurements:
             raise MeasurementError(f"'angles' must be real-valued, got dtype {angles.dtype}")
         if self.slice_shape[0] != self.slice_shape[1]:
             raise MeasurementError(f"tomography needs a square 'image_shape', got {self.image_shape}")
-        _require_finite("sinogram", sinogram)
-        _require_finite("angles", angles)
+        self.sinogram = _finite_as("sinogram", sinogram, np.float32)
+        angles = _finite_as("angles", angles, np.float64)
+        if angles.size and np.abs(angles).max() > MAX_ABS_ANGLE:
+            raise MeasurementError(
+                f"'angles' must lie within +-{MAX_ABS_ANGLE:g} rad (radians, not degrees or encoder counts), "
+                f"got {angles.flat[np.abs(angles).argmax()]:.6g}"
+            )
+        self.angles = angles
         spacing = float(self.detector_spacing)
-        if not np.isfinite(spacing) or spacing <= 0:
-            raise MeasurementError(f"'detector_spacing' must be positive, got {self.detector_spacing!r}")
-        self.sinogram = sinogram.astype(np.float32, copy=False)
-        self.angles = angles.astype(np.float64, copy=False)
+        low, high = DETECTOR_SPACING_RANGE
+        if not low <= spacing <= high:
+            raise MeasurementError(
+                f"'detector_spacing' must be between {low:g} and {high:g} (image-pixel units), "
+                f"got {self.detector_spacing!r}"
+            )
         self.detector_spacing = spacing
 
     def _validate_mri(self) -> None:
@@ -309,13 +335,15 @@ class Measurements:
                 + ("not both" if self.mask is not None else "got neither")
             )
         kspace = np.asarray(self.kspace)
-        if not np.issubdtype(kspace.dtype, np.number) or kspace.dtype.kind not in "fc":
-            raise MeasurementError(f"'kspace' must be complex, got dtype {kspace.dtype}")
         if self.trajectory is not None:
             self._validate_trajectory(kspace)
         else:
             self._validate_mask(kspace)
-        _require_finite("kspace", kspace)
+        if kspace.size == 0:
+            raise MeasurementError(f"'kspace' needs at least one frame and one coil, got shape {kspace.shape}")
+        if not np.issubdtype(kspace.dtype, np.number) or kspace.dtype.kind not in "fc":
+            raise MeasurementError(f"'kspace' must be complex, got dtype {kspace.dtype}")
+        kspace = _finite_as("kspace", kspace, np.complex64)
         n_coils = kspace.shape[-3]
         if self.coil_maps is not None:
             coil_maps = np.asarray(self.coil_maps)
@@ -329,9 +357,8 @@ class Measurements:
                 raise MeasurementError(f"'coil_maps' must have shape {expected}, got {coil_maps.shape}")
             if coil_maps.dtype.kind not in "fc":
                 raise MeasurementError(f"'coil_maps' must be complex, got dtype {coil_maps.dtype}")
-            _require_finite("coil_maps", coil_maps)
-            self.coil_maps = coil_maps.astype(np.complex64, copy=False)
-        self.kspace = kspace.astype(np.complex64, copy=False)
+            self.coil_maps = _finite_as("coil_maps", coil_maps, np.complex64)
+        self.kspace = kspace
 
     def _validate_mask(self, kspace: np.ndarray) -> None:
         mask = np.asarray(self.mask)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from . import batch, demo, evaluate, methods, reconstruct, simulate, train_denoiser
-from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, CommandError, user_errors
+from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, CommandError, one_line_warnings, user_errors
 
 #: The sub-commands in the order ``imaging --help`` lists them.
 COMMANDS = (simulate, reconstruct, evaluate, methods, train_denoiser, demo, batch)
@@ -34,19 +35,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _describe(exc: BaseException) -> str:
+    """One line for an error the user can act on."""
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file: {exc.filename or exc}"
+    if isinstance(exc, MemoryError):
+        return "out of memory; use a smaller problem or free memory"
+    if isinstance(exc, OSError) and exc.strerror:  # a full disk, a name too long, no permission
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit status (0, 2 for bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except user_errors() as exc:
-        message = str(exc) if not isinstance(exc, FileNotFoundError) else f"no such file: {exc.filename or exc}"
-        print(f"imaging {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line_warnings(args.command)
+        try:
+            return int(args.run(args) or 0)
+        except (*user_errors(), OSError, MemoryError) as exc:
+            print(f"imaging {args.command}: error: {_describe(exc)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 __all__ = ["CommandError", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "build_parser", "main"]

@@ -8,7 +8,6 @@ figure into an output folder.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -33,13 +32,18 @@ def add_parser(sub):
 
 def run(args) -> int:
     from .. import metrics
-    from ..io import save_measurements, save_reconstruction, write_text_atomic
+    from ..io import save_measurements, save_reconstruction, write_json_atomic
+    from ..operators import resolve_device
     from ..run import reconstruct
     from ..simulate import simulate
+    from ..solvers import get_solver
 
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise CommandError(f"--output {output} exists and is not a folder")
+    # Every option is checked before anything is simulated or written.
+    resolve_device(args.device)
+    get_solver("red-psm").make_params(args.preset, max_iter=args.max_iter)
     print(f"simulating {args.phantom}: {args.frames} frames of {args.size}x{args.size}, one view per frame", flush=True)
     measurements = simulate(args.phantom, frames=args.frames, size=args.size, seed=args.seed)
     output.mkdir(parents=True, exist_ok=True)
@@ -66,7 +70,7 @@ def run(args) -> int:
         table[name]["seconds"] = r.elapsed_seconds
     print()
     print(metrics.format_table(table))
-    write_text_atomic(output / "metrics.json", json.dumps(table, indent=2) + "\n")
+    write_json_atomic(output / "metrics.json", table)
     figure_path = output / "comparison.png"
     comparison_figure(truth, {k: r.reconstruction for k, r in results.items()}, results["red-psm"].history, figure_path)
     print(f"\nwrote {output}/: measurements.npz, fbp-window.npz, red-psm.npz, metrics.json, comparison.png")
@@ -133,5 +137,7 @@ def comparison_figure(truth, reconstructions: dict, history: list, path) -> None
         twin.plot(iterations, [h["psnr"] for h in history], color="tab:orange", label="PSNR (logged only)")
         twin.set_ylabel("PSNR (dB)", color="tab:orange")
     conv.set_title("RED-PSM convergence (PSNR is logged, never used to stop)")
-    fig.savefig(path, dpi=110)
+    from ..io import write_atomic
+
+    write_atomic(path, lambda temporary: fig.savefig(temporary, dpi=110, format="png"))
     plt.close(fig)

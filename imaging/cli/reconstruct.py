@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import os
 import sys
 from pathlib import Path
 
 from ._common import (
     EXIT_INTERRUPTED,
     CommandError,
-    parse_overrides,
+    method_parameters,
     progress_callback,
-    read_config,
+    refuse_overwriting_inputs,
 )
+
+#: Longest file name most file systems accept (bytes); a checkpoint name must fit too.
+_NAME_MAX = 255
+_SLICE_SUFFIX = len(".z0000")
 
 
 def add_parser(sub):
@@ -43,7 +49,24 @@ def add_parser(sub):
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt if an earlier run left one")
     p.add_argument("--checkpoint-every", type=int, default=10, help="iterations between checkpoints (default 10)")
     p.add_argument("-o", "--output", required=True, help="reconstruction file to write (.npz, or .tif)")
+    p.add_argument("--overwrite-input", action="store_true", help="allow the output to replace the input file")
     p.set_defaults(run=run)
+
+
+def checkpoint_path(output: Path) -> Path:
+    """``OUT.ckpt`` beside the output; for a name so long that the checkpoint (or a volume's
+    ``.zNNNN`` slice checkpoints) would exceed the file-name limit, a shortened name made
+    unique by a digest of the full one."""
+    import hashlib
+
+    name = output.name + ".ckpt"
+    if len(os.fsencode(name)) + _SLICE_SUFFIX <= _NAME_MAX:
+        return output.with_name(name)
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    stem = output.name
+    while len(os.fsencode(stem)) + len(digest) + len("-.ckpt") + _SLICE_SUFFIX > _NAME_MAX:
+        stem = stem[:-1]
+    return output.with_name(f"{stem}-{digest}.ckpt")
 
 
 def run(args):
@@ -57,8 +80,9 @@ def run(args):
         raise CommandError(f"output directory {output.parent} does not exist")
     if args.checkpoint_every < 1:
         raise CommandError("--checkpoint-every must be >= 1")
-    params = read_config(args.config) if args.config else {}
-    params.update(parse_overrides(args.set))
+    if not args.overwrite_input:
+        refuse_overwriting_inputs(output, [args.input], flag="--overwrite-input")
+    params = method_parameters(args, reserved=inspect.signature(iterate).parameters)
     if args.max_iter is not None:
         params["max_iter"] = args.max_iter
     if args.seed is not None:
@@ -68,7 +92,7 @@ def run(args):
         if measurements.modality != "mri":
             raise CommandError("--coil-maps applies to MRI measurements only")
         measurements = dataclasses.replace(measurements, coil_maps=load_coil_maps(args.coil_maps))
-    checkpoint = output.with_name(output.name + ".ckpt")
+    checkpoint = checkpoint_path(output)
     # A volume checkpoints every slice on its own; a single slice uses the plain name.
     checkpoints = (
         [slice_checkpoint(checkpoint, z) for z in range(measurements.n_slices)] if measurements.is_volume else [checkpoint]

@@ -53,6 +53,12 @@ class DnCNN(nn.Module):
         layers.append(nn.Conv2d(width, 1, 3, padding=1))
         self.net = nn.Sequential(*layers)
 
+    @staticmethod
+    def parameter_count(depth: int, width: int) -> int:
+        """Number of weights and biases of a DnCNN of this depth and width (nothing is built)."""
+        first_and_last = (9 * width + width) + (9 * width + 1)
+        return first_and_last + (depth - 2) * (9 * width * width + width)
+
     @property
     def architecture(self) -> dict:
         """The constructor arguments, as stored next to the weights in a weights file."""

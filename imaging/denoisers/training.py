@@ -170,6 +170,25 @@ def _validation_mse(outputs: list[torch.Tensor], clean: torch.Tensor) -> float:
     return float(np.mean([float(torch.mean((out - clean) ** 2)) for out in outputs]))
 
 
+#: Bytes per activation of a training step: the float32 feature map, kept for the
+#: backward pass with its ReLU mask and gradient (a generous 4 copies).
+_BYTES_PER_ACTIVATION = 16
+#: Bytes per network parameter while training: weight, gradient, two AdamW moments (float32).
+_BYTES_PER_PARAMETER = 16
+
+
+def _check_training_memory(depth: int, width: int, batch_size: int, patch_size: int) -> None:
+    """Refuse an architecture or batch whose training would not fit the memory available."""
+    from .._limits import check_memory
+
+    depth = _check_int("depth", depth, 2)
+    width = _check_int("width", width, 1)
+    need = _BYTES_PER_PARAMETER * DnCNN.parameter_count(depth, width)
+    need += _BYTES_PER_ACTIVATION * batch_size * patch_size**2 * width * depth
+    check_memory(need, f"training a DnCNN of depth {depth} and width {width} on {batch_size} crops of {patch_size}^2",
+                 hint="use a smaller depth, width, batch_size or patch_size")
+
+
 def train_denoiser(
     output: str | os.PathLike,
     data: str | os.PathLike | list | None = None,
@@ -313,6 +332,7 @@ def train_denoiser(
     if len(arrays) < 2:
         raise ValueError("training needs at least 2 images (one for validation)")
     images = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays]
+    _check_training_memory(depth, width, batch_size, patch_size)
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))

@@ -17,10 +17,13 @@ zero outside the disk inscribed in the square.
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 
 import numpy as np
+
+from ..io.safe import first_line
 
 FAMILIES = ("shell", "blobs", "material", "mixed")
 IMAGE_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
@@ -209,7 +212,9 @@ def generate_static_objects(n_images: int, size: int = 128, seed: int = 0,
         if rng.random() < 0.5:
             # Fine texture (grain, tissue) inside the object only.
             support = image > 0.02
-            image = image * (1.0 + rng.uniform(0.03, 0.15) * canvas.smooth_field(rng.uniform(8, size / 4)) * support)
+            # Grain of 8 to size/4 cycles per image (8 for images under 32 pixels).
+            cutoff = rng.uniform(8, max(8.0, size / 4))
+            image = image * (1.0 + rng.uniform(0.03, 0.15) * canvas.smooth_field(cutoff) * support)
         if rng.random() < 0.5:
             image = image * (1.0 + rng.uniform(0.05, 0.3) * canvas.smooth_field(rng.uniform(0.7, 2.0)))
         image = np.clip(image, 0.0, None) * (np.hypot(canvas.x, canvas.y) <= 1.0)
@@ -230,31 +235,54 @@ def _normalise(image: np.ndarray) -> np.ndarray | None:
 
 
 def _read_array(path: Path) -> np.ndarray:
+    """One training file as an array, its declared size checked (as the float64 it is
+    normalised in) before it is decoded; colour images become luminance."""
+    from ..io.safe import SizeBudget, load_npy, read_png, read_tiff
+
     suffix = path.suffix.lower()
+    as_float = np.dtype(np.float64)
     if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
+        return load_npy(path, converted=as_float, what="training image")
+    budget = SizeBudget(path)
     if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        return tifffile.imread(path)
-    import imageio.v3 as iio
-
-    array = iio.imread(path)
+        return read_tiff(path, "image", budget, converted=as_float)[0]
+    array = read_png(path, budget, converted=as_float)
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         # Colour PNG: luminance of the RGB channels, alpha dropped.
         array = array[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    elif array.ndim == 3 and array.shape[-1] == 2:  # grey + alpha
+        array = array[..., 0]
     return array
 
 
+def _image_files(entry) -> list[Path]:
+    """The image files an entry names: a folder (its images, not recursive, sorted), a glob
+    pattern (its matches, sorted) or one file."""
+    path = Path(entry)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise ValueError(f"folder {path} holds no {'/'.join(IMAGE_SUFFIXES)} images")
+        return files
+    if not path.exists() and any(character in str(entry) for character in "*?["):
+        files = sorted(Path(p) for p in glob.glob(str(entry)) if Path(p).is_file())
+        if not files:
+            raise ValueError(f"pattern {entry} matches no files")
+        return files
+    return [path]
+
+
 def load_image_files(data: str | os.PathLike | list) -> list[np.ndarray]:
-    """Read static training images from a folder or a list of files.
+    """Read static training images from folders, glob patterns or files.
 
     Parameters
     ----------
     data : str, os.PathLike or list of those
-        A folder (its ``.npy``, ``.tif``, ``.tiff`` and ``.png`` files, not recursive,
-        in sorted order) or a list of such files. A file may hold one 2D image or a
-        stack ``(Z, H, W)`` of 2D images.
+        Each entry is a folder (its ``.npy``, ``.tif``, ``.tiff`` and ``.png`` files, not
+        recursive, in sorted order), a glob pattern such as ``scans/*.tif`` (its matches,
+        sorted) or a file. A file may hold one 2D image or a stack ``(Z, H, W)`` of 2D
+        images. Every file's declared size is checked against the memory available
+        before it is decoded.
 
     Returns
     -------
@@ -262,18 +290,10 @@ def load_image_files(data: str | os.PathLike | list) -> list[np.ndarray]:
         float32 2D images, each min-max normalised to ``[0, 1]``; constant images are
         skipped.
     """
-    if isinstance(data, (str, os.PathLike)):
-        root = Path(data)
-        if root.is_dir():
-            files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not files:
-                raise ValueError(f"folder {root} holds no {'/'.join(IMAGE_SUFFIXES)} images")
-        else:
-            files = [root]
-    else:
-        files = [Path(p) for p in data]
-        if not files:
-            raise ValueError("the list of training image files is empty")
+    entries = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    if not entries:
+        raise ValueError("the list of training image files is empty")
+    files = [path for entry in entries for path in _image_files(entry)]
     images: list[np.ndarray] = []
     for path in files:
         if not path.is_file():
@@ -283,7 +303,7 @@ def load_image_files(data: str | os.PathLike | list) -> list[np.ndarray]:
         try:
             array = _read_array(path)
         except (OSError, ValueError) as err:
-            raise ValueError(f"cannot read training image {path}: {err}") from None
+            raise ValueError(f"cannot read training image {path}: {first_line(err)}") from None
         array = np.asarray(array)
         if array.ndim == 2:
             array = array[None]

@@ -8,8 +8,15 @@ A weights file is a ``torch.save`` of a plain dictionary::
 
 It is read with ``torch.load(..., weights_only=True)``, which only rebuilds tensors and
 plain containers, so a weights file cannot run code; a file holding a pickled module
-is refused. A provenance JSON with the same stem may sit beside the weights; when it
-records a ``sha256``, the weights file must match it.
+is refused. Before that, the archive's unpacked size is checked against the memory
+available (:func:`imaging.io.safe.load_torch_file`), and before the network is built its
+tensors must match the recorded architecture, so a small file cannot allocate much.
+
+Integrity: the shipped weights must match the SHA-256 pinned in
+:data:`SHIPPED_SHA256`. Other weights are checked against the ``sha256`` of the
+provenance JSON with the same stem when there is one; without it (or without a
+``sha256`` in it) loading warns (:class:`UnverifiedWeightsWarning`) that the weights'
+origin is not verified.
 """
 
 from __future__ import annotations
@@ -17,14 +24,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-import tempfile
-import zipfile
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..io.atomic import write_atomic, write_text_atomic
+from ..io.safe import FileFormatError, first_line, load_torch_file
 from ..operators.base import resolve_device
 from .dncnn import DnCNN
 
@@ -34,6 +41,10 @@ WEIGHTS_VERSION = 1
 #: Names accepted by :func:`load_denoiser` instead of a path, mapped to files in
 #: :func:`data_directory`.
 SHIPPED_DENOISERS = {"default": "dncnn_default.pt"}
+
+#: SHA-256 of each shipped weights file, checked on every load (a provenance file beside
+#: the weights could be replaced together with them).
+SHIPPED_SHA256 = {"default": "96c8acc95adcbe405dd3836024b599f01e74796d28b0805147989f87dcd40a76"}
 
 
 def data_directory() -> Path:
@@ -70,23 +81,6 @@ def describe_module(model: nn.Module) -> str:
     return f"module:{type(model).__name__}:sha256={digest.hexdigest()[:12]}"
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(temporary_path)`` and move the result onto ``path`` in one step."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp_name))
-        # mkstemp creates the file private (0600); give it the permissions of a normal new file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def save_denoiser(model: DnCNN, path: str | os.PathLike) -> str:
     """Write a DnCNN's weights atomically in the tensors-only format.
 
@@ -112,7 +106,7 @@ def save_denoiser(model: DnCNN, path: str | os.PathLike) -> str:
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
     path = Path(path)
-    _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    write_atomic(path, lambda temporary: torch.save(payload, temporary), make_parents=True)
     return file_sha256(path)
 
 
@@ -120,8 +114,7 @@ def write_provenance(weights_path: str | os.PathLike, provenance: dict) -> Path:
     """Write ``provenance`` atomically as JSON beside ``weights_path`` and return its path."""
     target = provenance_path(weights_path)
     text = json.dumps(provenance, indent=2, sort_keys=False) + "\n"
-    _atomic_write(target, lambda tmp: tmp.write_text(text))
-    return target
+    return write_text_atomic(target, text, make_parents=True)
 
 
 def resolve_weights_path(name_or_path: str | os.PathLike) -> Path:
@@ -144,35 +137,52 @@ def resolve_weights_path(name_or_path: str | os.PathLike) -> Path:
     return path
 
 
-def _verify_provenance(path: Path) -> None:
-    prov_file = provenance_path(path)
-    if not prov_file.is_file():
-        return
-    try:
-        provenance = json.loads(prov_file.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"provenance file {prov_file} is not valid JSON: {err}") from None
-    expected = provenance.get("sha256") if isinstance(provenance, dict) else None
-    if expected is None:
-        return
+class UnverifiedWeightsWarning(UserWarning):
+    """Denoiser weights whose integrity cannot be checked (no provenance SHA-256)."""
+
+
+#: Provenance JSON files larger than this are refused (ours are a few kilobytes).
+_MAX_PROVENANCE_BYTES = 1 << 20
+
+
+def _verify_integrity(path: Path) -> str | None:
+    """Check the SHA-256 of a weights file: the digest pinned in :data:`SHIPPED_SHA256` for
+    the shipped weights, else the one its provenance JSON records. Returns the warning to
+    give once the weights have loaded when there is no digest to check, else None."""
+    shipped = {(data_directory() / name).resolve(): key for key, name in SHIPPED_DENOISERS.items()}
+    if path.resolve() in shipped:
+        expected, source = SHIPPED_SHA256[shipped[path.resolve()]], "the digest pinned for the shipped weights"
+    else:
+        prov_file = provenance_path(path)
+        if not prov_file.is_file():
+            return (
+                f"denoiser weights {path} have no provenance file {prov_file.name}: their origin and integrity "
+                "are not verified"
+            )
+        if prov_file.stat().st_size > _MAX_PROVENANCE_BYTES:
+            raise ValueError(f"provenance file {prov_file} is larger than {_MAX_PROVENANCE_BYTES} bytes")
+        try:
+            provenance = json.loads(prov_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as err:
+            raise ValueError(f"provenance file {prov_file} is not valid JSON: {first_line(err)}") from None
+        expected = provenance.get("sha256") if isinstance(provenance, dict) else None
+        if not isinstance(expected, str):
+            return f"the provenance file {prov_file.name} of {path} records no sha256: their integrity is not verified"
+        source = f"its provenance file {prov_file.name}"
     actual = file_sha256(path)
     if actual != expected:
         raise ValueError(
-            f"SHA-256 of {path} is {actual} but its provenance file {prov_file.name} "
-            f"records {expected}: the weights were modified or corrupted"
+            f"SHA-256 of {path} is {actual} but {source} records {expected}: "
+            "the weights were modified or corrupted"
         )
+    return None
 
 
 def _read_payload(path: Path) -> dict:
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, AttributeError,
-            TypeError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(
-            f"{path} is not a tensors-only denoiser weights file (a pickled module or a "
-            f"corrupt file is refused): {first_line}"
-        ) from None
+        payload = load_torch_file(path, what="denoiser weights file")
+    except FileFormatError as err:
+        raise ValueError(str(err)) from None
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise ValueError(
             f"{path} is not an imaging denoiser weights file: expected a dictionary with "
@@ -195,7 +205,30 @@ def _read_payload(path: Path) -> dict:
             f"{path} has an invalid architecture record: expected "
             "{'depth': int, 'width': int, 'residual': bool} and a state_dict"
         )
+    _check_state_fits(path, arch, payload["state_dict"])
     return payload
+
+
+def _check_state_fits(path: Path, arch: dict, state: dict) -> None:
+    """Refuse weights that do not match the recorded architecture, before the network is
+    built: a small file declaring ``width=4000`` must not allocate gigabytes."""
+    # Two tensors (weight, bias) per layer: bounds the depth by what the file holds.
+    if not 2 <= arch["depth"] == len(state) // 2 or len(state) % 2 or arch["width"] < 1:
+        raise ValueError(
+            f"{path}: weights do not fit the recorded architecture {arch}: {len(state)} tensors for depth "
+            f"{arch['depth']}"
+        )
+    with torch.device("meta"):  # shapes only, nothing allocated
+        expected = {name: (tuple(t.shape), t.dtype) for name, t in DnCNN(**arch).state_dict().items()}
+    found = {name: (tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) else type(t).__name__
+             for name, t in state.items()}
+    if found != expected:
+        wrong = sorted(name for name in set(expected) | set(found) if expected.get(name) != found.get(name))
+        raise ValueError(
+            f"{path}: weights do not fit the recorded architecture {arch} (tensor(s) {', '.join(wrong[:3])})"
+        )
+    if not all(bool(torch.isfinite(t).all()) for t in state.values()):
+        raise ValueError(f"{path}: the weights hold NaN or infinite values")
 
 
 def load_denoiser(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> nn.Module:
@@ -222,18 +255,24 @@ def load_denoiser(name_or_path: str | os.PathLike = "default", device: str | tor
         The name is unknown or the file does not exist.
     ValueError
         The file is corrupt, holds a pickled object instead of tensors, does not fit
-        the recorded architecture, or does not match the SHA-256 of its provenance JSON.
+        the recorded architecture, or does not match its pinned or provenance SHA-256.
+
+    Warns
+    -----
+    UnverifiedWeightsWarning
+        User weights without a provenance SHA-256.
     """
     path = resolve_weights_path(name_or_path)
-    _verify_provenance(path)
+    unverified = _verify_integrity(path)
     payload = _read_payload(path)
     arch = payload["architecture"]
     try:
         model = DnCNN(arch["depth"], arch["width"], arch["residual"])
         model.load_state_dict(payload["state_dict"], strict=True)
     except (RuntimeError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0]
-        raise ValueError(f"{path}: weights do not fit the recorded architecture {arch}: {first_line}") from None
+        raise ValueError(f"{path}: weights do not fit the recorded architecture {arch}: {first_line(err)}") from None
     model.to(resolve_device(device)).eval()
     model.requires_grad_(False)
+    if unverified:
+        warnings.warn(unverified, UnverifiedWeightsWarning, stacklevel=2)
     return model

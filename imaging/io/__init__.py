@@ -5,7 +5,7 @@ New file readers go here: a module per format that returns a
 :class:`imaging.measurements.Measurements` (or writes a measurement file).
 """
 
-from .atomic import write_atomic, write_text_atomic
+from .atomic import write_atomic, write_json_atomic, write_text_atomic
 from .files import (
     DEFAULT_MAX_BYTES,
     EXTRAS_PREFIX,
@@ -33,5 +33,6 @@ __all__ = [
     "save_measurements",
     "save_reconstruction",
     "write_atomic",
+    "write_json_atomic",
     "write_text_atomic",
 ]

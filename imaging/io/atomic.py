@@ -79,3 +79,28 @@ def write_text_atomic(path, text: str, *, make_parents: bool = False) -> Path:
             handle.write(text)
 
     return write_atomic(path, write, make_parents=make_parents)
+
+
+def _strict(value):
+    """``value`` with every non-finite float replaced by None (JSON has no NaN/Infinity)."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
+        return _strict(value.item())  # a NumPy scalar
+    return value
+
+
+def write_json_atomic(path, value, *, make_parents: bool = False) -> Path:
+    """Write ``value`` as strict JSON with :func:`write_atomic`: NaN and infinities (an
+    exact reconstruction's PSNR) become ``null``, other values JSON cannot hold (paths)
+    their text."""
+    import json
+
+    text = json.dumps(_strict(value), indent=2, default=str, allow_nan=False) + "\n"
+    return write_text_atomic(path, text, make_parents=make_parents)

@@ -25,18 +25,19 @@ from pathlib import Path
 import numpy as np
 
 from ..measurements import Measurements
-from .files import DEFAULT_MAX_BYTES, HDF5_SUFFIXES, FileFormatError, _read_h5, _suffix
+from .files import HDF5_SUFFIXES, FileFormatError, _Keys, _read_h5, _suffix
 
 
-def read_fastmri(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Measurements:
+def read_fastmri(path, *, max_bytes: int | None = None) -> Measurements:
     """Read a fastMRI-style ``kspace`` HDF5 file as dynamic MRI (see the module docstring).
 
     Parameters
     ----------
     path : str or os.PathLike
         ``.h5`` or ``.hdf5`` file with a ``kspace`` dataset, complex (P, C, H, W) or (P, H, W).
-    max_bytes : int
-        Refuse datasets that declare more than this many bytes, before reading them.
+    max_bytes : int, optional
+        Refuse datasets that declare more than this many bytes, before reading them
+        (:func:`imaging.io.safe.read_limit`).
 
     Returns
     -------
@@ -48,7 +49,7 @@ def read_fastmri(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Measurements:
     _suffix(path, HDF5_SUFFIXES, "a fastMRI k-space file")
     if not path.is_file():
         raise FileNotFoundError(f"fastMRI file {path} does not exist")
-    values = _read_h5(path, max_bytes, keys=("kspace", "mask"))
+    values, _ = _read_h5(path, _Keys({"kspace": None, "mask": None}), max_bytes)
     if "kspace" not in values:
         raise FileFormatError(f"{path}: no 'kspace' dataset; not a fastMRI-style k-space file")
     kspace = values["kspace"]

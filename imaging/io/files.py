@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,16 @@ import numpy as np
 from ..measurements import MODALITIES, MeasurementError, Measurements
 from ..results import ReconstructionResult
 from .atomic import write_atomic
-
-#: Largest total array size (bytes) a file may declare before it is refused (8 GiB).
-DEFAULT_MAX_BYTES = 8 * 1024**3
+from .safe import (
+    _READ_ERRORS,
+    DEFAULT_MAX_BYTES,
+    FileFormatError,
+    SizeBudget,
+    check_dtype,
+    first_line,
+    read_npy_member,
+    read_tiff,
+)
 
 NPZ_SUFFIXES = (".npz",)
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -44,23 +50,17 @@ _STRING_KEYS = ("modality",)
 _SCALAR_KEYS = ("detector_spacing", "noise_std")
 _CONTRACT_KEYS = {
     "tomography": ("image_shape", "sinogram", "angles", "detector_spacing", "ground_truth", "noise_std"),
-    "mri": ("image_shape", "kspace", "mask", "trajectory", "coil_maps", "ground_truth", "noise_std"),
+    # Measurements.to_dict holds detector_spacing (1.0) for MRI too, so MRI files carry it.
+    "mri": ("image_shape", "kspace", "mask", "trajectory", "coil_maps", "ground_truth", "noise_std", "detector_spacing"),
 }
 _REQUIRED_KEYS = {
     "tomography": ("modality", "image_shape", "sinogram", "angles"),
-    "mri": ("modality", "image_shape", "kspace"),  # and 'mask' or 'trajectory', checked by Measurements
+    "mri": ("modality", "image_shape", "kspace"),  # and 'mask' or 'trajectory'
 }
 
 #: Prefix of a solver's extra arrays (e.g. the PSM factors) in a reconstruction file.
 EXTRAS_PREFIX = "extras/"
 _RECONSTRUCTION_KEYS = ("reconstruction", "method", "params", "history", "elapsed_seconds")
-
-_PICKLE_MESSAGE = "file carries pickled Python objects; refusing to load"
-
-
-class FileFormatError(ValueError):
-    """Raised for a file that is not a readable measurement or reconstruction file."""
-
 
 def _string_array(text: str) -> np.ndarray:
     """A 0-d unicode array (never an object array)."""
@@ -115,8 +115,8 @@ def save_measurements(path, measurements: Measurements) -> Path:
     path : str or os.PathLike
         Destination ending in ``.npz``, ``.h5`` or ``.hdf5``; its directory must exist.
     measurements : Measurements
-        Validated again before writing. Entries of ``measurements.extra`` are written
-        too (as arrays), after the contract keys.
+        Validated again before writing. ``measurements.extra`` must be empty: a file
+        holds the contract keys only (the loader refuses any other key).
 
     Returns
     -------
@@ -131,10 +131,11 @@ def save_measurements(path, measurements: Measurements) -> Path:
     arrays = {}
     for name, value in measurements.to_dict().items():
         arrays[name] = _string_array(value) if name in _STRING_KEYS else _plain_array(name, value)
-    for name, value in measurements.extra.items():
-        if name in arrays:
-            raise ValueError(f"extra entry {name!r} clashes with a key of the measurement file contract")
-        arrays[name] = _plain_array(name, value)
+    if measurements.extra:
+        raise ValueError(
+            f"cannot save extra entries {', '.join(map(repr, sorted(measurements.extra)))}: a measurement file holds "
+            "only the keys of its contract (docs/design.md), and loading refuses any other key"
+        )
     if suffix in HDF5_SUFFIXES:
         for name, array in arrays.items():
             if array.dtype.kind == "U" and array.ndim > 0:
@@ -146,89 +147,103 @@ def save_measurements(path, measurements: Measurements) -> Path:
 # ---------------------------------------------------------------------------------------
 # Safe reading
 
-
-class _SizeBudget:
-    """Refuses arrays whose declared size would exceed the limit, one by one and in total."""
-
-    def __init__(self, path: Path, max_bytes: int):
-        self.path = path
-        self.max_bytes = int(max_bytes)
-        self.total = 0
-
-    def claim(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
-        size = math.prod(int(s) for s in shape) * dtype.itemsize
-        self.total += size
-        if size > self.max_bytes or self.total > self.max_bytes:
-            raise FileFormatError(
-                f"{self.path}: array {name!r} declares shape {tuple(shape)} of {dtype} ({size} bytes), "
-                f"which takes the file over the limit of {self.max_bytes} bytes"
-            )
+#: The dtype each measurement key is converted to (counted at read time, see io/safe.py);
+#: None: kept as stored.
+_MEASUREMENT_DTYPES = {
+    "modality": None,
+    "image_shape": np.dtype(np.int64),
+    "sinogram": np.dtype(np.float32),
+    "angles": np.dtype(np.float64),
+    "detector_spacing": np.dtype(np.float64),
+    "kspace": np.dtype(np.complex64),
+    "mask": np.dtype(bool),
+    "trajectory": np.dtype(np.float64),
+    "coil_maps": np.dtype(np.complex64),
+    "ground_truth": np.dtype(np.float32),
+    "noise_std": np.dtype(np.float64),
+}
 
 
-def _check_dtype(path: Path, name: str, dtype: np.dtype) -> None:
-    if dtype.hasobject:
-        raise FileFormatError(f"{path}: array {name!r}: {_PICKLE_MESSAGE}")
-    if dtype.kind not in "biufcSU":
-        raise FileFormatError(f"{path}: array {name!r} has unsupported dtype {dtype} (structured or raw data)")
+class _Keys:
+    """The entries of a file that are read (all others are never touched, only named).
+
+    ``dtypes`` maps a wanted name to the dtype it is converted to (None: as stored);
+    names starting with ``prefix`` are wanted too, as stored.
+    """
+
+    def __init__(self, dtypes: dict[str, np.dtype | None], prefix: str | None = None):
+        self.dtypes = dtypes
+        self.prefix = prefix
+
+    def wants(self, name: str) -> bool:
+        return name in self.dtypes or (self.prefix is not None and name.startswith(self.prefix))
+
+    def converted(self, name: str) -> np.dtype | None:
+        return self.dtypes.get(name)
 
 
-def _read_npy_header(handle) -> tuple[tuple[int, ...], np.dtype]:
-    version = np.lib.format.read_magic(handle)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-    elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-    else:
-        raise ValueError(f"unsupported .npy format version {version}")
-    return shape, dtype
+#: What is read of a reconstruction file: its keys (the image counted as float32) and the extras.
+_RECONSTRUCTION_READ = _Keys(
+    {**dict.fromkeys(_RECONSTRUCTION_KEYS), "stop_reason": None, "reconstruction": np.dtype(np.float32)},
+    prefix=EXTRAS_PREFIX,
+)
 
 
-def _read_npz(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, keys: _Keys, max_bytes: int | None) -> tuple[dict[str, np.ndarray], list[str]]:
     if not zipfile.is_zipfile(path):
         raise FileFormatError(f"{path} is not a .npz file (not a zip archive)")
-    budget = _SizeBudget(path, max_bytes)
+    budget = SizeBudget(path, max_bytes)
     arrays = {}
     try:
         with zipfile.ZipFile(path) as archive:
             members = [info for info in archive.infolist() if info.filename.endswith(".npy")]
-            headers = {}
-            for info in members:
-                name = info.filename[: -len(".npy")]
-                with archive.open(info) as handle:
-                    shape, dtype = _read_npy_header(handle)
-                _check_dtype(path, name, dtype)
-                budget.claim(name, shape, dtype)
-                headers[name] = info
-            for name, info in headers.items():
-                with archive.open(info) as handle:
-                    arrays[name] = np.lib.format.read_array(handle, allow_pickle=False)
+            names = [info.filename[: -len(".npy")] for info in members]
+            for name, info in zip(names, members):
+                if keys.wants(name):
+                    arrays[name] = read_npy_member(path, archive, info, name, budget, keys.converted(name))
     except FileFormatError:
         raise
-    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError) as exc:
-        raise FileFormatError(f"{path} is not a readable .npz file: {exc}") from None
-    return arrays
+    except _READ_ERRORS as exc:
+        raise FileFormatError(f"{path} is not a readable .npz file: {first_line(exc)}") from None
+    return arrays, names
 
 
-def _read_h5(path: Path, max_bytes: int, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-    """The top-level datasets of an HDF5 file (only ``keys``, when given), safely."""
+def _check_h5_storage(path: Path, name: str, item) -> None:
+    """Refuse a dataset whose data were never (completely) written: HDF5 would make them up
+    from the fill value, so a file of a few kilobytes could become any size."""
+    layout = item.id.get_create_plist().get_layout()
+    if item.chunks is not None:
+        expected = math.prod(-(-int(s) // int(c)) for s, c in zip(item.shape, item.chunks))
+        stored = item.id.get_num_chunks()
+        if stored != expected:
+            raise FileFormatError(
+                f"{path}: dataset {name!r} has {stored} of its {expected} chunks written; refusing to fill "
+                "the rest with made-up values"
+            )
+    elif layout == 1 and item.id.get_storage_size() < item.size * item.dtype.itemsize:  # H5D_CONTIGUOUS
+        raise FileFormatError(f"{path}: dataset {name!r} was never written (no data stored); refusing to load it")
+
+
+def _read_h5(path: Path, keys: _Keys, max_bytes: int | None) -> tuple[dict[str, np.ndarray], list[str]]:
     import h5py
 
     if not h5py.is_hdf5(path):
         raise FileFormatError(f"{path} is not an HDF5 file")
-    budget = _SizeBudget(path, max_bytes)
+    budget = SizeBudget(path, max_bytes)
     values: dict[str, np.ndarray] = {}
     try:
         with h5py.File(path, "r") as handle:
             datasets = {}
-            for name in handle:
-                if keys is not None and name not in keys:
-                    continue
+            names = list(handle)
+            for name in names:
+                if not keys.wants(name):
+                    continue  # not asked for: never opened
                 link = handle.get(name, getlink=True)
                 if not isinstance(link, h5py.HardLink):
                     raise FileFormatError(f"{path}: {name!r} is a soft or external link; refusing to follow it")
                 item = handle[name]
                 if isinstance(item, h5py.Group):
-                    continue  # groups are not part of the contract
+                    raise FileFormatError(f"{path}: {name!r} is a group; expected a dataset")
                 if item.is_virtual or item.external:
                     raise FileFormatError(f"{path}: dataset {name!r} stores its data in other files; refusing to load")
                 if item.shape is None:
@@ -237,8 +252,11 @@ def _read_h5(path: Path, max_bytes: int, keys: tuple[str, ...] | None = None) ->
                 if string_info is not None:
                     if item.shape != ():
                         raise FileFormatError(f"{path}: dataset {name!r} holds an array of strings; expected a scalar")
-                    # One string declares no length, but it cannot outgrow the file: HDF5 keeps
-                    # variable-length data uncompressed in the file's heap.
+                    if string_info.length is not None:  # fixed length: declared like an array
+                        budget.claim(name, (), np.dtype(f"S{max(1, string_info.length)}"))
+                        _check_h5_storage(path, name, item)
+                    # A variable-length string declares no length, but it cannot outgrow the
+                    # file: HDF5 keeps variable-length data uncompressed in the file's heap.
                     datasets[name] = ("string", item)
                     continue
                 if item.dtype.kind == "O" or item.dtype.kind == "V":
@@ -246,27 +264,31 @@ def _read_h5(path: Path, max_bytes: int, keys: tuple[str, ...] | None = None) ->
                         f"{path}: dataset {name!r} holds object, reference, variable-length or compound "
                         "data; refusing to load"
                     )
-                _check_dtype(path, name, item.dtype)
-                budget.claim(name, item.shape, item.dtype)
+                check_dtype(path, name, item.dtype)
+                budget.claim(name, item.shape, item.dtype, keys.converted(name))
+                _check_h5_storage(path, name, item)
                 datasets[name] = ("array", item)
             for name, (kind, item) in datasets.items():
                 # Strings come back as 0-d unicode arrays, as from a .npz file.
                 values[name] = np.array(item.asstr()[()], dtype=np.str_) if kind == "string" else np.asarray(item[()])
     except FileFormatError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"{path} is not a readable HDF5 file: {exc}") from None
-    return values
+    except _READ_ERRORS as exc:
+        raise FileFormatError(f"{path} is not a readable HDF5 file: {first_line(exc)}") from None
+    return values, names
 
 
-def _read_arrays(path, max_bytes: int, what: str, suffixes: tuple[str, ...]) -> tuple[Path, dict[str, np.ndarray]]:
+def _read_arrays(
+    path, keys: _Keys, max_bytes: int | None, what: str, suffixes: tuple[str, ...]
+) -> tuple[Path, dict[str, np.ndarray], list[str]]:
+    """Read the entries ``keys`` wants; returns the path, those arrays and the names of all
+    entries (``.npy`` members, top-level HDF5 names), of which nothing else is read."""
     path = Path(path)
     suffix = _suffix(path, suffixes, what)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
-    if suffix in NPZ_SUFFIXES:
-        return path, _read_npz(path, max_bytes)
-    return path, _read_h5(path, max_bytes)
+    reader = _read_npz if suffix in NPZ_SUFFIXES else _read_h5
+    return (path, *reader(path, keys, max_bytes))
 
 
 def _as_string(path: Path, name: str, value) -> str:
@@ -289,20 +311,36 @@ def _as_scalar(path: Path, name: str, value) -> float:
     return float(array.reshape(()))
 
 
-def load_measurements(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Measurements:
+def _refuse_unknown_keys(path: Path, modality: str, names) -> None:
+    """One error naming every key outside the modality's contract: the toolkit never guesses
+    what unknown physics means (the keys are only named, their data are never read)."""
+    known = {*_STRING_KEYS, *_CONTRACT_KEYS[modality]}
+    unknown = sorted(name for name in names if name not in known)
+    if unknown:
+        raise FileFormatError(
+            f"{path}: unknown key(s) {', '.join(map(repr, unknown))} in a {modality} measurement file; refusing "
+            f"data whose description the toolkit does not understand (the contract keys are "
+            f"{', '.join(sorted(known))}; see docs/design.md)"
+        )
+
+
+def load_measurements(path, *, max_bytes: int | None = None) -> Measurements:
     """Read and validate a measurement file (``.npz``, ``.h5`` or ``.hdf5``).
 
     Parameters
     ----------
     path : str or os.PathLike
-    max_bytes : int
-        Refuse the file when its arrays declare more than this many bytes (each or
-        together), checked before they are read.
+    max_bytes : int, optional
+        Refuse the file when its arrays, counted as stored plus as converted to the
+        contract's dtypes, take more than this many bytes (each or together), checked
+        before they are read. Default :data:`DEFAULT_MAX_BYTES`; the memory available to
+        the process lowers it further (:func:`imaging.io.safe.read_limit`).
 
     Returns
     -------
     Measurements
-        Keys outside the contract of its modality are kept in ``Measurements.extra``.
+        Exactly the file's keys. A key outside the contract of its modality is refused
+        by its name (its data are never read).
 
     Raises
     ------
@@ -310,29 +348,30 @@ def load_measurements(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Measuremen
         No such file.
     FileFormatError
         Unknown extension, not a zip/HDF5 file, pickled or object data, oversize
-        arrays, missing keys, unknown modality, non-string/non-scalar entries.
+        arrays, missing or unknown keys, unknown modality, non-string/non-scalar entries.
     MeasurementError
         Contents violate the contract (shapes, dtypes, NaN/inf, consistency).
     """
-    path, values = _read_arrays(path, max_bytes, "measurement file", NPZ_SUFFIXES + HDF5_SUFFIXES)
+    suffixes = NPZ_SUFFIXES + HDF5_SUFFIXES
+    # The modality decides which keys belong to the file; any other key is refused by its
+    # name, before anything else is read (its data never are).
+    path, values, names = _read_arrays(path, _Keys({"modality": None}), max_bytes, "measurement file", suffixes)
     if "modality" not in values:
         raise FileFormatError(f"{path}: missing required key 'modality'")
     modality = _as_string(path, "modality", values["modality"])
     if modality not in MODALITIES:
         raise FileFormatError(f"{path}: unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
-    missing = [key for key in _REQUIRED_KEYS[modality] if key not in values]
+    _refuse_unknown_keys(path, modality, names)
+    contract = _Keys({name: _MEASUREMENT_DTYPES[name] for name in _CONTRACT_KEYS[modality]})
+    path, values, _ = _read_arrays(path, contract, max_bytes, "measurement file", suffixes)
+    missing = [key for key in _REQUIRED_KEYS[modality] if key not in values and key != "modality"]
     if modality == "mri" and "mask" not in values and "trajectory" not in values:
         missing.append("mask (Cartesian) or trajectory (non-Cartesian)")
     if missing:
         raise FileFormatError(f"{path}: {modality} file is missing required key(s): {', '.join(missing)}")
     fields: dict[str, Any] = {"modality": modality}
-    extra = {}
     for name, value in values.items():
-        if name in _STRING_KEYS:
-            continue
-        if name not in _CONTRACT_KEYS[modality]:
-            extra[name] = value
-        elif name in _SCALAR_KEYS:
+        if name in _SCALAR_KEYS:
             fields[name] = _as_scalar(path, name, value)
         else:
             if value.dtype.kind in "US":
@@ -341,7 +380,7 @@ def load_measurements(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Measuremen
     if fields["image_shape"].dtype.kind not in "iu":
         raise FileFormatError(f"{path}: 'image_shape' must hold integers, got dtype {fields['image_shape'].dtype}")
     try:
-        return Measurements(**fields, extra=extra)
+        return Measurements(**fields)
     except MeasurementError as exc:
         raise MeasurementError(f"{path}: {exc}") from None
 
@@ -427,40 +466,28 @@ def save_reconstruction(path, result) -> Path:
 def _parse_json(path: Path, name: str, text: str, expected: type):
     try:
         value = json.loads(text)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise FileFormatError(f"{path}: {name!r} is not valid JSON text ({exc})") from None
+    except (json.JSONDecodeError, TypeError, RecursionError) as exc:
+        raise FileFormatError(f"{path}: {name!r} is not valid JSON text ({first_line(exc)})") from None
     if not isinstance(value, expected):
         raise FileFormatError(f"{path}: {name!r} must be a JSON {expected.__name__}, got {type(value).__name__}")
     return value
 
 
-def _read_tiff(path: Path, max_bytes: int) -> tuple[np.ndarray, dict[str, Any]]:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as handle:
-            if not handle.series:
-                raise FileFormatError(f"{path}: the TIFF file holds no image")
-            series = handle.series[0]
-            _check_dtype(path, "reconstruction", np.dtype(series.dtype))
-            _SizeBudget(path, max_bytes).claim("reconstruction", series.shape, np.dtype(series.dtype))
-            stack = series.asarray()
-            info = (handle.imagej_metadata or {}).get("Info")
-    except FileFormatError:
-        raise
-    except (tifffile.TiffFileError, ValueError, OSError) as exc:
-        raise FileFormatError(f"{path} is not a readable TIFF file: {exc}") from None
+def _read_tiff(path: Path, max_bytes: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+    budget = SizeBudget(path, max_bytes)
+    stack, imagej_metadata = read_tiff(path, "reconstruction", budget, converted=np.dtype(np.float32))
+    info = imagej_metadata.get("Info")
     if stack.ndim == 2:
         stack = stack[None]
     # A TIFF from another program may carry any text as Info; only ours is JSON metadata.
     try:
-        metadata = json.loads(info) if info else {}
-    except json.JSONDecodeError:
+        metadata = json.loads(info) if isinstance(info, str) and info else {}
+    except (json.JSONDecodeError, RecursionError):
         metadata = {}
     return stack, metadata if isinstance(metadata, dict) else {}
 
 
-def load_reconstruction(path, *, max_bytes: int = DEFAULT_MAX_BYTES):
+def load_reconstruction(path, *, max_bytes: int | None = None):
     """Read a reconstruction file written by :func:`save_reconstruction`.
 
     Parameters
@@ -468,8 +495,9 @@ def load_reconstruction(path, *, max_bytes: int = DEFAULT_MAX_BYTES):
     path : str or os.PathLike
         ``.npz`` (all contract keys required) or ``.tif``/``.tiff`` (the image stack;
         the other fields come from its ImageJ ``Info`` when present, else defaults).
-    max_bytes : int
-        Refuse arrays that declare more than this many bytes, before reading them.
+    max_bytes : int, optional
+        Refuse arrays that declare more than this many bytes, before reading them
+        (default as :func:`load_measurements`).
 
     Returns
     -------
@@ -496,7 +524,7 @@ def load_reconstruction(path, *, max_bytes: int = DEFAULT_MAX_BYTES):
         }
         extras = {}
     else:
-        path, values = _read_arrays(path, max_bytes, "reconstruction file", NPZ_SUFFIXES)
+        path, values, _ = _read_arrays(path, _RECONSTRUCTION_READ, max_bytes, "reconstruction file", NPZ_SUFFIXES)
         missing = [key for key in _RECONSTRUCTION_KEYS if key not in values]
         if missing:
             raise FileFormatError(f"{path}: reconstruction file is missing required key(s): {', '.join(missing)}")
@@ -511,17 +539,23 @@ def load_reconstruction(path, *, max_bytes: int = DEFAULT_MAX_BYTES):
         extras = {
             name[len(EXTRAS_PREFIX) :]: value for name, value in values.items() if name.startswith(EXTRAS_PREFIX)
         }
-    if reconstruction.ndim not in (3, 4) or reconstruction.dtype.kind not in "biuf":
+    reconstruction = image_stack(path, "reconstruction", reconstruction)
+    return ReconstructionResult(reconstruction=reconstruction, extras=extras, **fields)
+
+
+def image_stack(path, name: str, array: np.ndarray) -> np.ndarray:
+    """``array`` as a float32 (P, N, N) or (P, Z, N, N) image stack, or :class:`FileFormatError`
+    when it is not a finite real stack that fits float32 (``path`` and ``name`` name it)."""
+    if array.ndim not in (3, 4) or array.dtype.kind not in "biuf":
         raise FileFormatError(
-            f"{path}: 'reconstruction' must be a real (P, N, N) or (P, Z, N, N) array, got {reconstruction.dtype} "
-            f"of shape {reconstruction.shape}"
+            f"{path}: {name!r} must be a real (P, N, N) or (P, Z, N, N) array, got {array.dtype} of shape {array.shape}"
         )
-    if not np.all(np.isfinite(reconstruction)):
-        raise FileFormatError(f"{path}: 'reconstruction' contains NaN or infinite values")
-    return ReconstructionResult(reconstruction=reconstruction.astype(np.float32, copy=False), extras=extras, **fields)
+    if not np.all(np.isfinite(array)) or (array.size and float(np.abs(array).max()) > np.finfo(np.float32).max):
+        raise FileFormatError(f"{path}: {name!r} contains NaN or infinite values (or values beyond float32)")
+    return array.astype(np.float32, copy=False)
 
 
-def load_coil_maps(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+def load_coil_maps(path, *, max_bytes: int | None = None) -> np.ndarray:
     """Coil maps kept in a file, for reuse in another reconstruction.
 
     Parameters
@@ -529,8 +563,8 @@ def load_coil_maps(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
     path : str or os.PathLike
         A reconstruction file (``.npz``) whose ``extras/coil_maps`` the runner stored
         when it estimated the maps, or a measurement file (``.npz``, ``.h5``) with
-        ``coil_maps``.
-    max_bytes : int
+        ``coil_maps``; nothing else of the file is read.
+    max_bytes : int, optional
         As :func:`load_measurements`.
 
     Returns
@@ -538,16 +572,17 @@ def load_coil_maps(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
     numpy.ndarray
         complex64 (C, H, W) or, from a volume, (Z, C, H, W); finite.
     """
-    path, values = _read_arrays(path, max_bytes, "coil-map file", NPZ_SUFFIXES + HDF5_SUFFIXES)
-    for key in (EXTRAS_PREFIX + "coil_maps", "coil_maps"):
-        if key in values:
-            maps = values[key]
-            break
-    else:
+    names = (EXTRAS_PREFIX + "coil_maps", "coil_maps")
+    keys = _Keys(dict.fromkeys(names, np.dtype(np.complex64)))
+    path, values, _ = _read_arrays(path, keys, max_bytes, "coil-map file", NPZ_SUFFIXES + HDF5_SUFFIXES)
+    found = [values[name] for name in names if name in values]
+    if not found:
         raise FileFormatError(f"{path} holds no coil maps (neither 'extras/coil_maps' nor 'coil_maps')")
+    maps = found[0]
     if maps.ndim not in (3, 4) or maps.dtype.kind not in "fc":
-        raise FileFormatError(f"{path}: coil maps must be a complex (C, H, W) or (Z, C, H, W) array, got {maps.dtype} "
-                              f"of shape {maps.shape}")
+        raise FileFormatError(
+            f"{path}: coil maps must be a complex (C, H, W) or (Z, C, H, W) array, got {maps.dtype} of shape {maps.shape}"
+        )
     if not np.all(np.isfinite(maps)):
         raise FileFormatError(f"{path}: the coil maps contain NaN or infinite values")
     return maps.astype(np.complex64, copy=False)

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..measurements import Measurements
-from .files import DEFAULT_MAX_BYTES, FileFormatError, _SizeBudget
+from .safe import FileFormatError, SizeBudget
 
 #: Counters that can number the frames of a dynamic acquisition.
 FRAME_COUNTERS = ("repetition", "phase")
@@ -129,7 +129,7 @@ def _limit(limits, name):
 
 
 def read_ismrmrd(
-    path, *, frames: str = "auto", group: str = "dataset", max_bytes: int = DEFAULT_MAX_BYTES
+    path, *, frames: str = "auto", group: str = "dataset", max_bytes: int | None = None
 ) -> Measurements:
     """Read a 2D Cartesian dynamic ISMRMRD file (see the module docstring).
 
@@ -141,8 +141,9 @@ def read_ismrmrd(
         frame when neither does).
     group : str
         The ISMRMRD group in the HDF5 file.
-    max_bytes : int
-        Refuse a file whose k-space would take more than this many bytes.
+    max_bytes : int, optional
+        Refuse a file whose k-space would take more than this many bytes
+        (:func:`imaging.io.safe.read_limit`).
 
     Returns
     -------
@@ -166,7 +167,7 @@ def read_ismrmrd(
         if heads.size == 0:
             raise FileFormatError(f"{path}: no imaging acquisitions")
         layout = _Layout(path, encoding, heads, frames)
-        budget = _SizeBudget(path, max_bytes)
+        budget = SizeBudget(path, max_bytes)
         budget.claim("kspace", layout.kspace_shape, np.dtype(np.complex64))
         budget.claim("samples", (int(np.sum(heads["active_channels"].astype(np.int64) * heads["number_of_samples"])),),
                      np.dtype(np.complex64))

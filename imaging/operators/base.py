@@ -19,9 +19,17 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """Return a torch device, refusing ``cuda`` with a clear message when it is absent."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    requested = device
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {str(requested)!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but PyTorch sees no CUDA GPU; use device='cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r} was requested but PyTorch sees {torch.cuda.device_count()} GPU(s)")
     return device
 
 

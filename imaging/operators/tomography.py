@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .._limits import DETECTOR_SPACING_RANGE, MAX_ABS_ANGLE
 from .base import LinearOperator, linear_map, resolve_device
 
 PROJECTORS = ("line", "linear", "strip")
@@ -65,14 +66,26 @@ def _as_angle_array(angles) -> np.ndarray:
     return angles
 
 
+def _astra_angles(angles_flat) -> np.ndarray:
+    """Angles reduced to [0, 2 pi): ASTRA computes in float32 and loops forever on angles of
+    about 2e8 rad, and loses the angle long before; beyond :data:`MAX_ABS_ANGLE` the
+    reduction itself would be inexact, so those are refused."""
+    angles = np.asarray(angles_flat, dtype=np.float64)
+    if not np.all(np.abs(angles) <= MAX_ABS_ANGLE):
+        raise ValueError(f"angles must be finite and within +-{MAX_ABS_ANGLE:g} rad")
+    return np.mod(angles, 2 * np.pi)
+
+
 def astra_projection_matrix(angles_flat, image_size, n_detectors, detector_spacing, projector):
     """ASTRA's projection matrix (len(angles_flat) * D, N * N) as SciPy CSR (float64)."""
     import astra
 
+    low, high = DETECTOR_SPACING_RANGE
+    if not low <= float(detector_spacing) <= high:
+        raise ValueError(f"detector_spacing must be between {low:g} and {high:g}, got {detector_spacing!r}")
     vol_geom = astra.create_vol_geom(image_size, image_size)
-    proj_geom = astra.create_proj_geom(
-        "parallel", float(detector_spacing), int(n_detectors), np.asarray(angles_flat, dtype=np.float64)
-    )
+    angles = _astra_angles(angles_flat)
+    proj_geom = astra.create_proj_geom("parallel", float(detector_spacing), int(n_detectors), angles)
     projector_id = astra.create_projector(projector, proj_geom, vol_geom)
     try:
         matrix_id = astra.projector.matrix(projector_id)

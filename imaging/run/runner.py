@@ -8,8 +8,11 @@ callback; the CLI and batch jobs call it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 
 from ..io.atomic import write_atomic
+from ..io.safe import first_line
 from ..measurements import MeasurementError, Measurements
 from ..operators.coils import ESTIMATORS as COIL_ESTIMATORS
 from ..results import ReconstructionResult
@@ -107,24 +111,185 @@ class ReferenceScorer:
         return out
 
 
+#: Version of the checkpoint layout; a checkpoint of another version is refused.
+CHECKPOINT_FORMAT = 2
+
+#: What a solver raises when a restored state does not fit the problem (wrong shapes,
+#: dtypes, missing entries), in ``load_state_dict`` or the first step after it.
+_STATE_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError)
+
+
+class CheckpointError(ParameterError):
+    """A checkpoint that cannot be resumed: damaged, tampered, or of another run (a
+    :class:`ParameterError`, as a checkpoint of other settings always was)."""
+
+
+class DivergedError(ValueError):
+    """The reconstruction became NaN or infinite (an impossible parameter value)."""
+
+
+def measurement_digest(measurements: Measurements) -> str:
+    """SHA-256 over what a solver sees of ``measurements`` (every contract key except the
+    ground truth, which only scores): binds a checkpoint to the problem it belongs to."""
+    digest = hashlib.sha256()
+    for name, value in sorted(measurements.to_dict().items()):
+        if name == "ground_truth":
+            continue
+        array = np.ascontiguousarray(value)
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     write_atomic(path, lambda temporary: torch.save(payload, temporary), make_parents=True)
 
 
-def _load_checkpoint(path: Path, method: str, params: dict[str, Any]) -> dict[str, Any]:
+def _check_finite_state(path: Path, value: Any, where: str = "solver") -> None:
+    """Refuse NaN/inf numbers and tensors anywhere in a restored solver state."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite_state(path, item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_finite_state(path, item, f"{where}[{index}]")
+    elif isinstance(value, torch.Tensor):
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"cannot resume: checkpoint {path} holds NaN or infinite values in {where}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise CheckpointError(f"cannot resume: checkpoint {path} holds a NaN or infinite {where}")
+
+
+def _load_checkpoint(path: Path, method: str, params: dict[str, Any], digest: str) -> dict[str, Any]:
+    """Read a checkpoint and check that it belongs to this run; returns the checked payload.
+
+    Refused: an unreadable or tampered file (wrong layout, types, NaN state, an RNG state
+    of the wrong size, a history that does not match the iteration count), a checkpoint
+    of another format version, method, parameter set (``max_iter`` aside) or measurement.
+    """
+    from ..io.safe import FileFormatError, load_torch_file
+
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt or foreign file
-        raise ParameterError(f"cannot resume: {path} is not a readable checkpoint ({exc})") from None
+        payload = load_torch_file(path, what="checkpoint")
+    except FileFormatError as exc:
+        raise CheckpointError(f"cannot resume: {exc}") from None
+
+    def refuse(why: str) -> CheckpointError:
+        return CheckpointError(f"cannot resume: checkpoint {path} {why}; remove it to start afresh")
+
+    if not isinstance(payload, dict):
+        raise refuse(f"holds a {type(payload).__name__}, not a checkpoint")
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise refuse(f"has format {payload.get('format')!r}, this version writes and reads {CHECKPOINT_FORMAT}")
+    expected = {"format": int, "method": str, "params": str, "measurement": str, "solver": dict, "history": str,
+                "elapsed": float, "torch_rng": torch.Tensor}
+    for key, kind in expected.items():
+        if not isinstance(payload.get(key), kind):
+            raise refuse(f"has no valid {key!r} entry")
+    if payload["method"] != method:
+        raise refuse(f"was written by method {payload['method']!r}, not {method!r}")
+    if payload["measurement"] != digest:
+        raise refuse("was written for another measurement (its digest differs)")
+    try:
+        saved_params = json.loads(payload["params"])
+        history = json.loads(payload["history"])
+    except (ValueError, RecursionError):
+        raise refuse("holds damaged parameters or history") from None
     # max_iter only bounds the loop, so a run may be resumed with another budget
     # (e.g. continue a finished run for more iterations).
-    saved = {k: v for k, v in json.loads(payload.get("params", "{}")).items() if k != "max_iter"}
-    if payload.get("method") != method or saved != {k: v for k, v in params.items() if k != "max_iter"}:
-        raise ParameterError(
-            f"cannot resume: checkpoint {path} was written by a run with other settings "
-            f"(method {payload.get('method')!r}); remove it or use the same settings"
+    if not isinstance(saved_params, dict) or {k: v for k, v in saved_params.items() if k != "max_iter"} != {
+        k: v for k, v in params.items() if k != "max_iter"
+    }:
+        raise refuse("was written by a run with other settings (parameters); use the same settings")
+    iteration = payload["solver"].get("iteration")
+    if not (isinstance(history, list) and all(isinstance(entry, dict) for entry in history)):
+        raise refuse("holds a damaged history")
+    if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration != len(history):
+        raise refuse(f"records iteration {iteration!r} but a history of {len(history)} iterations")
+    if not (math.isfinite(payload["elapsed"]) and payload["elapsed"] >= 0):
+        raise refuse("records an impossible elapsed time")
+    rng = payload["torch_rng"]
+    reference_rng = torch.get_rng_state()
+    if rng.dtype != reference_rng.dtype or rng.shape != reference_rng.shape:
+        raise refuse("holds a damaged random-number state")
+    _check_finite_state(path, payload["solver"])
+    return {**payload, "history": history}
+
+
+@contextlib.contextmanager
+def _restored_state(checkpoint_path: Path | None):
+    """Report a failure of the solver on a state just restored from ``checkpoint_path`` as a
+    :class:`CheckpointError` (a state of the wrong shape or dtype fails in ``load_state_dict``
+    or in the first step after it); without a restored state, errors pass unchanged."""
+    try:
+        yield
+    except _STATE_ERRORS as exc:
+        if checkpoint_path is None:
+            raise
+        raise CheckpointError(
+            f"cannot resume: the solver state in {checkpoint_path} does not fit this run ({first_line(exc)}); "
+            "remove it to start afresh"
+        ) from None
+
+
+def _checked_estimate(solver: Solver, expected_shape: tuple[int, ...], resumed_from: Path | None) -> np.ndarray:
+    """The solver's estimate, refused when it is not a float32 (P, N, N) array."""
+    with _restored_state(resumed_from):
+        estimate = solver.estimate()
+        if estimate.shape != expected_shape or estimate.dtype != np.float32:
+            raise ValueError(
+                f"the estimate is {estimate.dtype} of shape {estimate.shape}, expected float32 {expected_shape}"
+            )
+    return estimate
+
+
+def _parameters_set(solver_cls: type[Solver], params: dict[str, Any]) -> str:
+    """``name=value`` of the parameters that differ from the method's defaults (but the
+    iteration budget and the seed, which cannot make a run diverge)."""
+    defaults = dataclasses.asdict(solver_cls.Params())
+    changed = [
+        f"{name}={value!r}"
+        for name, value in params.items()
+        if defaults.get(name) != value and name not in ("max_iter", "seed")
+    ]
+    return ", ".join(changed)
+
+
+def _check_finite(entry: dict[str, float], estimate: np.ndarray | None, iteration: int,
+                  solver_cls: type[Solver], params: dict[str, Any]) -> None:
+    """Raise :class:`DivergedError` when a log entry or the estimate is NaN or infinite."""
+    bad = [f"{name}={value:g}" for name, value in entry.items() if not math.isfinite(value)]
+    if estimate is not None and not np.all(np.isfinite(estimate)):
+        bad.append("the estimate")
+    if bad:
+        changed = _parameters_set(solver_cls, params)
+        suspects = f"check the parameters set for this run: {changed}" if changed else "all parameters at defaults"
+        raise DivergedError(
+            f"{solver_cls.name} diverged at iteration {iteration} ({', '.join(bad)} not finite); {suspects}"
         )
-    return payload
+
+
+def _check_settings(checkpoint_every, metrics_every) -> None:
+    for name, value in (("checkpoint_every", checkpoint_every), ("metrics_every", metrics_every)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ParameterError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _check_memory(measurements: Measurements, solver_cls: type[Solver], solver_params, device: torch.device) -> None:
+    """Refuse a run whose estimated peak memory exceeds what the machine has free, before allocating."""
+    from .._limits import ResourceLimitError, check_memory, format_size
+
+    need = solver_cls.estimate_bytes(measurements, solver_params)
+    what = f"{solver_cls.name} on {measurements.n_frames} frames of {'x'.join(map(str, measurements.slice_shape))}"
+    hint = "use fewer frames, a smaller image_shape or a cheaper method"
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if need > free:
+            raise ResourceLimitError(
+                f"{what} needs about {format_size(need)} of GPU memory but {format_size(free)} is free; {hint}"
+            )
+        return
+    check_memory(need, what, hint=hint)
 
 
 def iterate(
@@ -192,6 +357,7 @@ def iterate(
 
     solver_cls = get_solver(method)
     solver_params = solver_cls.make_params(preset, **params)
+    _check_settings(checkpoint_every, metrics_every)
     device = str(resolve_device(device))
     budget = choose_threads(threads)
     if coil_estimator not in COIL_ESTIMATORS:
@@ -248,6 +414,7 @@ def _iterate_slice(
 ) -> Generator[IterationInfo, Any, ReconstructionResult]:
     """The loop of :func:`iterate` on one 2D slice."""
     params_dict = dataclasses.asdict(solver_params)
+    _check_memory(measurements, solver_cls, solver_params, torch.device(device))
     torch.manual_seed(solver_params.seed)
     np.random.seed(solver_params.seed % (2**32))
     start = time.perf_counter()
@@ -259,34 +426,49 @@ def _iterate_slice(
     solver = solver_cls(measurements, solver_params, device=device)
     history: list[dict[str, Any]] = []
     elapsed_before = 0.0
+    digest = measurement_digest(measurements) if checkpoint_path is not None else ""
+    resumed_from = None
     if resume and checkpoint_path is not None and checkpoint_path.exists():
-        payload = _load_checkpoint(checkpoint_path, method, params_dict)
-        solver.load_state_dict(payload["solver"])
-        history = json.loads(payload["history"])
-        elapsed_before = float(payload["elapsed"])
-        torch.set_rng_state(payload["torch_rng"])
+        payload = _load_checkpoint(checkpoint_path, method, params_dict, digest)
+        with _restored_state(checkpoint_path):
+            solver.load_state_dict(payload["solver"])
+            torch.set_rng_state(payload["torch_rng"])
+        history = payload["history"]
+        elapsed_before = payload["elapsed"]
+        resumed_from = checkpoint_path
         start = time.perf_counter()
     scorer = ReferenceScorer(measurements.ground_truth) if measurements.ground_truth is not None else None
+    expected_shape = (measurements.n_frames, *measurements.slice_shape)
     stop_reason = "max_iter"
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - start
 
     while solver.iteration < solver_params.max_iter:
-        entry = {k: float(v) for k, v in solver.step().items()}
+        with _restored_state(resumed_from):
+            entry = {k: float(v) for k, v in solver.step().items()}
         solver.iteration += 1
         entry = {"iteration": solver.iteration, **entry, "elapsed_seconds": elapsed()}
         finished = solver.converged() or solver.iteration >= solver_params.max_iter
+        save = checkpoint_path is not None and (solver.iteration % checkpoint_every == 0 or finished)
+        # The estimate is checked whenever it is computed anyway: for the metrics, before a
+        # checkpoint is written and at the end; the log entries every iteration.
+        needed = scorer is not None or save or finished
+        estimate = _checked_estimate(solver, expected_shape, resumed_from) if needed else None
+        _check_finite(entry, estimate, solver.iteration, solver_cls, params_dict)
+        resumed_from = None
         if scorer is not None:
-            with_ssim = finished or solver.iteration % max(1, metrics_every) == 0
-            entry.update(scorer.score(solver.estimate(), with_ssim))
+            with_ssim = finished or solver.iteration % metrics_every == 0
+            entry.update(scorer.score(estimate, with_ssim))
         history.append(entry)
-        if checkpoint_path is not None and (solver.iteration % max(1, checkpoint_every) == 0 or finished):
+        if save:
             _save_checkpoint(
                 checkpoint_path,
                 {
+                    "format": CHECKPOINT_FORMAT,
                     "method": method,
                     "params": json.dumps(params_dict, sort_keys=True),
+                    "measurement": digest,
                     "solver": solver.state_dict(),
                     "history": json.dumps(history),
                     "elapsed": elapsed(),
@@ -300,8 +482,10 @@ def _iterate_slice(
         if solver.converged():
             stop_reason = "converged"
             break
+    reconstruction = _checked_estimate(solver, expected_shape, resumed_from)
+    _check_finite({}, reconstruction, solver.iteration, solver_cls, params_dict)
     return ReconstructionResult(
-        reconstruction=solver.estimate(),
+        reconstruction=reconstruction,
         method=method,
         params=params_dict,
         history=history,

@@ -11,6 +11,7 @@ drives. A solver also states how much memory one slice needs
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -47,6 +48,38 @@ class ParameterError(ValueError):
     """An impossible or unknown solver parameter."""
 
 
+def _coerce(name: str, value, default):
+    """``value`` as the type of the parameter's ``default``, or :class:`ParameterError`.
+
+    Booleans take only true/false; numbers take finite numbers (or their text), never a
+    boolean, and integers only whole numbers. Other parameters pass through: each
+    solver's ``validate`` checks its text choices (and what else it accepts, e.g. a
+    denoiser module).
+    """
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    if isinstance(default, bool):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ParameterError(f"parameter {name} must be true or false, got {shown}")
+        return bool(value)
+    if isinstance(default, (int, float)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, str, np.integer, np.floating)):
+            raise ParameterError(f"parameter {name} must be a number, got {shown}")
+        if isinstance(default, int) and isinstance(value, (int, np.integer)):
+            return int(value)
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            raise ParameterError(f"parameter {name} must be a finite number, got {shown}") from None
+        if not math.isfinite(number):
+            raise ParameterError(f"parameter {name} must be a finite number, got {shown}")
+        if isinstance(default, int):
+            if number != int(number):
+                raise ParameterError(f"parameter {name} must be an integer, got {shown}")
+            return int(number)
+        return number
+    return value
+
+
 def param(default, help: str, **metadata):
     """A solver parameter with its help text (shown as CLI help and GUI tooltip)."""
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
@@ -63,6 +96,9 @@ class SolverParams:
         """Raise :class:`ParameterError` for impossible values (extended by subclasses)."""
         if self.max_iter < 1:
             raise ParameterError(f"max_iter must be >= 1, got {self.max_iter}")
+        # The range torch.manual_seed accepts.
+        if not -(2**63) <= self.seed < 2**64:
+            raise ParameterError(f"seed must be an integer in [-2**63, 2**64), got {self.seed}")
 
 
 class Solver:
@@ -113,16 +149,7 @@ class Solver:
                 f"known: {', '.join(sorted(known_fields))}"
             )
         for key, value in list(values.items()):
-            default = known_fields[key].default
-            if isinstance(default, bool) and not isinstance(value, bool):
-                raise ParameterError(f"parameter {key} must be true or false, got {value!r}")
-            if isinstance(default, (int, float)) and not isinstance(default, bool):
-                try:
-                    values[key] = type(default)(value)
-                except (TypeError, ValueError):
-                    raise ParameterError(f"parameter {key} must be a number, got {value!r}") from None
-                if isinstance(default, int) and float(value) != int(value):
-                    raise ParameterError(f"parameter {key} must be an integer, got {value!r}")
+            values[key] = _coerce(key, value, known_fields[key].default)
         params = cls.Params(**values)
         params.validate()
         return params

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ...io import write_text_atomic
+from ...io import write_json_atomic
 
 #: Name of the summary file written into the output folder.
 SUMMARY_NAME = "batch-summary.json"
 
 
-def _strict(value):
-    """``value`` with every non-finite number (an exact reconstruction's infinite PSNR,
-    a NaN) replaced by None, so that it is strict JSON (null)."""
-    if isinstance(value, dict):
-        return {key: _strict(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_summary(rows: Sequence[dict[str, Any]], output_dir: Path) -> Path:
     """Write ``rows`` to ``output_dir/batch-summary.json`` (atomically, as an ordinary new
     file: mode 0666 minus the umask) as strict JSON: non-finite numbers become null."""
-    text = json.dumps(_strict(list(rows)), indent=2, default=str, allow_nan=False)
-    return write_text_atomic(Path(output_dir) / SUMMARY_NAME, text + "\n")
+    return write_json_atomic(Path(output_dir) / SUMMARY_NAME, list(rows))
 
 
 def _number(value, fmt: str) -> str:
