@@ -21,6 +21,9 @@ from .operators.tomography import astra_projection_matrix
 #: MRI sampling trajectories that :func:`simulate` knows.
 TRAJECTORIES = ("cartesian", "radial")
 
+#: Receive coils of a simulated MRI acquisition by default (a cardiac array's order).
+DEFAULT_MRI_COILS = 8
+
 #: Peak bytes per image pixel (frame x slice x N x N) of a simulation: the phantom and its
 #: float64 temporaries, the masked copy and the projections (tomography), or per coil the
 #: coil images, the full and sampled k-space and the complex noise (MRI). Measured peak RSS
@@ -343,14 +346,14 @@ def simulate(
     lines_per_frame: int = 8,
     mask_pattern: str = "variable-density",
     center_lines: int = 4,
-    coils: int = 1,
+    coils: int | None = None,
     detector_spacing: float = 1.0,
     n_detectors: int | None = None,
     slices: int | None = None,
     trajectory: str = "cartesian",
     spokes_per_frame: int = 8,
     readout_samples: int | None = None,
-    phase: bool = False,
+    phase: bool | None = None,
 ) -> Measurements:
     """Simulate a dynamic acquisition of a built-in phantom (``imaging simulate``).
 
@@ -372,18 +375,20 @@ def simulate(
         Seeds the phantom, the random schedule or mask, and the noise.
     lines_per_frame, mask_pattern, center_lines :
         MRI: k-t mask (:func:`imaging.schedules.kt_mask`) on the (N, N) grid.
-    coils : int
-        MRI: number of coils; more than one uses :func:`synthetic_coil_maps`.
+    coils : int, optional
+        MRI: number of coils (default :data:`DEFAULT_MRI_COILS`, as a cardiac receive
+        array); more than one uses :func:`synthetic_coil_maps`, which the measurements
+        carry as ``coil_maps`` (drop them to have them estimated from the data).
     trajectory : {"cartesian", "radial"}
         MRI: whole phase-encode lines of a k-t mask, or radial spokes
         (:func:`imaging.operators.nufft.radial_trajectory`); others are refused.
     spokes_per_frame, readout_samples :
         Radial MRI: spokes S per frame and samples R per spoke (default ``2 N``: the
         readout oversampled twice, as scanners do, which the gridding baseline needs).
-    phase : bool
+    phase : bool, optional
         MRI: give the images the smooth, drifting phase of
         :func:`imaging.phantoms.cardiac_phase` (complex images; the ground truth stays
-        the magnitude).
+        the magnitude). Default True: a scanner's images carry phase.
     detector_spacing, n_detectors :
         Tomography detector geometry (bin width in pixels, bins; default ``N`` bins).
     slices : int, optional
@@ -408,6 +413,8 @@ def simulate(
         modality = "mri" if phantom == "cardiac" else "tomography"
     if modality not in ("tomography", "mri"):
         raise ValueError(f"modality must be 'tomography' or 'mri', got {modality!r}")
+    coils = DEFAULT_MRI_COILS if coils is None else coils
+    phase = True if phase is None else bool(phase)
     if isinstance(coils, bool) or not isinstance(coils, (int, np.integer)) or coils < 1:
         raise ValueError(f"coils must be a positive integer, got {coils!r}")
     if trajectory not in TRAJECTORIES:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from imaging.operators import DynamicMRI, DynamicTomography, disk_mask, fft2c
+from imaging.operators import DynamicMRI, DynamicTomography, disk_mask, fft2c, ifft2c
 from imaging.schedules import kt_mask
 from imaging.operators import tomography as tomography_module
 
@@ -341,8 +341,18 @@ def test_kspace_normal_weights_are_the_normal_operator_of_single_coil_real_mri(s
 def test_kspace_normal_weights_are_none_where_the_normal_operator_is_no_kspace_diagonal():
     shape = (12, 16)
     assert DynamicMRI(_mask(2, shape), _coil_maps(2, shape)).kspace_normal_weights() is None
-    assert DynamicMRI(_mask(2, shape), complex_image=True).kspace_normal_weights() is None
+    assert DynamicMRI(_mask(2, shape), _coil_maps(2, shape), complex_image=True).kspace_normal_weights() is None
     assert DynamicTomography(_angles(2, 1), (8, 8)).kspace_normal_weights() is None
+
+
+@pytest.mark.parametrize("shape", [(12, 16), (13, 16)])
+def test_kspace_normal_weights_of_single_coil_complex_mri_are_the_mask(shape):
+    operator = DynamicMRI(_mask(3, shape), complex_image=True)
+    weights = operator.kspace_normal_weights()
+    np.testing.assert_array_equal(weights.numpy(), _mask(3, shape).astype(np.float32))
+    images = operator.random_domain(torch.Generator().manual_seed(2))
+    diagonal = ifft2c(weights * fft2c(images))
+    assert torch.allclose(diagonal, operator.normal(images), atol=1e-5)
 
 
 def test_support_mask_initialisations_and_domain_of_each_operator():

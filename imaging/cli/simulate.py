@@ -22,12 +22,12 @@ def add_parser(sub):
     p.add_argument("--lines-per-frame", type=int, default=8, help="mri: k-space lines per frame (default 8)")
     p.add_argument("--mask-pattern", choices=MASK_PATTERNS, default="variable-density", help="mri k-t pattern")
     p.add_argument("--center-lines", type=int, default=4, help="mri: always-sampled centre lines (default 4)")
-    p.add_argument("--coils", type=int, default=1, help="mri: number of coils (default 1)")
+    p.add_argument("--coils", type=int, help="mri: number of receive coils (default 8)")
     p.add_argument("--trajectory", choices=TRAJECTORIES, default="cartesian", help="mri: k-space sampling")
     p.add_argument("--spokes-per-frame", type=int, default=8, help="radial mri: spokes per frame (default 8)")
     p.add_argument("--readout-samples", type=int, help="radial mri: samples per spoke (default 2 N)")
-    p.add_argument("--phase", action=argparse.BooleanOptionalAction, default=False,
-                   help="mri: complex images with the phantom's smooth drifting phase")
+    p.add_argument("--phase", action=argparse.BooleanOptionalAction, default=True,
+                   help="mri: complex images with the phantom's smooth drifting phase (default; --no-phase: real)")
     p.add_argument("--noise", type=float, default=5e-3, help="relative noise std (default 5e-3, the paper's)")
     p.add_argument("--seed", type=int, default=0, help="seed of phantom, schedule and noise (default 0)")
     p.add_argument("--slices", type=int, help="simulate a dynamic volume of this many slices Z")

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..measurements import MODALITIES, MeasurementError, Measurements
-from ..results import ReconstructionResult
+from ..results import ReconstructionResult, magnitude_image
 from .atomic import write_atomic
 from .safe import (
     _READ_ERRORS,
@@ -401,21 +401,23 @@ def _json_default(value):
 
 def _reconstruction_array(reconstruction) -> np.ndarray:
     array = np.asarray(reconstruction)
-    if array.ndim not in (3, 4) or array.dtype.kind not in "biuf":
+    if array.ndim not in (3, 4) or array.dtype.kind not in "biufc":
         raise ValueError(
-            f"'reconstruction' must be a real (P, N, N) or (P, Z, N, N) array, got {array.dtype} of shape {array.shape}"
+            f"'reconstruction' must be a real or complex (P, N, N) or (P, Z, N, N) array, got {array.dtype} of shape "
+            f"{array.shape}"
         )
-    return array.astype(np.float32, copy=False)
+    return array.astype(np.complex64 if array.dtype.kind == "c" else np.float32, copy=False)
 
 
 def save_reconstruction(path, result) -> Path:
     """Write a reconstruction result atomically: ``.npz`` (all of it) or ``.tif`` (images).
 
-    ``.npz`` keys: ``reconstruction`` float32 (P, N, N), ``method`` str, ``params`` JSON
-    str, ``history`` JSON str, ``elapsed_seconds`` float64, ``stop_reason`` str, and each
-    solver extra ``name`` as ``extras/name``. ``.tif``/``.tiff``: the (P, N, N) float32
-    stack as an ImageJ hyperstack (axes TYX) whose ``Info`` property holds the other
-    fields as JSON.
+    ``.npz`` keys: ``reconstruction`` float32 (P, N, N) (complex64 for complex images,
+    MRI), ``method`` str, ``params`` JSON str, ``history`` JSON str, ``elapsed_seconds``
+    float64, ``stop_reason`` str, and each solver extra ``name`` as ``extras/name``.
+    ``.tif``/``.tiff``: the (P, N, N) float32 stack (the magnitude of complex images, with
+    ``"values": "magnitude"`` in the metadata) as an ImageJ hyperstack (axes TYX) whose
+    ``Info`` property holds the other fields as JSON.
 
     Parameters
     ----------
@@ -441,10 +443,14 @@ def save_reconstruction(path, result) -> Path:
     if suffix in TIFF_SUFFIXES:
         import tifffile
 
+        if reconstruction.dtype.kind == "c":
+            metadata["values"] = "magnitude"
+        shown = magnitude_image(reconstruction)
+
         def write(temporary: str) -> None:
             tifffile.imwrite(
                 temporary,
-                reconstruction,
+                shown,
                 imagej=True,
                 metadata={"axes": "TYX" if reconstruction.ndim == 3 else "TZYX", "Info": json.dumps(metadata)},
             )
@@ -502,7 +508,9 @@ def load_reconstruction(path, *, max_bytes: int | None = None):
     Returns
     -------
     imaging.ReconstructionResult
-        ``reconstruction`` float32 (P, N, N); ``extras`` the ``extras/`` arrays.
+        ``reconstruction`` float32 (P, N, N), complex64 when the file holds complex
+        images (``.npz`` only: a ``.tif`` holds their magnitude); ``extras`` the
+        ``extras/`` arrays.
 
     Raises
     ------
@@ -539,20 +547,25 @@ def load_reconstruction(path, *, max_bytes: int | None = None):
         extras = {
             name[len(EXTRAS_PREFIX) :]: value for name, value in values.items() if name.startswith(EXTRAS_PREFIX)
         }
-    reconstruction = image_stack(path, "reconstruction", reconstruction)
+    reconstruction = image_stack(path, "reconstruction", reconstruction, allow_complex=True)
     return ReconstructionResult(reconstruction=reconstruction, extras=extras, **fields)
 
 
-def image_stack(path, name: str, array: np.ndarray) -> np.ndarray:
+def image_stack(path, name: str, array: np.ndarray, allow_complex: bool = False) -> np.ndarray:
     """``array`` as a float32 (P, N, N) or (P, Z, N, N) image stack, or :class:`FileFormatError`
-    when it is not a finite real stack that fits float32 (``path`` and ``name`` name it)."""
-    if array.ndim not in (3, 4) or array.dtype.kind not in "biuf":
+    when it is not a finite real stack that fits float32 (``path`` and ``name`` name it);
+    with ``allow_complex`` a complex stack is kept, as complex64."""
+    kinds = "biufc" if allow_complex else "biuf"
+    if array.ndim not in (3, 4) or array.dtype.kind not in kinds:
         raise FileFormatError(
-            f"{path}: {name!r} must be a real (P, N, N) or (P, Z, N, N) array, got {array.dtype} of shape {array.shape}"
+            f"{path}: {name!r} must be a real{' or complex' if allow_complex else ''} (P, N, N) or (P, Z, N, N) "
+            f"array, got {array.dtype} of shape {array.shape}"
         )
-    if not np.all(np.isfinite(array)) or (array.size and float(np.abs(array).max()) > np.finfo(np.float32).max):
+    parts = (array.real, array.imag) if array.dtype.kind == "c" else (array,)
+    limit = np.finfo(np.float32).max
+    if not all(np.all(np.isfinite(part)) and (not part.size or float(np.abs(part).max()) <= limit) for part in parts):
         raise FileFormatError(f"{path}: {name!r} contains NaN or infinite values (or values beyond float32)")
-    return array.astype(np.float32, copy=False)
+    return array.astype(np.complex64 if array.dtype.kind == "c" else np.float32, copy=False)
 
 
 def load_coil_maps(path, *, max_bytes: int | None = None) -> np.ndarray:

@@ -128,7 +128,13 @@ class DynamicMRI(LinearOperator):
 
     @classmethod
     def from_measurements(cls, measurements, device="cpu", **options) -> "DynamicMRI":
-        """The operator of single-slice MRI measurements (their ``mask`` and ``coil_maps``)."""
+        """The operator of single-slice MRI measurements (their ``mask`` and ``coil_maps``).
+
+        Images are complex unless ``complex_image=False`` is given: a scanner's images carry
+        phase (field inhomogeneity, coil phases, flow), and real-valued images would
+        double the effective sampling through conjugate symmetry.
+        """
+        options.setdefault("complex_image", True)
         return cls(measurements.mask, measurements.coil_maps, device=device, **options)
 
     @property
@@ -136,19 +142,19 @@ class DynamicMRI(LinearOperator):
         return self.domain_shape[0]
 
     def kspace_normal_weights(self) -> torch.Tensor | None:
-        """Symmetrised k-space sampling masks (P, H, W) of a single-coil real-image operator.
+        """K-space sampling weights (P, H, W) of a single-coil operator (``None`` with coil maps).
 
-        For real images ``A_p^T A_p x = Re(F^H M_p F x) = F^H Mbar_p F x`` with
-        ``Mbar_p(omega) = (M_p(omega) + M_p(-omega)) / 2``, a diagonal in k-space. With
-        complex images it is ``M_p`` itself, with coil maps other than 1 it is no
-        diagonal; both return ``None``.
+        With complex images ``A_p^H A_p = F^H M_p F``: the mask itself. For real images
+        ``A_p^T A_p x = Re(F^H M_p F x) = F^H Mbar_p F x`` with the symmetrised mask
+        ``Mbar_p(omega) = (M_p(omega) + M_p(-omega)) / 2``. Coil maps other than 1 make
+        ``A^H A`` no diagonal in k-space: ``None``.
         """
-        if self.is_complex_domain:
-            return None
         maps = self.coil_maps
         if maps.shape[0] != 1 or not bool(torch.all(maps == 1)):
             return None
         mask = self.mask.float()
+        if self.is_complex_domain:
+            return mask
         height, width = mask.shape[-2:]
         # Centred layout: frequency -omega sits at index (N - c) mod N for even N, N - 1 - c for odd N.
         reflected = torch.roll(torch.flip(mask, dims=(-2, -1)), shifts=(1 - height % 2, 1 - width % 2), dims=(-2, -1))

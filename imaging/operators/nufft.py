@@ -310,7 +310,9 @@ class DynamicNonCartesianMRI(LinearOperator):
 
     @classmethod
     def from_measurements(cls, measurements, device="cpu", **options) -> "DynamicNonCartesianMRI":
-        """The operator of single-slice non-Cartesian measurements (``trajectory``, ``coil_maps``)."""
+        """The operator of single-slice non-Cartesian measurements (``trajectory``, ``coil_maps``);
+        complex images unless ``complex_image=False`` (as :meth:`DynamicMRI.from_measurements`)."""
+        options.setdefault("complex_image", True)
         return cls(measurements.trajectory, measurements.image_shape, measurements.coil_maps, device=device, **options)
 
     @property

@@ -26,7 +26,7 @@ from ..io.atomic import write_atomic
 from ..io.safe import first_line
 from ..measurements import MeasurementError, Measurements
 from ..operators.coils import ESTIMATORS as COIL_ESTIMATORS
-from ..results import ReconstructionResult
+from ..results import ReconstructionResult, magnitude_image
 from ..solvers.base import ParameterError, Solver
 from ..solvers.registry import get_solver
 from .threads import choose_threads, thread_budget
@@ -233,12 +233,13 @@ def _restored_state(checkpoint_path: Path | None):
 
 
 def _checked_estimate(solver: Solver, expected_shape: tuple[int, ...], resumed_from: Path | None) -> np.ndarray:
-    """The solver's estimate, refused when it is not a float32 (P, N, N) array."""
+    """The solver's estimate, refused when it is not a float32 (or complex64) (P, N, N) array."""
     with _restored_state(resumed_from):
         estimate = solver.estimate()
-        if estimate.shape != expected_shape or estimate.dtype != np.float32:
+        if estimate.shape != expected_shape or estimate.dtype not in (np.float32, np.complex64):
             raise ValueError(
-                f"the estimate is {estimate.dtype} of shape {estimate.shape}, expected float32 {expected_shape}"
+                f"the estimate is {estimate.dtype} of shape {estimate.shape}, expected float32 or complex64 "
+                f"{expected_shape}"
             )
     return estimate
 
@@ -459,7 +460,7 @@ def _iterate_slice(
         resumed_from = None
         if scorer is not None:
             with_ssim = finished or solver.iteration % metrics_every == 0
-            entry.update(scorer.score(estimate, with_ssim))
+            entry.update(scorer.score(magnitude_image(estimate), with_ssim))
         history.append(entry)
         if save:
             _save_checkpoint(

@@ -15,6 +15,7 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 
 # -- memory model of one slice (docs/batch.md, "Memory guard"; fitted to peak RSS on Linux) --
@@ -29,6 +30,11 @@ OPERATOR_BUILD_BYTES_PER_WEIGHT = 24
 #: Peak bytes per k-space sample of the MRI operator: three k-space sized complex64 FFT
 #: temporaries.
 MRI_OPERATOR_BYTES_PER_SAMPLE = 3 * 8
+
+
+def image_array(frames: torch.Tensor) -> np.ndarray:
+    """Frames as the numpy array a solver's estimate is: float32, or complex64 for complex images."""
+    return frames.detach().cpu().numpy().astype(np.complex64 if frames.is_complex() else np.float32, copy=False)
 
 
 def measurement_bytes(measurements) -> int:
@@ -224,7 +230,7 @@ class Solver:
         return False
 
     def estimate(self) -> np.ndarray:
-        """Current reconstruction, numpy float32 (P, N, N)."""
+        """Current reconstruction, numpy float32 (P, N, N), complex64 for complex images (MRI)."""
         raise NotImplementedError
 
     def extras(self) -> dict[str, np.ndarray]:

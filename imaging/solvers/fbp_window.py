@@ -57,7 +57,7 @@ from ..operators import DynamicMRI, DynamicTomography, LinearOperator, ifft2c
 from ..operators.nufft import DynamicNonCartesianMRI, radial_density_weights
 from ..schedules import MAX_INTERVAL_RATIO, angular_weights  # noqa: F401  (MAX_INTERVAL_RATIO: importable from here as before)
 from .registry import register
-from .base import ParameterError, Solver, SolverParams, param
+from .base import ParameterError, Solver, SolverParams, image_array, param
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hann")
 
@@ -322,17 +322,20 @@ class SlidingGridding(SlidingWindowMethod):
 
 
 def _coil_combined(measurements, coil_images: torch.Tensor, device) -> tuple[torch.Tensor, float]:
-    """Frames from coil images (P, C, H, W), ``sum_c conj(S_c) x_c / sum_c |S_c|^2``, and their data residual."""
+    """Frames from coil images (P, C, H, W), ``sum_c conj(S_c) x_c / sum_c |S_c|^2``, and their data residual.
+
+    The frames are complex when the operator's images are (MRI), else the real part.
+    """
     m = measurements
+    operator = m.operator(device=device)
     if m.coil_maps is None:
-        frames = coil_images[:, 0].real
+        frames = coil_images[:, 0]
     else:
         maps = torch.from_numpy(m.coil_maps).to(device)
         sensitivity = maps.abs().square().sum(dim=0)
         combined_image = torch.sum(maps.conj()[None] * coil_images, dim=1)
-        frames = torch.where(sensitivity > 0, combined_image.real / sensitivity.clamp_min(1e-30), 0.0)
-    frames = frames.float().contiguous()
-    operator = m.operator(device=device)
+        frames = torch.where(sensitivity > 0, combined_image / sensitivity.clamp_min(1e-30), 0.0)
+    frames = (frames.to(torch.complex64) if operator.is_complex_domain else frames.real.float()).contiguous()
     return frames, _relative_residual(operator.forward(frames), operator.measured(m.kspace))
 
 
@@ -392,7 +395,7 @@ class FBPWindow(Solver):
         return self._estimate
 
     def estimate(self) -> np.ndarray:
-        return self.frames().cpu().numpy().astype(np.float32, copy=False)
+        return image_array(self.frames())
 
     def state_dict(self):
         state = super().state_dict()

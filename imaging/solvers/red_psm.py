@@ -66,8 +66,12 @@ from torch import nn
 
 from ..denoisers import denoise_frames, describe_module, load_denoiser
 from .registry import register
-from .base import ParameterError, param
+from .base import ParameterError, image_array, param
 from .psm import PSMFamilySolver, PSMParams, relative_norm
+
+
+#: How RED-PSM applies its (real-image) denoiser to complex frames (see :meth:`RedPSMSolver._denoise`).
+COMPLEX_DENOISING = ("smooth-phase", "real-imag", "magnitude")
 
 
 @dataclasses.dataclass
@@ -88,6 +92,13 @@ class RedPSMParams(PSMParams):
     )
     patch_size: int = param(0, "denoise in patches of this size (0: whole frames)")
     denoise_batch: int = param(8, "frames (or patches) per denoiser call")
+    complex_denoising: str = param(
+        "smooth-phase",
+        "complex images (MRI): remove the frame's smoothed phase and denoise the real part (smooth-phase), "
+        "denoise the real and imaginary parts as two images (real-imag), or the magnitude keeping the phase "
+        "(magnitude)",
+    )
+    phase_smoothing: float = param(2.0, "smooth-phase: Gaussian width (pixels) of the phase removed before denoising")
     tol: float = param(4e-3, "stop when relative change of f and primal residual are both below tol")
     min_iter: int = param(5, "iterations before the stopping rule may stop the run")
 
@@ -119,10 +130,26 @@ class RedPSMParams(PSMParams):
                 "red_iterations, denoise_stride and denoise_batch must be >= 1, got "
                 f"{self.red_iterations}, {self.denoise_stride}, {self.denoise_batch}"
             )
+        if not math.isfinite(self.phase_smoothing) or self.phase_smoothing <= 0:
+            raise ParameterError(f"phase_smoothing must be a positive number of pixels, got {self.phase_smoothing}")
+        if self.complex_denoising not in COMPLEX_DENOISING:
+            raise ParameterError(
+                f"complex_denoising must be one of {', '.join(COMPLEX_DENOISING)}, got {self.complex_denoising!r}"
+            )
         if self.patch_size < 0:
             raise ParameterError(f"patch_size must be >= 0 (0: whole frames), got {self.patch_size}")
         if self.min_iter < 0:
             raise ParameterError(f"min_iter must be >= 0, got {self.min_iter}")
+
+
+def smooth_phase(frames: torch.Tensor, width: float) -> torch.Tensor:
+    """Unit-modulus phase of the Gaussian-smoothed frames (complex (P, H, W)), width in pixels."""
+    height, columns = frames.shape[-2:]
+    frequencies = [torch.fft.fftfreq(n, device=frames.device) for n in (height, columns)]
+    response = torch.exp(-2.0 * (math.pi * width) ** 2 * (frequencies[0][:, None] ** 2 + frequencies[1][None, :] ** 2))
+    smoothed = torch.fft.ifft2(torch.fft.fft2(frames) * response)
+    magnitude = smoothed.abs()
+    return torch.where(magnitude > 0, smoothed / magnitude.clamp_min(1e-30), torch.ones_like(smoothed))
 
 
 @register
@@ -192,7 +219,22 @@ class RedPSMSolver(PSMFamilySolver):
 
     def _denoise(self, frames: torch.Tensor) -> torch.Tensor:
         patch = self.params.patch_size or None
-        return denoise_frames(self.denoiser, frames, patch_size=patch, batch_size=self.params.denoise_batch)
+
+        def denoise(images: torch.Tensor) -> torch.Tensor:
+            return denoise_frames(self.denoiser, images, patch_size=patch, batch_size=self.params.denoise_batch)
+
+        if not frames.is_complex():
+            return denoise(frames)
+        if self.params.complex_denoising == "smooth-phase":
+            phase = smooth_phase(frames, self.params.phase_smoothing)
+            return denoise((frames * phase.conj()).real.contiguous()) * phase
+        if self.params.complex_denoising == "magnitude":
+            magnitude = frames.abs()
+            phase = torch.where(magnitude > 0, frames / magnitude.clamp_min(1e-30), torch.ones_like(frames))
+            return denoise(magnitude.contiguous()) * phase
+        # The real and imaginary parts as images of their own, in one batch.
+        parts = denoise(torch.cat([frames.real, frames.imag]).contiguous())
+        return torch.complex(parts[: len(frames)], parts[len(frames) :])
 
     def _update_denoised(self) -> None:
         stride = self.params.denoise_stride
@@ -235,7 +277,7 @@ class RedPSMSolver(PSMFamilySolver):
 
     def estimate(self) -> np.ndarray:
         self._ensure_initialised()
-        return (self.f * self.scale).cpu().numpy().astype(np.float32)
+        return image_array(self.f * self.scale)
 
     def state_dict(self) -> dict:
         state = super().state_dict()
@@ -249,6 +291,13 @@ class RedPSMSolver(PSMFamilySolver):
         super().load_state_dict(state)
         if "f" in state:
             device = self.operator.device
+            frames_shape, frames_dtype = self.operator.domain_shape, self.operator.domain_dtype
+            for name in ("f", "dual", "denoised"):
+                if name in state and (tuple(state[name].shape) != frames_shape or state[name].dtype != frames_dtype):
+                    raise ValueError(
+                        f"{name!r} is {state[name].dtype} {tuple(state[name].shape)}, this run's frames are "
+                        f"{frames_dtype} {frames_shape}"
+                    )
             self.f = state["f"].to(device)
             self.dual = state["dual"].to(device)
             self.denoised = state["denoised"].to(device) if "denoised" in state else None

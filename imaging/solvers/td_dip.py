@@ -71,7 +71,7 @@ from torch import nn
 
 from .._deprecation import moved_attribute
 from .registry import register
-from .base import ParameterError, Solver, SolverParams, param
+from .base import ParameterError, Solver, SolverParams, image_array, param
 
 #: Side of the generator's first feature map (the mapping network's 64 outputs as 8 x 8).
 BASE_SIZE = 8
@@ -187,11 +187,15 @@ class TDDIPNetwork(nn.Module):
         centre ``H x W``.
     channels : int
         Feature channels of every generator layer.
+    complex_output : bool
+        Two output channels, the real and imaginary parts of complex frames (MRI), as
+        the published network for MRI; one real channel otherwise.
     """
 
-    def __init__(self, image_shape: tuple[int, int], channels: int):
+    def __init__(self, image_shape: tuple[int, int], channels: int, complex_output: bool = False):
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
+        self.complex_output = bool(complex_output)
         upsamplings = max(0, math.ceil(math.log2(max(self.image_shape) / BASE_SIZE)))
         self.generated_size = BASE_SIZE * 2**upsamplings
         self.mapping = nn.Sequential(
@@ -201,7 +205,7 @@ class TDDIPNetwork(nn.Module):
         for _ in range(upsamplings):
             layers += [nn.Upsample(scale_factor=2, mode="nearest")]
             layers += _conv_norm_relu(channels, channels) + _conv_norm_relu(channels, channels)
-        layers += [nn.Conv2d(channels, 1, kernel_size=3, padding=1, bias=False)]
+        layers += [nn.Conv2d(channels, 2 if self.complex_output else 1, kernel_size=3, padding=1, bias=False)]
         self.generator = nn.Sequential(*layers)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
@@ -215,10 +219,11 @@ class TDDIPNetwork(nn.Module):
         Returns
         -------
         torch.Tensor
-            float32 (B, H, W).
+            float32 (B, H, W), complex64 with ``complex_output``.
         """
         seed_images = self.mapping(latent).reshape(-1, 1, BASE_SIZE, BASE_SIZE)
-        frames = self.generator(seed_images)[:, 0]
+        channels = self.generator(seed_images)
+        frames = torch.complex(channels[:, 0], channels[:, 1]) if self.complex_output else channels[:, 0]
         height, width = self.image_shape
         top = (self.generated_size - height) // 2
         left = (self.generated_size - width) // 2
@@ -302,7 +307,7 @@ class TDDIP(Solver):
         # global random state was.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(params.seed)
-            self.network = TDDIPNetwork(measurements.image_shape, params.channels)
+            self.network = TDDIPNetwork(measurements.image_shape, params.channels, first_frame.is_complex_domain)
         self.network.to(device).train()
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=params.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
@@ -377,7 +382,8 @@ class TDDIP(Solver):
         Returns
         -------
         numpy.ndarray
-            float32 (P, H, W); zero outside the tomographic field of view.
+            float32 (P, H, W), complex64 for complex images (MRI); zero outside the
+            tomographic field of view.
         """
         if self._cached_estimate is not None and self._cached_estimate[0] == self.steps_done:
             return self._cached_estimate[1].copy()
@@ -385,7 +391,7 @@ class TDDIP(Solver):
             frames = torch.cat([self.network(chunk) for chunk in self._latent.split(ESTIMATE_CHUNK)])
             if self._support is not None:
                 frames = frames * self._support
-            result = (frames * self.scale).cpu().numpy().astype(np.float32)
+            result = image_array(frames * self.scale)
         self._cached_estimate = (self.steps_done, result)
         return result.copy()
 

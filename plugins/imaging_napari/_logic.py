@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from imaging.results import magnitude_image
+
 MODALITIES = ("tomography", "mri")
 
 
@@ -286,7 +288,8 @@ def reconstruction_job(
                 wants_preview = info.iteration % max(1, int(preview_every)) == 0 or (info.iteration == 1 and z > 0)
                 # No preview where the result follows at once: the last iteration of the last slice.
                 result_follows = info.iteration >= info.max_iter and z == n_slices - 1
-                preview = info.estimate() if wants_preview and not result_follows else None
+                # Complex images (MRI) preview as their magnitude.
+                preview = magnitude_image(info.estimate()) if wants_preview and not result_follows else None
                 if preview is not None and volume is not None:
                     estimate, preview = preview, volume.copy()
                     preview[:, z] = estimate

@@ -43,6 +43,7 @@ from ._layers import (
     RESULT_KEY,
     image_layer,
     measurement_layer,
+    phase_layer,
     reconstruction_layer,
     result_layer_name,
     robust_contrast_limits,
@@ -544,6 +545,9 @@ class ReconstructWidget(_ScrollingContainer):
         _add_or_update(
             self._viewer, reconstruction_layer(result, name, context["contrast_limits"], source=context["source"])
         )
+        phase = phase_layer(result, name)
+        if phase is not None:
+            _add_or_update(self._viewer, phase)
         self._last_result = name
         iterations = len(result.history)
         self._progress.value = min(iterations, self._progress.max)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ...models.psm import INTERPOLATIONS, PSMFactors, interpolation_matrix, psm_from_frames
-from ..base import ParameterError, Solver, SolverParams, param
+from ..base import ParameterError, Solver, SolverParams, image_array, param
 from ..registry import register
 from .initialisation import INITIALISATIONS, amplitude_scale, initial_frames
 from .subproblem import PSMSubproblem, data_weight
@@ -156,12 +156,13 @@ class PSMFamilySolver(Solver):
 
     # -- results ----------------------------------------------------------------------------
     def extras(self) -> dict[str, np.ndarray]:
-        """``spatial_bases`` (K+1, N, N) in data units and unit-norm ``temporal_bases`` (P, K+1)."""
+        """``spatial_bases`` (K+1, N, N) in data units (complex64 for complex images) and unit-norm
+        ``temporal_bases`` (P, K+1)."""
         self._ensure_initialised()
         spatial, temporal = self.factors.normalized()
         return {
-            "spatial_bases": (spatial * self.scale).cpu().numpy().astype(np.float32),
-            "temporal_bases": temporal.cpu().numpy().astype(np.float32),
+            "spatial_bases": image_array(spatial * self.scale),
+            "temporal_bases": image_array(temporal),
         }
 
     def state_dict(self) -> dict:
@@ -227,4 +228,4 @@ class PSMSolver(PSMFamilySolver):
     def estimate(self) -> np.ndarray:
         self._ensure_initialised()
         with torch.no_grad():
-            return (self.factors.frames() * self.scale).cpu().numpy().astype(np.float32)
+            return image_array(self.factors.frames() * self.scale)

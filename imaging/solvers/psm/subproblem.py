@@ -36,6 +36,14 @@ average curvature the two agree within a factor 1.5.
   unchanged frames (:meth:`PSMSubproblem.rebalance`), which removes the slow valley of
   the bilinear scale ambiguity.
 
+Complex images (MRI): the spatial bases ``Lambda`` are complex and the temporal bases
+``Psi`` stay real; every inner product is the real part of the complex one (the real
+inner product of real and imaginary parts), so the z step is the same real least-squares
+problem and the ``Lambda`` step the same CG on twice the unknowns. Real temporal bases
+keep the spline temporal model and its penalty unchanged and add no phase ambiguity
+between the factors (complex ``Psi`` would allow ``Lambda_k e^{i t}, psi_k e^{-i t}``); a
+phase that drifts in time costs one more basis pair (``cos`` and ``sin`` of it).
+
 Why not gradient steps: measured on the walnut (N=128, P=256, one view per frame,
 seed 1; ``beta = 0.8``, ``xi = chi = 0.2``; ``benchmarks/tune_red_psm.py psm-solvers``,
 one thread on a shared 2-core machine), the subproblem objective falls from 56301 to
@@ -61,6 +69,14 @@ GRAM_FROM_PROJECTIONS_ENTRIES = 16_000_000
 
 #: Floor of the preconditioner's Fourier symbol, relative to its peak.
 SYMBOL_FLOOR = 0.05
+
+
+def _real_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``Re(a b^H)`` in float64: the real inner products of the rows of ``a`` (m, n) and ``b`` (k, n)."""
+    if a.is_complex() or b.is_complex():
+        a, b = a.to(torch.complex128), b.to(torch.complex128)
+        return (a @ b.conj().T).real
+    return a.double() @ b.double().T
 
 
 class PSMSubproblem:
@@ -143,7 +159,7 @@ class PSMSubproblem:
         gram = torch.empty((n_frames, rank, rank), dtype=torch.float64, device=spatial.device)
         for l in range(rank):
             response = self.normal(spatial[l].expand(n_frames, *spatial.shape[1:]).contiguous())
-            gram[:, :, l] = (response.reshape(n_frames, -1) @ flat.T).double()
+            gram[:, :, l] = _real_products(response.reshape(n_frames, -1), flat)
         return 0.5 * (gram + gram.transpose(1, 2))
 
     def update_knots(self, factors: PSMFactors, beta: float = 0.0, target: torch.Tensor | None = None) -> None:
@@ -157,16 +173,16 @@ class PSMSubproblem:
             gram = self._data_gram(spatial)
             linear = self.weighted_backprojection
             if beta > 0:
-                gram += beta * (flat @ flat.T).double()
+                gram += beta * _real_products(flat, flat)
                 linear = linear + beta * self._mask(target)
-            linear = (linear.reshape(n_frames, -1) @ flat.T).double()  # (P, r)
+            linear = _real_products(linear.reshape(n_frames, -1), flat)  # (P, r)
             eye = torch.eye(rank, dtype=torch.float64, device=spatial.device)
             gram += self.xi * eye
             u = self.interpolation.double()
             if self.direct:
                 jitter = 1e-12 * gram.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30)
                 temporal = torch.linalg.solve(gram + jitter[:, None, None] * eye, linear[:, :, None])[:, :, 0]
-                factors.knots = temporal.T.to(spatial.dtype).contiguous()
+                factors.knots = temporal.T.to(factors.knots.dtype).contiguous()
                 return
             d = u.shape[1]
             hessian = torch.einsum("pi,pj,pkl->kilj", u, u, gram).reshape(rank * d, rank * d)
@@ -174,11 +190,11 @@ class PSMSubproblem:
             jitter = 1e-12 * float(hessian.diagonal().mean().clamp_min(1e-30))
             hessian += jitter * torch.eye(rank * d, dtype=torch.float64, device=spatial.device)
             solution = torch.linalg.solve(hessian, rhs)
-            factors.knots = solution.reshape(rank, d).to(spatial.dtype).contiguous()
+            factors.knots = solution.reshape(rank, d).to(factors.knots.dtype).contiguous()
 
     # -- Lambda step ------------------------------------------------------------------------
     def _normal_symbol(self) -> torch.Tensor:
-        """Fourier symbol (N, N//2+1) of the frame-averaged ``w A_p^T A_p`` (measured once)."""
+        """Fourier symbol (N, N) of the frame-averaged ``w A_p^T A_p`` (measured once)."""
         if self._symbol is None:
             n_frames, height, width = self.operator.domain_shape
             impulse = torch.zeros(self.operator.domain_shape, device=self.data.device)
@@ -186,7 +202,7 @@ class PSMSubproblem:
             with torch.no_grad():
                 kernel = (self.data_weight * self.operator.normal(impulse)).mean(dim=0)
             kernel = torch.fft.ifftshift(kernel, dim=(-2, -1))
-            symbol = torch.fft.rfft2(kernel).real
+            symbol = torch.fft.fft2(kernel).real
             # The convolution model of the frame-averaged normal operator is crude where the
             # data see little (one view per frame); a floor keeps the preconditioner from
             # amplifying those frequencies (measured on the walnut, N=128, P=256: 0.05 x the
@@ -202,11 +218,15 @@ class PSMSubproblem:
         symbol = self._normal_symbol()
         inverse = 1.0 / (eigenvalues[:, None, None] * (symbol + beta)[None] + self.chi + 1e-12)
         shape = self.operator.domain_shape[1:]
+        half_inverse = inverse[..., : shape[1] // 2 + 1]
 
         def apply(x: torch.Tensor) -> torch.Tensor:
-            rotated = torch.einsum("kl,kxy->lxy", eigenvectors, x)
-            filtered = torch.fft.irfft2(torch.fft.rfft2(rotated) * inverse, s=shape)
-            return self._mask(torch.einsum("kl,lxy->kxy", eigenvectors, filtered))
+            rotated = torch.einsum("kl,kxy->lxy", eigenvectors.to(x.dtype), x)
+            if x.is_complex():
+                filtered = torch.fft.ifft2(torch.fft.fft2(rotated) * inverse)
+            else:
+                filtered = torch.fft.irfft2(torch.fft.rfft2(rotated) * half_inverse, s=shape)
+            return self._mask(torch.einsum("kl,lxy->kxy", eigenvectors.to(x.dtype), filtered))
 
         return apply
 
@@ -231,7 +251,7 @@ class PSMSubproblem:
 
             def hessian(x: torch.Tensor) -> torch.Tensor:
                 out = project_frames(self.normal(synthesize(x, temporal)), temporal)
-                out += torch.einsum("kxy,kl->lxy", x, beta * gram) + self.chi * x
+                out += torch.einsum("kxy,kl->lxy", x, (beta * gram).to(x.dtype)) + self.chi * x
                 return self._mask(out)
 
             precondition = self._preconditioner(temporal, beta)
@@ -258,7 +278,8 @@ class PSMSubproblem:
         parts = torch.stack([spectra.real, spectra.imag], dim=-1).double()  # (N^2, r, 2)
         solution = torch.linalg.solve(matrices, parts).float()
         spectra = torch.complex(solution[..., 0], solution[..., 1]).T.reshape(rhs.shape)
-        return ifft2c(spectra).real.contiguous()
+        spatial = ifft2c(spectra)
+        return (spatial if self.operator.is_complex_domain else spatial.real).contiguous()
 
     def sweep(
         self,
@@ -289,10 +310,10 @@ class PSMSubproblem:
             return
         with torch.no_grad():
             temporal_sq = factors.temporal().double().square().sum(dim=0)
-            spatial_sq = factors.spatial.double().reshape(factors.rank, -1).square().sum(dim=1)
+            spatial_sq = factors.spatial.abs().double().reshape(factors.rank, -1).square().sum(dim=1)
             valid = (temporal_sq > 0) & (spatial_sq > 0)
             ratio = torch.where(valid, self.xi * temporal_sq / (self.chi * spatial_sq).clamp_min(1e-300), 1.0)
-            a = ratio.pow(0.25).to(factors.spatial.dtype)
+            a = ratio.pow(0.25).to(factors.knots.dtype)
             factors.spatial = (factors.spatial * a[:, None, None]).contiguous()
             factors.knots = (factors.knots / a[:, None]).contiguous()
 
