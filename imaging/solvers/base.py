@@ -44,8 +44,8 @@ def measurement_bytes(measurements) -> int:
     and the ground truth, whichever are present; a slice or a volume.
     """
     arrays = (
-        measurements.sinogram, measurements.angles, measurements.kspace,
-        measurements.mask, measurements.coil_maps, measurements.ground_truth,
+        measurements.sinogram, measurements.angles, measurements.kspace, measurements.mask,
+        measurements.trajectory, measurements.coil_maps, measurements.ground_truth,
     )
     return int(sum(array.nbytes for array in arrays if array is not None))
 
@@ -172,7 +172,8 @@ class Solver:
         - the operator: tomography :data:`OPERATOR_BUILD_BYTES_PER_WEIGHT` per weight of
           the sparse matrix while it is built, about N weights per measured value
           (N x P x V x D); MRI :data:`MRI_OPERATOR_BYTES_PER_SAMPLE` per k-space sample;
-        - ``state_copies`` float32 (P, N, N) stacks;
+        - ``state_copies`` float32 (P, N, N) stacks, complex64 for MRI (complex images:
+          twice the bytes of the fitted real stacks, a model not refitted);
         - :meth:`model_bytes` (a network the method trains, 0 for most methods).
 
         Parameters
@@ -190,7 +191,7 @@ class Solver:
             raise ValueError("estimate_bytes takes the measurements of one slice: pass measurements.slice(z)")
         params = params if params is not None else cls.make_params()
         height, width = measurements.slice_shape
-        stack = 4 * measurements.n_frames * height * width
+        stack = (8 if measurements.modality == "mri" else 4) * measurements.n_frames * height * width
         if measurements.modality == "tomography":
             operator = OPERATOR_BUILD_BYTES_PER_WEIGHT * height * measurements.sinogram.size
         else:
