@@ -189,8 +189,9 @@ def test_mri_operator_memory_counts_its_tensors():
     odd = DynamicMRI(_point_mask(frames, (7, 6)), _coil_maps(coils, (7, 6)))
     assert odd.nbytes == frames * 42 + coils * 42 * 8
     lines = DynamicMRI(_line_mask(frames, shape, lines=3), _coil_maps(coils, shape))
-    # mask, maps and maps by row; the rows (int64) and the DFT rows and their adjoint (complex64)
-    assert lines.nbytes == mask_bytes + 2 * maps_bytes + frames * 3 * 8 + 2 * frames * 3 * shape[0] * 8
+    # mask, maps and the readout-modulated maps with their conjugate; the rows (int64) and the
+    # DFT rows and their adjoint (complex64)
+    assert lines.nbytes == mask_bytes + 3 * maps_bytes + frames * 3 * 8 + 2 * frames * 3 * shape[0] * 8
 
 
 @pytest.mark.parametrize("shape", [(16, 12), (15, 9)])
