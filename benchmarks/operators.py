@@ -3,7 +3,9 @@
 Cases (the paper's protocol sizes):
 
 - tomography, P=256 frames, 1 view per frame (bit-reversal over [0, pi)), N=128 and
-  N=256, detector of N bins;
+  N=256, detector of N bins; at N=512 and N=1024 also with the matrix-free back end
+  (``-matrix-free``: ASTRA's projector on the fly, no stored weights), the sparse one
+  being the default whose weights grow to 2 GB at N=1024;
 - dynamic MRI, 128 x 128, P=256 frames, 8 phase-encode lines per frame
   (variable-density, 4 centre lines), single coil and 8 coils.
 
@@ -31,7 +33,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,33 +40,24 @@ import time
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))
+
+from benchmarks._memory import peak_rss_bytes, rss_bytes  # noqa: E402
 DEFAULT_OUTPUT = REPOSITORY / "benchmarks" / "results" / "operators.md"
 
 FRAMES = 256
 CASES = {
     "tomo-128": {"modality": "tomography", "size": 128},
     "tomo-256": {"modality": "tomography", "size": 256},
+    "tomo-512": {"modality": "tomography", "size": 512, "backend": "sparse"},
+    "tomo-512-matrix-free": {"modality": "tomography", "size": 512, "backend": "matrix-free"},
+    "tomo-1024": {"modality": "tomography", "size": 1024, "backend": "sparse"},
+    "tomo-1024-matrix-free": {"modality": "tomography", "size": 1024, "backend": "matrix-free"},
     "mri-1coil": {"modality": "mri", "size": 128, "coils": 1, "lines": 8},
     "mri-8coils": {"modality": "mri", "size": 128, "coils": 8, "lines": 8},
 }
 #: Forward + adjoint time (ms) and operator memory (MB) targets of issue 2.
 TARGETS = {"tomo-128": {"ms": 30.0}, "tomo-256": {"ms": 120.0, "mb": 150.0}}
-
-
-def _rss_bytes() -> int:
-    """Current resident set size of this process (Linux /proc, else psutil)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        import psutil
-
-        return psutil.Process().memory_info().rss
-
-
-def _peak_rss_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # kilobytes on Linux
 
 
 def _time_calls(function, argument, warmup: int, repeats: int) -> list[float]:
@@ -86,7 +78,8 @@ def _build(case: dict):
 
     size = case["size"]
     if case["modality"] == "tomography":
-        return DynamicTomography(view_angles("bit-reversal", FRAMES), (size, size))
+        backend = case.get("backend", "auto")
+        return DynamicTomography(view_angles("bit-reversal", FRAMES), (size, size), projector_backend=backend)
     from imaging.simulate import synthetic_coil_maps
 
     mask = kt_mask("variable-density", FRAMES, (size, size), case["lines"], center_lines=4, seed=0)
@@ -107,11 +100,11 @@ def run_case(name: str, warmup: int, repeats: int, threads: int | None) -> dict:
     import imaging.schedules  # noqa: F401
     import imaging.simulate  # noqa: F401
 
-    rss_before = _rss_bytes()
+    rss_before = rss_bytes()
     start = time.perf_counter()
     operator = _build(CASES[name])
     build_seconds = time.perf_counter() - start
-    rss_growth = _rss_bytes() - rss_before
+    rss_growth = rss_bytes() - rss_before
     generator = torch.Generator().manual_seed(0)
     x = operator.random_domain(generator)
     y = operator.random_range(generator)
@@ -128,7 +121,7 @@ def run_case(name: str, warmup: int, repeats: int, threads: int | None) -> dict:
         "adjoint_min_ms": 1e3 * min(adjoint),
         "held_mb": operator.nbytes / 1e6,
         "rss_growth_mb": rss_growth / 1e6,
-        "peak_rss_mb": _peak_rss_bytes() / 1e6,
+        "peak_rss_mb": peak_rss_bytes() / 1e6,
         "adjointness": operator.adjointness_error(),
         "shape": f"{tuple(operator.domain_shape)} -> {tuple(operator.range_shape)}",
         "numpy": np.__version__,
@@ -189,7 +182,7 @@ def format_report(rows: list[dict], info: list[str], args) -> str:
         "",
         f"`python benchmarks/operators.py` (median of {args.repeats} calls after {args.warmup} warm-up calls; "
         "minimum in parentheses). \"held\": the operator's `nbytes` (tomography: sparse weights and "
-        "indices; MRI: mask and coil maps, plain and modulated); \"RSS growth\": the process's resident "
+        "indices, none for the matrix-free back end; MRI: mask and coil maps, plain and modulated); \"RSS growth\": the process's resident "
         "memory after construction minus before (libraries already imported); each case runs in a "
         "fresh process.",
         "",

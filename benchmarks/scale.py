@@ -3,7 +3,8 @@
 Each case is simulated once (walnut, one view per frame, bit-reversal, noise 5e-3) by
 this process and reconstructed in a child process of its own, so the peak RSS column
 is the reconstruction's alone (Python, PyTorch and ASTRA included, the simulation
-not). Every case runs twice: on the file without its ground truth and with it (the
+not: the child's ``VmHWM``; ``ru_maxrss`` would report the parent's peak, see
+``benchmarks/_memory.py``). Every case runs twice: on the file without its ground truth and with it (the
 runner then logs PSNR every iteration and a sampled SSIM), which measures what the
 logging costs. Cases that exceed ``--timeout`` are reported as such.
 
@@ -22,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._memory import peak_rss_bytes  # noqa: E402
 
 
 def run_child(data_path: str, method: str, preset: str | None, device: str, out_json: str) -> None:
@@ -46,7 +48,7 @@ def run_child(data_path: str, method: str, preset: str | None, device: str, out_
         torch.cuda.synchronize()
     row = {
         "seconds": time.perf_counter() - start,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_rss_gb": peak_rss_bytes() / 2**30,
         "iterations": len(result.history),
         "stop_reason": result.stop_reason,
         "final_psnr": result.history[-1].get("psnr") if result.history else None,

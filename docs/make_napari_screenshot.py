@@ -27,11 +27,11 @@ PLUGIN = "imaging-redpsm"
 
 
 def wait_until_idle(widget, timeout: float = 600.0) -> None:
-    """Process Qt events until the Reconstruct widget's run has finished."""
+    """Process Qt events until the widget's job (simulation, run, comparison) has finished."""
     deadline = time.monotonic() + timeout
     while widget.running:
         if time.monotonic() > deadline:
-            raise TimeoutError("the reconstruction did not finish in time")
+            raise TimeoutError("the job did not finish in time")
         QApplication.processEvents()
         time.sleep(0.02)
     QApplication.processEvents()
@@ -65,7 +65,9 @@ def main() -> None:
     _, simulate = viewer.window.add_plugin_dock_widget(PLUGIN, "Simulate acquisition")
     simulate.reset_choices()
     simulate.object.value = phantom.name
-    measurement = simulate.simulate()
+    simulate.simulate()
+    wait_until_idle(simulate)
+    measurement = viewer.layers[simulate.last_measurement]
 
     reconstruct_dock, reconstruct_widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruct", tabify=True)
     baseline = reconstruct(reconstruct_widget, measurement.name, "fbp-window", None)
@@ -75,12 +77,15 @@ def main() -> None:
     compare_dock, compare = viewer.window.add_plugin_dock_widget(PLUGIN, "Compare reconstructions")
     compare.select(phantom.name, [result, baseline])
     compare.compare()
+    wait_until_idle(compare)
 
     # Window layout (private Qt handles are fine in a docs script): both docks get room,
-    # the Reconstruct panel is scrolled to its progress bar and temporal-bases plot.
+    # the Reconstruct panel is scrolled to its PSM factors (its Run/progress footer stays).
     viewer.window._qt_window.resizeDocks([reconstruct_dock, compare_dock], [560, 600], Qt.Orientation.Vertical)
-    QApplication.processEvents()
-    scroll_bar = reconstruct_widget.native.verticalScrollBar()
+    for _ in range(20):  # the factors plot is drawn in a worker
+        QApplication.processEvents()
+        time.sleep(0.05)
+    scroll_bar = reconstruct_widget.native.scroll_area.verticalScrollBar()
     scroll_bar.setValue(scroll_bar.maximum())
 
     # Canvas: object, acquisition, baseline and RED-PSM side by side at one frame.

@@ -15,6 +15,12 @@ from ._limits import DETECTOR_SPACING_RANGE, MAX_ABS_ANGLE
 
 MODALITIES = ("tomography", "mri")
 
+#: Tomography geometries of the file contract (``geometry`` key).
+GEOMETRIES = ("parallel", "fan")
+
+#: The geometry fields of tomography measurements (keys of the file contract).
+GEOMETRY_KEYS = ("geometry", "center_offset", "source_origin", "origin_detector")
+
 
 class MeasurementError(ValueError):
     """Raised for measurement data that violate the file contract."""
@@ -23,6 +29,13 @@ class MeasurementError(ValueError):
 def _require_finite(name: str, array: np.ndarray) -> None:
     if not np.all(np.isfinite(array)):
         raise MeasurementError(f"'{name}' contains NaN or infinite values")
+
+
+def _finite_number(name: str, value) -> float:
+    array = np.asarray(value)
+    if array.size != 1 or array.dtype.kind not in "iuf" or not np.isfinite(array.reshape(())):
+        raise MeasurementError(f"{name!r} must be a finite number, got {value!r}")
+    return float(array.reshape(()))
 
 
 def _finite_as(name: str, array: np.ndarray, dtype) -> np.ndarray:
@@ -47,7 +60,11 @@ class Measurements:
     One slice (``image_shape`` has two entries):
 
     - tomography: ``sinogram`` float32 (P, V, D), ``angles`` float64 (P, V) radians,
-      ``detector_spacing``, ``image_shape`` (N, N);
+      ``detector_spacing``, ``image_shape`` (N, N); the geometry: ``geometry``
+      ("parallel" or "fan"), ``center_offset`` (detector bins from the detector centre
+      to where the rotation axis projects; signed, sub-pixel) and, for a fan beam,
+      ``source_origin`` and ``origin_detector`` (pixel units, ASTRA ``fanflat``;
+      ``detector_spacing`` is then the bin width at the detector);
     - MRI: ``kspace`` complex64 (P, C, H, W), ``mask`` bool (P, H, W), optional
       ``coil_maps`` complex64 (C, H, W) (with several coils and none given, the runner
       estimates them from the data: :meth:`estimate_coil_maps`); ``image_shape`` is (H, W);
@@ -61,7 +78,9 @@ class Measurements:
     axis of the data:
 
     - tomography: ``sinogram`` float32 (P, V, Z, D) (parallel beam: detector row z sees
-      slice z only), ``angles`` float64 (P, V) shared by every slice;
+      slice z only), ``angles`` float64 (P, V) shared by every slice. Parallel beam only:
+      the rows of a fan-beam (i.e. cone-beam) detector are fan-beam slices only at the
+      central row, so fan-beam volumes are refused rather than reconstructed wrongly;
     - MRI: ``kspace`` complex64 (P, Z, C, H, W), ``mask`` bool (P, H, W) shared by every
       slice or (P, Z, H, W) per slice, ``coil_maps`` complex64 (C, H, W) shared or
       (Z, C, H, W) per slice; non-Cartesian ``kspace`` (P, Z, C, S, R) with one
@@ -82,6 +101,10 @@ class Measurements:
     coil_maps: np.ndarray | None = None
     ground_truth: np.ndarray | None = None
     noise_std: float | None = None
+    geometry: str = "parallel"
+    center_offset: float = 0.0
+    source_origin: float | None = None
+    origin_detector: float | None = None
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -137,6 +160,7 @@ class Measurements:
                 sinogram=contiguous(self.sinogram[:, :, z]),
                 angles=self.angles,
                 detector_spacing=self.detector_spacing,
+                **self.geometry_fields(),
                 **common,
             )
         return Measurements(
@@ -152,7 +176,7 @@ class Measurements:
         """The measurements of the frames ``indices`` only, in that order.
 
         Every array of the file contract has time first, so this is the same for every
-        modality, for a slice and for a volume.
+        modality, for a slice and for a volume; a tomography geometry is kept.
 
         Parameters
         ----------
@@ -188,6 +212,24 @@ class Measurements:
             ground_truth=frames_of(self.ground_truth),
             noise_std=self.noise_std,
             extra=self.extra,
+            **(self.geometry_fields() if self.modality == "tomography" else {}),
+        )
+
+    def geometry_fields(self) -> dict:
+        """The tomography geometry keys (``geometry``, ``center_offset``, fan distances) as a dict."""
+        return {key: getattr(self, key) for key in GEOMETRY_KEYS}
+
+    def projection_geometry(self):
+        """The :class:`imaging.operators.geometry.ProjectionGeometry` of tomography measurements."""
+        from .operators.geometry import ProjectionGeometry
+
+        return ProjectionGeometry(
+            int(self.sinogram.shape[-1]),
+            self.detector_spacing,
+            self.geometry,
+            self.center_offset,
+            self.source_origin,
+            self.origin_detector,
         )
 
     @property
@@ -325,8 +367,48 @@ class Measurements:
                 f"got {self.detector_spacing!r}"
             )
         self.detector_spacing = spacing
+        self._validate_geometry()
+
+    def _validate_geometry(self) -> None:
+        if not isinstance(self.geometry, str) or self.geometry not in GEOMETRIES:
+            raise MeasurementError(
+                f"'geometry' {self.geometry!r} is not supported: the toolkit reconstructs "
+                f"{' or '.join(repr(g) for g in GEOMETRIES)} beam tomography (cone beam and others are refused "
+                "rather than reconstructed with the wrong physics)"
+            )
+        if self.center_offset is None:
+            self.center_offset = 0.0
+        for key in ("center_offset", "source_origin", "origin_detector"):
+            value = getattr(self, key)
+            if value is not None:
+                setattr(self, key, _finite_number(key, value))
+        half_detector = self.sinogram.shape[-1] / 2.0
+        if abs(self.center_offset) > half_detector:
+            raise MeasurementError(
+                f"'center_offset' {self.center_offset:g} puts the rotation axis outside the detector of "
+                f"{self.sinogram.shape[-1]} bins (|offset| must be at most {half_detector:g})"
+            )
+        if self.geometry == "fan" and self.is_volume:
+            raise MeasurementError(
+                "fan-beam volumes are not supported: the rows of a fan-beam (cone-beam) detector are fan-beam "
+                "slices only at the central row; measure or import one row as a single slice"
+            )
+        try:
+            self.projection_geometry().check_image_size(self.slice_shape[0])
+        except ValueError as exc:
+            raise MeasurementError(str(exc)) from None
 
     def _validate_mri(self) -> None:
+        defaults = {
+            "geometry": "parallel",
+            "center_offset": 0.0,
+            "source_origin": None,
+            "origin_detector": None,
+            "detector_spacing": 1.0,
+        }
+        given = [key for key, default in defaults.items() if getattr(self, key) != default]
+        if given:
+            raise MeasurementError(f"{', '.join(repr(k) for k in given)} describe(s) tomography, not mri measurements")
         if self.kspace is None:
             raise MeasurementError("mri measurements need 'kspace'")
         if (self.mask is None) == (self.trajectory is None):
@@ -458,7 +540,7 @@ class Measurements:
         """The file-contract keys present, as numpy values (for saving)."""
         out = {}
         for f in fields(self):
-            if f.name == "extra":
+            if f.name == "extra" or (self.modality == "mri" and f.name in (*GEOMETRY_KEYS, "detector_spacing")):
                 continue
             value = getattr(self, f.name)
             if value is None:

@@ -4,8 +4,9 @@ View angles
 -----------
 An acquisition of ``P`` frames with ``V`` views per frame has ``M = P * V`` acquisition
 instants in time order; frame ``p`` is measured at instants ``p * V ... p * V + V - 1``.
-Each schedule assigns one angle in ``[0, pi)`` to every instant (parallel-beam
-projections at ``theta`` and ``theta + pi`` are mirror images, so half a turn suffices).
+Each schedule assigns one angle in ``[0, arc)`` to every instant: ``arc = pi`` by
+default (parallel-beam projections at ``theta`` and ``theta + pi`` are mirror images, so
+half a turn suffices), ``arc = 2 pi`` for a full circle (a fan beam needs one).
 
 K-t masks
 ---------
@@ -20,7 +21,7 @@ import math
 
 import numpy as np
 
-SCHEDULES = ("bit-reversal", "golden-angle", "linear", "random")
+SCHEDULES = ("bit-reversal", "golden-angle", "linear", "random", "interlaced")
 MASK_PATTERNS = ("variable-density", "golden-ratio", "equispaced")
 
 #: The golden angle for half-turn schedules, ``pi / phi = pi * (sqrt(5) - 1) / 2``
@@ -36,32 +37,36 @@ _INVERSE_GOLDEN_RATIO = (math.sqrt(5.0) - 1.0) / 2.0
 MAX_INTERVAL_RATIO = 3.0
 
 
-def angular_weights(angles: np.ndarray) -> np.ndarray:
-    """Quadrature weights of views at ``angles`` (radians) for back-projection over [0, pi).
+def angular_weights(angles: np.ndarray, period: float = np.pi) -> np.ndarray:
+    """Quadrature weights of views at ``angles`` (radians) for back-projection.
 
-    Each distinct angle (modulo pi) stands for half of the gaps to its two neighbours on
-    the circle of circumference pi, capped at three times the median such interval (so
-    the two end views of a limited arc do not stand for the whole missing arc); views
-    that repeat an angle share its interval; the weights are then scaled to sum to pi,
-    so that the reconstruction keeps the object's mean value. ``M`` equispaced views get
-    ``pi / M`` each.
+    Each distinct angle (modulo ``period``: pi for parallel beam, whose views repeat
+    after half a turn, 2 pi for a fan beam) stands for half of the gaps to its two
+    neighbours on the circle of circumference ``period``, capped at three times the
+    median such interval (so the two end views of a limited arc do not stand for the
+    whole missing arc); views that repeat an angle share its interval; the weights are
+    then scaled to sum to pi, so that the reconstruction keeps the object's mean value
+    (over a full circle every ray is measured twice, hence FBP's factor 1/2). ``M``
+    equispaced views get ``pi / M`` each.
 
     Parameters
     ----------
     angles : numpy.ndarray
         (M,) float.
+    period : float
+        The rotation after which views repeat the same rays.
 
     Returns
     -------
     numpy.ndarray
         float64 (M,), positive, summing to pi.
     """
-    folded = np.mod(np.asarray(angles, dtype=np.float64), np.pi)
+    folded = np.mod(np.asarray(angles, dtype=np.float64), period)
     distinct, inverse, counts = np.unique(folded, return_inverse=True, return_counts=True)
     if distinct.size == 1:
-        cells = np.array([np.pi])
+        cells = np.array([period])
     else:
-        gaps = np.diff(np.concatenate([distinct, [distinct[0] + np.pi]]))
+        gaps = np.diff(np.concatenate([distinct, [distinct[0] + period]]))
         cells = 0.5 * (gaps + np.roll(gaps, 1))
     cells = np.minimum(cells, MAX_INTERVAL_RATIO * np.median(cells))
     weights = cells[inverse] / counts[inverse]
@@ -101,50 +106,75 @@ def bit_reversal_order(n: int) -> np.ndarray:
     return reversed_indices[reversed_indices < n]
 
 
-def view_angles(schedule: str, frames: int, views_per_frame: int = 1, seed: int = 0) -> np.ndarray:
-    """View angles of a dynamic parallel-beam acquisition.
+def view_angles(
+    schedule: str, frames: int, views_per_frame: int = 1, seed: int = 0, arc: float = math.pi, turns: int | None = None
+) -> np.ndarray:
+    """View angles of a dynamic tomography acquisition over ``[0, arc)``.
 
     Parameters
     ----------
     schedule : {"bit-reversal", "golden-angle", "linear", "random"}
         Order of the ``M = frames * views_per_frame`` acquisition instants ``k``:
 
-        - ``"linear"``: ``theta_k = pi * k / M`` (one sweep of the half turn);
-        - ``"bit-reversal"``: ``theta_k = pi / M * bitrev(k)``, the paper's schedule
-          (``0, pi/2, pi/4, 3pi/4, ...`` for ``M = 256``). When ``M`` is not a power of
-          two, ``bitrev`` is the bit-reversal permutation of the next power of two with
-          the out-of-range entries skipped (see :func:`bit_reversal_order`), so the
-          angles are still a permutation of the linear ones;
-        - ``"golden-angle"``: ``theta_k = (k * GOLDEN_ANGLE) mod pi`` with the golden
-          angle ``pi (sqrt 5 - 1) / 2`` (111.246 degrees, taken modulo 180 degrees);
-        - ``"random"``: independent uniform angles in ``[0, pi)`` from
-          ``numpy.random.default_rng(seed)``.
+        - ``"linear"``: ``theta_k = arc * k / M`` (one sweep of the arc);
+        - ``"bit-reversal"``: ``theta_k = arc / M * bitrev(k)``, the paper's schedule
+          (``0, pi/2, pi/4, 3pi/4, ...`` for ``M = 256`` over a half turn). When ``M``
+          is not a power of two, ``bitrev`` is the bit-reversal permutation of the next
+          power of two with the out-of-range entries skipped (see
+          :func:`bit_reversal_order`), so the angles are still a permutation of the
+          linear ones;
+        - ``"golden-angle"``: ``theta_k = (k * arc (sqrt 5 - 1) / 2) mod arc``, the
+          golden section of the arc (for the half turn, :data:`GOLDEN_ANGLE` = 111.246
+          degrees taken modulo 180 degrees);
+        - ``"random"``: independent uniform angles in ``[0, arc)`` from
+          ``numpy.random.default_rng(seed)``;
+        - ``"interlaced"``: a continuous rotation of ``turns`` sweeps of the arc, each
+          at ``L = ceil(M / turns)`` equispaced angles, sweep ``j`` shifted by
+          ``bitrev(j) / turns`` of their spacing (Mohan et al.'s interlaced views):
+          ``theta_k = arc * (i * turns + bitrev(j)) / (L * turns)`` for instant
+          ``k = j * L + i``, so the sweeps fill each other's gaps coarse-to-fine.
     frames : int
         Number of time frames ``P >= 1``.
     views_per_frame : int
         Views per frame ``V >= 1``; frame ``p`` gets instants ``p*V .. p*V + V - 1``.
     seed : int
         Seed of the ``"random"`` schedule (the other schedules are deterministic).
+    arc : float
+        The angular range in radians, ``0 < arc <= 2 pi``: ``pi`` (default) for
+        parallel beam, ``2 pi`` for a full circle.
+    turns : int, optional
+        Sweeps of the ``"interlaced"`` schedule, ``1 <= turns <= M`` (default
+        ``min(4, M)``).
 
     Returns
     -------
     numpy.ndarray
-        float64 (P, V), radians in ``[0, pi)``, ASTRA's parallel-beam convention.
+        float64 (P, V), radians in ``[0, arc)``, ASTRA's convention.
     """
     frames = _check_count("frames", frames)
     views_per_frame = _check_count("views_per_frame", views_per_frame)
+    arc = float(arc)
+    if not 0.0 < arc <= 2.0 * math.pi:
+        raise ValueError(f"arc must be in (0, 2 pi] radians, got {arc!r}")
     n_instants = frames * views_per_frame
     instants = np.arange(n_instants, dtype=np.float64)
     if schedule == "linear":
-        angles = math.pi * instants / n_instants
+        angles = arc * instants / n_instants
     elif schedule == "bit-reversal":
-        angles = math.pi / n_instants * bit_reversal_order(n_instants).astype(np.float64)
+        angles = arc / n_instants * bit_reversal_order(n_instants).astype(np.float64)
     elif schedule == "golden-angle":
-        angles = np.mod(instants * GOLDEN_ANGLE, math.pi)
-        # Rounding in the modulo can land exactly on pi, which is the same view as 0.
-        angles[angles >= math.pi] = 0.0
+        angles = np.mod(instants * (arc * _INVERSE_GOLDEN_RATIO), arc)
+        # Rounding in the modulo can land exactly on the arc's end, which is the same view as 0.
+        angles[angles >= arc] = 0.0
     elif schedule == "random":
-        angles = np.random.default_rng(seed).uniform(0.0, math.pi, size=n_instants)
+        angles = np.random.default_rng(seed).uniform(0.0, arc, size=n_instants)
+    elif schedule == "interlaced":
+        turns = min(4, n_instants) if turns is None else _check_count("turns", turns)
+        if turns > n_instants:
+            raise ValueError(f"turns ({turns}) cannot exceed the {n_instants} views of the acquisition")
+        per_turn = math.ceil(n_instants / turns)
+        sweep, index = np.divmod(np.arange(n_instants), per_turn)
+        angles = arc * (index * turns + bit_reversal_order(turns)[sweep]) / (per_turn * turns)
     else:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
     return angles.reshape(frames, views_per_frame)

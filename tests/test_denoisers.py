@@ -60,7 +60,37 @@ def test_dncnn_residual_form_subtracts_network_output():
     torch.testing.assert_close(direct(x), direct.net(x))
 
 
-@pytest.mark.parametrize("kwargs", [{"depth": 1}, {"width": 0}, {"depth": 2.5}, {"residual": "yes"}])
+def test_bias_free_dncnn_is_scale_equivariant_and_keeps_zero():
+    torch.manual_seed(3)
+    model = DnCNN(4, 8, bias=False).eval()
+    assert all(c.bias is None for c in model.modules() if isinstance(c, nn.Conv2d))
+    x = torch.rand(2, 1, 20, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(model(3.7 * x), 3.7 * model(x), rtol=1e-5, atol=1e-6)
+        assert torch.count_nonzero(model(torch.zeros(1, 1, 12, 12))) == 0
+    assert model.architecture == {"depth": 4, "width": 8, "residual": True, "bias": False}
+
+
+def test_dilated_dncnn_widens_the_receptive_field_and_keeps_the_size():
+    model = DnCNN(5, 4, residual=False, bias=False, dilations=[1, 2, 3, 2, 1]).eval()
+    assert model.receptive_field == 19
+    assert model.architecture["dilations"] == [1, 2, 3, 2, 1]
+    with torch.no_grad():
+        for conv in model.modules():
+            if isinstance(conv, nn.Conv2d):
+                conv.weight.abs_()  # positive weights: every path carries the impulse
+        impulse = torch.zeros(1, 1, 41, 41)
+        impulse[0, 0, 20, 20] = 1.0
+        support = model(impulse)[0, 0] > 0
+        assert model(torch.rand(2, 1, 17, 23)).shape == (2, 1, 17, 23)
+    expected = torch.zeros(41, 41, dtype=torch.bool)
+    expected[11:30, 11:30] = True  # 19 x 19 around the impulse
+    assert torch.equal(support, expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"depth": 1}, {"width": 0}, {"depth": 2.5}, {"residual": "yes"}, {"bias": 0},
+               {"depth": 3, "dilations": [1, 2]}, {"depth": 2, "dilations": [1, 0]}])
 def test_dncnn_rejects_bad_architecture(kwargs):
     with pytest.raises(ValueError, match="DnCNN"):
         DnCNN(**kwargs)
@@ -255,3 +285,55 @@ def test_shipped_default_denoises_and_keeps_clean_images():
     denoised = denoise_frames(model, noisy)
     assert _psnr(denoised, clean) > _psnr(noisy, clean) + 4.0
     assert _psnr(denoise_frames(model, clean), clean) > 35.0
+
+
+def test_denoise_layout_bounds_the_working_memory():
+    from imaging.denoisers.inference import AUTO_PATCH_SIZE, denoise_layout, working_bytes_per_pixel
+
+    model = DnCNN(depth=3, width=16)
+    per_pixel = working_bytes_per_pixel(model)
+    assert per_pixel == 8 * 16 + 40
+    # Small frames: whole frames, at most 8 per call.
+    assert denoise_layout(model, (64, 64)) == (None, 8)
+    # The batch shrinks with the frame: two frames' activations fit.
+    assert denoise_layout(model, (100, 100), working_bytes=2 * per_pixel * 100 * 100) == (None, 2)
+    # One frame does not fit: patches, as many as fit (at least one).
+    patch_bytes = per_pixel * AUTO_PATCH_SIZE**2
+    assert denoise_layout(model, (1024, 1024), working_bytes=3 * patch_bytes) == (AUTO_PATCH_SIZE, 3)
+    assert denoise_layout(model, (1024, 1024), working_bytes=patch_bytes // 2) == (AUTO_PATCH_SIZE, 1)
+    # Explicit values are kept.
+    assert denoise_layout(model, (1024, 1024), patch_size=64, batch_size=5) == (64, 5)
+
+
+def test_training_on_reconstruction_pairs_learns_their_degradation(tmp_path):
+    from imaging.denoisers.training_data import ImagePairs
+
+    clean = generate_static_objects(12, size=32, seed=5)
+    # A fixed, structured degradation (stripes) the white-noise source never shows.
+    stripes = 0.08 * np.sin(np.arange(32) * 1.3)[None, None, :].astype(np.float32)
+    pairs = ImagePairs(clean + stripes, clean, np.arange(12) // 2, {"source": "test stripes"})
+    provenance = train_denoiser(tmp_path / "pairs.pt", n_images=8, size=32, depth=3, width=8, epochs=200,
+                                batch_size=8, patch_size=24, pairs=pairs, pair_fraction=0.75, bias=False,
+                                noise_sampling="log-uniform", lr=1e-2, seed=0, progress=False, threads=1)
+    record = provenance["data"]["pairs"]
+    assert record["source"] == "test stripes" and record["n_train"] + record["n_validation"] == 12
+    assert record["n_validation"] % 2 == 0  # whole groups are held out
+    assert record["validation_psnr_db"]["denoised"] > record["validation_psnr_db"]["input"] + 1.0
+    assert provenance["noise"]["sampling"] == "log-uniform"
+    assert load_denoiser(tmp_path / "pairs.pt").architecture["bias"] is False
+
+
+def test_image_pairs_and_pair_arguments_are_checked(tmp_path):
+    from imaging.denoisers.training_data import ImagePairs
+
+    with pytest.raises(ValueError, match="one shape"):
+        ImagePairs(np.zeros((2, 8, 8)), np.zeros((2, 8, 9)), [0, 1], {})
+    with pytest.raises(ValueError, match="NaN"):
+        ImagePairs(np.full((2, 8, 8), np.nan), np.zeros((2, 8, 8)), [0, 1], {})
+    with pytest.raises(ValueError, match="needs pairs"):
+        train_denoiser(tmp_path / "x.pt", pair_fraction=0.5, progress=False)
+    one_group = ImagePairs(np.zeros((2, 32, 32)), np.zeros((2, 32, 32)), [0, 0], {})
+    with pytest.raises(ValueError, match="2 groups"):
+        train_denoiser(tmp_path / "x.pt", pairs=one_group, pair_fraction=0.5, progress=False)
+    with pytest.raises(ValueError, match="noise_sampling"):
+        train_denoiser(tmp_path / "x.pt", noise_sampling="gamma", progress=False)

@@ -14,6 +14,7 @@ TINY_ARGS = {
     "dynamic_mri.py": ["--frames", "16", "--size", "32", "--max-iter", "2"],
     "train_denoiser_on_my_images.py": ["--epochs", "1", "--size", "32", "--output", "tiny.pt"],
     "callback_and_cancel.py": ["--frames", "16", "--size", "32"],
+    "raw_ct.py": ["--frames", "16", "--size", "32", "--max-iter", "2"],
 }
 
 

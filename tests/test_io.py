@@ -168,6 +168,102 @@ def test_unknown_keys_are_refused_by_name_without_being_read(tmp_path, suffix):
         load_measurements(path)
 
 
+def test_unknown_hdf5_group_is_refused(tmp_path):
+    path = write_h5(tmp_path / "data.h5", contract_arrays(tomography()))
+    with h5py.File(path, "a") as handle:
+        handle.create_group("instrument").create_dataset("energy", data=20.0)
+    with pytest.raises(FileFormatError, match="unknown key.*'instrument'"):
+        load_measurements(path)
+
+
+def fan_beam(offset=1.25):
+    return Measurements(
+        modality="tomography",
+        image_shape=(8, 8),
+        sinogram=RNG.standard_normal((4, 1, 15)).astype(np.float32),
+        angles=RNG.uniform(0, 2 * np.pi, (4, 1)),
+        detector_spacing=1.5,
+        geometry="fan",
+        center_offset=offset,
+        source_origin=20.0,
+        origin_detector=10.0,
+    )
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+def test_geometry_keys_round_trip(tmp_path, suffix):
+    original = fan_beam()
+    loaded = load_measurements(save_measurements(tmp_path / f"fan{suffix}", original))
+    assert_same(loaded, original)
+    assert (loaded.geometry, loaded.center_offset, loaded.source_origin, loaded.origin_detector) == ("fan", 1.25, 20.0, 10.0)
+    parallel = load_measurements(save_measurements(tmp_path / f"parallel{suffix}", tomography()))
+    assert (parallel.geometry, parallel.center_offset, parallel.source_origin) == ("parallel", 0.0, None)
+
+
+def test_files_without_geometry_keys_are_centred_parallel_beam(tmp_path):
+    arrays = contract_arrays(tomography())
+    for key in ("geometry", "center_offset"):
+        arrays.pop(key)
+    loaded = load_measurements(write_npz(tmp_path / "old.npz", arrays))
+    assert (loaded.geometry, loaded.center_offset) == ("parallel", 0.0)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: a.update(geometry=np.array("cone")), "'geometry' 'cone' is not supported"),
+        (lambda a: a.update(geometry=np.array("helical")), "'geometry' 'helical' is not supported"),
+        (lambda a: a.update(geometry=np.array(2.0)), "'geometry' must be a string"),
+        (lambda a: a.pop("source_origin"), "fan-beam geometry needs source_origin and origin_detector"),
+        (lambda a: a.update(geometry=np.array("parallel")), "describe a fan beam; the geometry is 'parallel'"),
+        (lambda a: a.update(source_origin=np.array(4.0)), "source inside the 8 x 8 reconstruction grid"),
+        (lambda a: a.update(origin_detector=np.array(-1.0)), "origin_detector must be a finite distance >= 0"),
+        (lambda a: a.update(center_offset=np.array(9.0)), "rotation axis outside the detector"),
+        (lambda a: a.update(center_offset=np.array(np.nan)), "'center_offset' must be a finite number"),
+        (lambda a: a.update(center_offset=np.array([1.0, 2.0])), "'center_offset' must be a single real number"),
+    ],
+)
+def test_unsupported_geometry_is_refused(tmp_path, suffix, change, message):
+    arrays = contract_arrays(fan_beam())
+    change(arrays)
+    path = WRITERS[suffix](tmp_path / f"bad{suffix}", arrays)
+    with pytest.raises((FileFormatError, MeasurementError), match=message) as caught:
+        load_measurements(path)
+    assert str(path) in str(caught.value)
+
+
+def test_geometry_keys_in_an_mri_file_are_refused(tmp_path):
+    arrays = contract_arrays(mri())
+    arrays["geometry"] = np.array("parallel")
+    arrays["center_offset"] = np.array(0.0)
+    with pytest.raises(FileFormatError, match="unknown key.*'center_offset'"):
+        load_measurements(write_npz(tmp_path / "mri.npz", arrays))
+    with pytest.raises(MeasurementError, match="'center_offset' describe.*tomography"):
+        Measurements(**{**mri().to_dict(), "center_offset": 2.0})
+
+
+def test_fan_beam_volume_is_refused():
+    with pytest.raises(MeasurementError, match="fan-beam volumes are not supported.*central row"):
+        Measurements(
+            modality="tomography",
+            image_shape=(2, 8, 8),
+            sinogram=np.zeros((3, 1, 2, 12), np.float32),
+            angles=np.zeros((3, 1)),
+            geometry="fan",
+            source_origin=20.0,
+            origin_detector=10.0,
+        )
+
+
+def test_raw_data_exchange_file_gets_a_hint_to_import_it(tmp_path):
+    path = tmp_path / "scan.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("exchange/data", data=np.ones((2, 3, 4), np.uint16))
+    with pytest.raises(FileFormatError, match="missing required key 'modality'.*Data Exchange.*imaging import"):
+        load_measurements(path)
+
+
 def test_integer_and_bool_like_inputs_are_normalised(tmp_path):
     arrays = contract_arrays(mri(False))
     arrays["mask"] = arrays["mask"].astype(np.uint8)

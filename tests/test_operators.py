@@ -46,8 +46,24 @@ def _centred_grid(n):
     return cols - centre, centre - rows
 
 
-def _tomography_case(n, views, projector, support):
-    return lambda: DynamicTomography(_angles(3, views), (n, n), projector=projector, support=support)
+def _tomography_case(n, views, projector, support, backend="sparse"):
+    return lambda: DynamicTomography(
+        _angles(3, views), (n, n), projector=projector, support=support, projector_backend=backend
+    )
+
+
+def _geometry_case(n, views, projector, geometry, backend="sparse"):
+    return lambda: DynamicTomography(
+        _angles(3, views) * 2, (n, n), n_detectors=n + 6, projector=projector, projector_backend=backend, **geometry
+    )
+
+
+#: Geometries beyond the centred parallel beam: an axis offset, a fan beam, both.
+GEOMETRY_CASES = {
+    "offset": {"center_offset": -2.3},
+    "fan": {"geometry": "fan", "source_origin": 40.0, "origin_detector": 20.0, "detector_spacing": 1.5},
+    "fan-offset": {"geometry": "fan", "source_origin": 30.0, "origin_detector": 45.0, "center_offset": 3.7},
+}
 
 
 def _point_mask(frames, shape, seed=0):
@@ -77,6 +93,28 @@ OPERATOR_CASES = {
         for support in ("disk", "square")
     },
     **{
+        f"tomo-N{n}-V{v}-{projector}-{name}": _geometry_case(n, v, projector, geometry)
+        for n in (16, 33)
+        for v in (1, 3)
+        for name, geometry in GEOMETRY_CASES.items()
+        for projector in ("line", "linear", "strip")
+        if not (name.startswith("fan") and projector == "linear") and not (name == "fan-offset" and projector == "strip")
+    },
+    **{
+        f"tomo-matrix-free-N{n}-V{v}-{projector}-{support}": _tomography_case(n, v, projector, support, "matrix-free")
+        for n in (16, 33)
+        for v in (1, 3)
+        for projector in ("line", "strip")
+        for support in ("disk", "square")
+    },
+    **{
+        f"tomo-matrix-free-N{n}-V3-{projector}-{name}": _geometry_case(n, 3, projector, geometry, "matrix-free")
+        for n in (16, 33)
+        for name, geometry in GEOMETRY_CASES.items()
+        for projector in ("line", "strip")
+        if not (name == "fan-offset" and projector == "strip")
+    },
+    **{
         f"mri-{shape[0]}x{shape[1]}-{'single' if coils == 0 else f'{coils}coils'}-{'complex' if cplx else 'real'}"
         f"-{sampling}": _mri_case(shape, coils, cplx, sampling)
         for shape in ((16, 16), (12, 20), (15, 16))  # odd sizes take the shift path
@@ -99,8 +137,8 @@ def test_adjointness(case):
 
 @pytest.mark.parametrize(
     "case",
-    ["tomo-N16-V3-line-disk", "mri-16x16-3coils-real-points", "mri-12x20-3coils-complex-points",
-     "mri-15x16-3coils-complex-lines", "mri-16x16-3coils-real-lines"],
+    ["tomo-N16-V3-line-disk", "tomo-matrix-free-N16-V3-line-disk", "mri-16x16-3coils-real-points",
+     "mri-12x20-3coils-complex-points", "mri-15x16-3coils-complex-lines", "mri-16x16-3coils-real-lines"],
 )
 def test_autograd_gradients_are_the_adjoint_and_forward(case):
     operator = OPERATOR_CASES[case]()
@@ -157,17 +195,73 @@ def test_frame_blocks_and_threads_do_not_change_the_products(monkeypatch):
     blocked = DynamicTomography(angles, (20, 20))
     assert len(single._blocks) == 1 and len(blocked._blocks) >= 4
     assert blocked.nbytes - single.nbytes == 4 * (len(blocked._blocks) - 1)  # one indptr entry per extra block
+    _assert_same_products(single, blocked, torch.equal)
+    assert blocked.adjointness_error() <= 1e-6
+
+
+def _assert_same_products(reference, other, same):
+    """``same(other's product, reference's)`` for forward and adjoint, on 1 and 2 threads."""
     gen = torch.Generator().manual_seed(0)
-    x, y = single.random_domain(gen), single.random_range(gen)
+    x, y = reference.random_domain(gen), reference.random_range(gen)
     threads = torch.get_num_threads()
     try:
         for n_threads in (1, 2):
             torch.set_num_threads(n_threads)
-            assert torch.equal(blocked.forward(x), single.forward(x))
-            assert torch.equal(blocked.adjoint(y), single.adjoint(y))
+            assert same(other.forward(x), reference.forward(x))
+            assert same(other.adjoint(y), reference.adjoint(y))
     finally:
         torch.set_num_threads(threads)
-    assert blocked.adjointness_error() <= 1e-6
+
+
+@pytest.mark.parametrize(
+    "projector, geometry",
+    [(p, "centred") for p in ("line", "linear", "strip")]
+    + [(p, name) for name in GEOMETRY_CASES for p in ("line", "strip") if (name, p) != ("fan-offset", "strip")],
+)
+@pytest.mark.parametrize("support", ["disk", "square"])
+def test_matrix_free_products_equal_the_sparse_ones(projector, geometry, support):
+    # ASTRA's FP/BP walk the same weights as its projection matrix, in the same order.
+    angles = _angles(5, 2, seed=4) * 2
+    kwargs = dict(n_detectors=29, detector_spacing=0.8, projector=projector, support=support)
+    kwargs.update(GEOMETRY_CASES.get(geometry, {}))
+    sparse = DynamicTomography(angles, (24, 24), projector_backend="sparse", **kwargs)
+    free = DynamicTomography(angles, (24, 24), projector_backend="matrix-free", **kwargs)
+    assert (sparse.projector_backend, free.projector_backend) == ("sparse", "matrix-free")
+    _assert_same_products(sparse, free, lambda a, b: torch.allclose(a, b, rtol=1e-6, atol=1e-6))
+    assert free.nbytes < sparse.nbytes / 20  # no weights held
+
+
+def test_matrix_free_ignores_what_lies_outside_the_disk():
+    angles = _angles(2, 2)
+    free = DynamicTomography(angles, (16, 16), projector_backend="matrix-free")
+    x = torch.zeros(2, 16, 16)
+    x[:, 0, 0] = math.inf  # a corner pixel, outside the inscribed disk
+    assert torch.equal(free.forward(x), torch.zeros(free.range_shape))
+    back = free.adjoint(torch.ones(free.range_shape))
+    assert torch.all(back[:, 0, 0] == 0) and torch.all(back[:, 8, 8] > 0)
+
+
+def test_projector_backend_auto_follows_the_memory_share():
+    from imaging.operators.tomography_matrix_free import SPARSE_MEMORY_SHARE, choose_projector_backend
+
+    weights_bytes = 8 * 1024 * 256 * 1 * 1024  # N=1024, P=256, one view, D=1024: 2 GiB
+    fits = int(weights_bytes / SPARSE_MEMORY_SHARE)
+    assert choose_projector_backend("auto", 1024, 256, 1, 1024, memory_bytes=fits) == "sparse"
+    assert choose_projector_backend("auto", 1024, 256, 1, 1024, memory_bytes=fits - 1) == "matrix-free"
+    assert choose_projector_backend("auto", 1024, 256, 1, 1024, "cuda", memory_bytes=1) == "sparse"
+    assert choose_projector_backend("matrix-free", 8, 1, 1, 8) == "matrix-free"
+    assert DynamicTomography(_angles(2, 1), (8, 8)).projector_backend == "sparse"  # small: sparse
+
+
+def test_projector_backend_auto_follows_the_memory_available(monkeypatch):
+    # 8 B x N x P x V x D = 2 MiB of weights: sparse under 16 MiB of room, matrix-free under 8.
+    angles = _angles(64, 1)
+    monkeypatch.setenv("IMAGING_MEMORY_LIMIT", "16MiB")
+    assert DynamicTomography(angles, (64, 64)).projector_backend == "sparse"
+    monkeypatch.setenv("IMAGING_MEMORY_LIMIT", "8MiB")
+    assert DynamicTomography(angles, (64, 64)).projector_backend == "matrix-free"
+    with pytest.raises(ValueError, match="projector_backend must be one of"):
+        DynamicTomography(_angles(2, 1), (8, 8), projector_backend="dense")
 
 
 def test_operator_memory_is_sparse():
@@ -299,6 +393,67 @@ def test_off_centre_point_follows_the_astra_sinusoid():
     profiles = sinogram[:, 0].double().numpy()
     centroid = profiles @ (np.arange(n) - (n - 1) / 2) / profiles.sum(axis=1)
     assert np.max(np.abs(centroid - (x0 * np.cos(angles) + y0 * np.sin(angles)))) < 0.05
+
+
+# -- tomography: other geometries ----------------------------------------------------------------
+
+
+def test_fan_beam_forward_equals_astra_fanflat_projection():
+    import astra
+
+    n, n_detectors = 24, 40
+    rng = np.random.default_rng(3)
+    images = (rng.uniform(0, 1, size=(3, n, n)) * disk_mask(n)).astype(np.float32)
+    angles = _angles(3, 2, seed=4) * 2
+    geometry = {"geometry": "fan", "source_origin": 50.0, "origin_detector": 25.0, "detector_spacing": 1.25}
+    operator = DynamicTomography(angles, (n, n), n_detectors=n_detectors, **geometry)
+    sinogram = operator.forward(torch.from_numpy(images)).numpy()
+    vol_geom = astra.create_vol_geom(n, n)
+    for p in range(3):
+        proj_geom = astra.create_proj_geom("fanflat", 1.25, n_detectors, angles[p], 50.0, 25.0)
+        projector = astra.create_projector("line_fanflat", proj_geom, vol_geom)
+        try:
+            sino_id, expected = astra.create_sino(images[p], projector)
+            astra.data2d.delete(sino_id)
+        finally:
+            astra.projector.delete(projector)
+        assert np.allclose(sinogram[p], expected, rtol=1e-5, atol=1e-5 * expected.max())
+
+
+@pytest.mark.parametrize("geometry", [{}, {"geometry": "fan", "source_origin": 40.0, "origin_detector": 20.0}])
+def test_an_integer_axis_offset_relabels_the_detector_bins(geometry):
+    """Moving the detector by k whole bins measures the same rays, k bins further along."""
+    n, shift = 24, 3
+    rng = np.random.default_rng(8)
+    images = torch.from_numpy((rng.uniform(0, 1, size=(4, n, n)) * disk_mask(n)).astype(np.float32))
+    angles = _angles(4, 2, seed=1) * 2
+    centred = DynamicTomography(angles, (n, n), n_detectors=48, **geometry).forward(images)
+    moved = DynamicTomography(angles, (n, n), n_detectors=48, center_offset=shift, **geometry).forward(images)
+    assert torch.allclose(moved[..., shift:], centred[..., :-shift], rtol=1e-5, atol=1e-5 * float(centred.max()))
+
+
+@pytest.mark.parametrize("geometry", [{}, {"geometry": "fan", "source_origin": 60.0, "origin_detector": 30.0}])
+@pytest.mark.parametrize("offset", [0.0, 3.0, -4.5])
+def test_the_rotation_axis_projects_center_offset_bins_from_the_detector_centre(geometry, offset):
+    n, n_detectors = 33, 41  # odd: pixel 16 is on the rotation axis
+    image = np.zeros((n, n), dtype=np.float32)
+    image[n // 2, n // 2] = 1.0
+    angles = np.linspace(0, 2 * np.pi, 12, endpoint=False)[:, None]
+    operator = DynamicTomography(angles, (n, n), n_detectors=n_detectors, center_offset=offset, **geometry)
+    profiles = operator.forward(torch.from_numpy(np.repeat(image[None], 12, axis=0)))[:, 0].double().numpy()
+    centroid = profiles @ np.arange(n_detectors) / profiles.sum(axis=1)
+    assert np.allclose(centroid.mean(), (n_detectors - 1) / 2 + offset, atol=1e-6)
+
+
+def test_fan_beam_magnifies_an_off_axis_point():
+    """A point at x0 on the detector side of the axis at angle 0 lands at x0 * SD / (SO + y-depth)."""
+    n, so, od = 33, 60.0, 30.0
+    image = np.zeros((n, n), dtype=np.float32)
+    image[n // 2, n // 2 + 8] = 1.0  # x0 = 8, y0 = 0
+    operator = DynamicTomography(np.zeros((1, 1)), (n, n), n_detectors=61, geometry="fan", source_origin=so, origin_detector=od)
+    profile = operator.forward(torch.from_numpy(image[None]))[0, 0].double().numpy()
+    centroid = profile @ (np.arange(61) - 30) / profile.sum()
+    assert centroid == pytest.approx(8 * (so + od) / so, abs=0.05)
 
 
 # -- MRI --------------------------------------------------------------------------------------
@@ -437,6 +592,27 @@ def test_shape_and_dtype_errors():
         (lambda: DynamicTomography(np.zeros(2), (8, 8), support="circle"), "support must be one of"),
         (lambda: DynamicTomography(np.zeros(2), (8, 8), n_detectors=0), "n_detectors must be positive"),
         (lambda: DynamicTomography(np.zeros(2), (8, 8), detector_spacing=0), "detector_spacing must be a positive"),
+        (lambda: DynamicTomography(np.zeros(2), (8, 8), geometry="cone"), "geometry must be one of parallel, fan"),
+        (lambda: DynamicTomography(np.zeros(2), (8, 8), geometry="fan"), "needs source_origin and origin_detector"),
+        (lambda: DynamicTomography(np.zeros(2), (8, 8), source_origin=9.0), "describe a fan beam"),
+        (lambda: DynamicTomography(np.zeros(2), (8, 8), center_offset=np.inf), "center_offset must be a finite"),
+        (
+            lambda: DynamicTomography(np.zeros(2), (8, 8), geometry="fan", source_origin=5.0, origin_detector=5.0),
+            "source inside the 8 x 8 reconstruction grid",
+        ),
+        (
+            lambda: DynamicTomography(
+                np.zeros(2), (8, 8), projector="linear", geometry="fan", source_origin=20.0, origin_detector=5.0
+            ),
+            "no CPU 'linear' projector for fan-beam",
+        ),
+        (
+            lambda: DynamicTomography(
+                np.zeros(2), (8, 8), projector="strip", center_offset=1.0, geometry="fan", source_origin=20.0,
+                origin_detector=5.0,
+            ),
+            "'strip_fanflat' projector does not take a rotation-axis offset",
+        ),
         (lambda: DynamicMRI(np.ones((8, 8), dtype=bool)), r"mask must have shape \(P, H, W\)"),
         (lambda: DynamicMRI(np.full((1, 8, 8), 2)), "mask must be boolean"),
         (
@@ -466,11 +642,19 @@ def test_cuda_without_a_gpu_is_a_clear_error(make):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("case", ["tomography", "mri"])
+@pytest.mark.parametrize(
+    "case", ["tomography", "tomography-matrix-free", *(f"tomography-{name}" for name in GEOMETRY_CASES), "mri"]
+)
 def test_cuda_operators_are_adjoint_and_match_the_cpu(case):
-    if case == "tomography":
+    if case.startswith("tomography"):
         angles = _angles(4, 2)
-        cpu, gpu = (DynamicTomography(angles, (33, 33), device=d) for d in ("cpu", "cuda"))
+        name = case.partition("-")[2]
+        backend = "matrix-free" if name == "matrix-free" else "auto"
+        geometry = GEOMETRY_CASES.get(name, {})
+        cpu, gpu = (
+            DynamicTomography(angles, (33, 33), n_detectors=40, device=d, projector_backend=backend, **geometry)
+            for d in ("cpu", "cuda")
+        )
     else:
         mask, maps = _mask(4, (16, 16)), _coil_maps(3, (16, 16))
         cpu, gpu = (DynamicMRI(mask, maps, device=d) for d in ("cpu", "cuda"))

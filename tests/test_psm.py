@@ -92,6 +92,17 @@ def test_psm_from_frames_is_exact_on_the_model_span_and_orthonormal():
     assert torch.allclose(synthesize(spatial, unit_temporal), factors.frames(), atol=1e-5)
 
 
+def test_psm_from_frames_converts_the_frames_in_column_blocks_to_the_same_factors(monkeypatch):
+    from imaging.models import psm as psm_module
+
+    frames = torch.rand(20, 15, 15, generator=torch.Generator().manual_seed(0))
+    u = interpolation_matrix(20, 6)
+    whole = psm_from_frames(frames, 4, u)
+    monkeypatch.setattr(psm_module, "_DOUBLE_BLOCK_BYTES", 8 * 20 * 7)  # 7 pixel columns per block
+    blocks = psm_from_frames(frames, 4, u)
+    assert torch.equal(blocks.spatial, whole.spatial) and torch.equal(blocks.knots, whole.knots)
+
+
 # -- the subproblem ----------------------------------------------------------------------------
 
 

@@ -55,7 +55,7 @@ def test_psm_step_decreases_the_augmented_lagrangian(walnut):
 
 def test_f_step_solves_the_red_fixed_point_for_a_linear_denoiser(walnut):
     lam, beta = 0.05, 0.05
-    solver = _solver(walnut, lam=lam, beta=beta, red_iterations=60)
+    solver = _solver(walnut, lam=lam, beta=beta, red_iterations=60, nonnegative="off")
     solver.step()
     # Stationarity of lam rho(f) + beta/2 ||f - v||^2 with v = f_PSM + gamma_old = f + gamma_new.
     f, dual = solver.f, solver.dual
@@ -76,6 +76,74 @@ def test_one_f_step_decreases_the_f_objective(walnut):
         return float(0.5 * lam * (x * (x - solver._mask(solver._denoise(x)))).sum() + 0.5 * beta * (x - v).square().sum())
 
     assert objective(solver.f) < objective(previous)
+
+
+@pytest.mark.parametrize("schedule", [{}, {"denoise_stride": 2, "red_iterations": 2, "denoise_batch": 2}])
+def test_block_wise_f_and_dual_steps_equal_the_whole_stack(walnut, monkeypatch, schedule):
+    from imaging.solvers import red_psm
+
+    states = []
+    for block_bytes in (2**40, 1):  # one block; the smallest blocks (stride x batch frames)
+        monkeypatch.setattr(red_psm, "F_STEP_BLOCK_BYTES", block_bytes)
+        solver = _solver(walnut, **schedule)
+        unit = solver.params.denoise_stride * solver.denoise_batch
+        assert solver._block_frames() >= 16 if block_bytes > 1 else solver._block_frames() == unit < 16
+        for _ in range(3):
+            entry = solver.step()
+            solver.iteration += 1
+        states.append((solver.f.clone(), solver.dual.clone(), entry))
+    (f_whole, dual_whole, entry_whole), (f_blocks, dual_blocks, entry_blocks) = states
+    assert torch.allclose(f_blocks, f_whole, rtol=0, atol=1e-6) and torch.allclose(dual_blocks, dual_whole, rtol=0, atol=1e-6)
+    for key in ("relative_change", "primal_residual", "data_residual"):
+        assert entry_blocks[key] == pytest.approx(entry_whole[key], rel=1e-5)
+    # f_PSM of a block of frames is those frames of the whole product.
+    spatial, temporal = solver.factors.spatial, solver.factors.temporal()
+    assert torch.allclose(red_psm.synthesize(spatial, temporal[4:9]), solver.factors.frames()[4:9], rtol=0, atol=1e-6)
+
+
+def test_patches_by_default_where_a_frame_exceeds_the_denoiser_memory_give_the_same_result(walnut, monkeypatch):
+    from imaging.denoisers import inference
+    from imaging.denoisers.dncnn import DnCNN
+
+    torch.manual_seed(0)
+    denoiser = DnCNN(depth=3, width=4).eval()  # receptive radius 3: the tiling is exact
+    params = dict(SMALL, max_iter=2, denoiser=denoiser)
+    whole = reconstruct(walnut, "red-psm", **params)
+    monkeypatch.setattr(inference, "DENOISER_WORKING_BYTES", 20 * 20 * inference.working_bytes_per_pixel(denoiser))
+    monkeypatch.setattr(inference, "AUTO_PATCH_SIZE", 20)
+    solver = RedPSMSolver(walnut, RedPSMSolver.make_params(**params))
+    assert (solver.denoise_patch, solver.denoise_batch) == (20, 1)
+    patched = reconstruct(walnut, "red-psm", **params)
+    assert np.allclose(patched.reconstruction, whole.reconstruction, rtol=0, atol=1e-5 * np.abs(whole.reconstruction).max())
+
+
+def test_nonnegative_f_step_solves_the_constrained_fixed_point(walnut):
+    """KKT of lam rho(f) + beta/2 ||f - v||^2 on f >= 0: zero gradient where f > 0, >= 0 where f = 0."""
+    lam, beta = 0.05, 0.05
+    solver = _solver(walnut, lam=lam, beta=beta, red_iterations=60)
+    assert solver.nonnegative  # tomography: "auto" is on
+    solver.step()
+    f, dual = solver.f, solver.dual
+    assert float(f.min()) >= 0.0 and int((f == 0).sum()) > 0  # the constraint is active somewhere
+    gradient = lam * (f - solver._mask(solver._denoise(f))) - beta * dual
+    scale = float((beta * dual).norm() + lam * f.norm())
+    assert float(gradient[f > 0].norm()) < 1e-5 * scale
+    assert float(gradient[f == 0].min()) > -1e-5 * scale
+
+
+def test_nonnegativity_follows_the_modality_unless_set(walnut):
+    assert not _solver(walnut, nonnegative="off").nonnegative
+    mri = simulate("cardiac", frames=8, size=16, lines_per_frame=4, seed=1)
+    assert not RedPSMSolver(mri, RedPSMSolver.make_params(**SMALL, denoiser=LinearSmoother())).nonnegative
+    # MRI images are complex: no order, and forcing f >= 0 is refused.
+    with pytest.raises(ParameterError, match="does not apply to complex images"):
+        RedPSMSolver(mri, RedPSMSolver.make_params(**SMALL, nonnegative="on", denoiser=LinearSmoother()))
+    forced = RedPSMSolver(walnut, RedPSMSolver.make_params(**SMALL, nonnegative="on", denoiser=LinearSmoother()))
+    assert forced.nonnegative
+    result = reconstruct(walnut, "red-psm", max_iter=3, **SMALL)
+    assert float(result.reconstruction.min()) >= 0.0
+    unconstrained = reconstruct(walnut, "red-psm", max_iter=3, nonnegative="off", **SMALL)
+    assert float(unconstrained.reconstruction.min()) < 0.0
 
 
 def test_red_psm_beats_fbp_window_on_a_tiny_phantom(walnut):
@@ -131,7 +199,8 @@ def test_red_psm_on_dynamic_mri_improves_on_its_initialisation():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"order": -1}, {"knots": 1}, {"lam": -0.1}, {"beta": 0.0}, {"denoise_stride": 0}, {"patch_size": -8}],
+    [{"order": -1}, {"knots": 1}, {"lam": -0.1}, {"beta": 0.0}, {"denoise_stride": 0}, {"patch_size": -8},
+     {"nonnegative": "yes"}],
 )
 def test_bad_parameters_raise_parameter_error(bad):
     with pytest.raises(ParameterError):

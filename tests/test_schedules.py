@@ -74,13 +74,26 @@ def test_golden_angle_steps():
     assert np.max(np.diff(np.sort(angles))) < 3 * math.pi / 50
 
 
+def test_interlaced_sweeps_fill_each_others_gaps():
+    angles = view_angles("interlaced", 32, turns=4).ravel()
+    np.testing.assert_allclose(np.sort(angles), view_angles("linear", 32).ravel())
+    sweeps = angles.reshape(4, 8)
+    assert np.all(np.diff(sweeps, axis=1) > 0)  # a continuous rotation within each sweep
+    # the sweeps start at 0, 1/2, 1/4, 3/4 of the angular step: coarse to fine
+    np.testing.assert_allclose(sweeps[:, 0] / (np.pi / 8), [0, 0.5, 0.25, 0.75])
+    full = view_angles("interlaced", 12, turns=3, arc=2 * np.pi).ravel()
+    assert full.max() < 2 * np.pi and np.unique(full).size == 12
+    with pytest.raises(ValueError, match="turns"):
+        view_angles("interlaced", 4, turns=5)
+
+
 def test_random_schedule_is_seeded():
     first = view_angles("random", 16, 2, seed=7)
     np.testing.assert_array_equal(first, view_angles("random", 16, 2, seed=7))
     assert not np.allclose(first, view_angles("random", 16, 2, seed=8))
 
 
-@pytest.mark.parametrize("schedule", ["bit-reversal", "golden-angle", "linear"])
+@pytest.mark.parametrize("schedule", ["bit-reversal", "golden-angle", "linear", "interlaced"])
 def test_deterministic_schedules_ignore_the_seed(schedule):
     np.testing.assert_array_equal(view_angles(schedule, 10, 2, seed=0), view_angles(schedule, 10, 2, seed=5))
 

@@ -268,7 +268,8 @@ def test_image_shape_beyond_the_memory_available_is_refused_before_allocating(tm
     arrays["image_shape"] = np.array([n, n])
     path = write_npz(tmp_path / "huge.npz", arrays)
     assert_one_line_error(capsys, "reconstruct", path, "--method", "red-psm", "-o", tmp_path / "out.npz",
-                          match=rf"red-psm on 4 frames of {n}x{n} needs about .* of memory but only .* is available")
+                          match=rf"red-psm on 4 frames of {n}x{n} needs about .* of memory but only .* is available; "
+                                rf".* \(the largest image size that fits with 4 frames: \d+x\d+\)")
     assert not (tmp_path / "out.npz").exists()
 
 

@@ -56,12 +56,12 @@ def test_a_run_keeps_to_its_budget_and_restores_torch_threads(tiny):
 def test_the_tomography_pool_follows_torch_threads():
     import threading
 
-    from imaging.operators.tomography import _run_blocks
+    from imaging.operators._pool import run_on_threads
 
     for budget in (1, 2):
         used = set()
         with run_threads.thread_budget(budget):
-            _run_blocks(lambda block: used.add(threading.get_ident()), list(range(16)))
+            run_on_threads(lambda block: used.add(threading.get_ident()), list(range(16)))
         assert len(used) <= budget
 
 

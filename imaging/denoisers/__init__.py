@@ -3,7 +3,7 @@
 Public API::
 
     from imaging.denoisers import load_denoiser, denoise_frames
-    model = load_denoiser("default")            # shipped weights, data/denoiser/
+    model = load_denoiser("default")            # shipped weights, imaging/data/denoiser/
     clean = denoise_frames(model, frames)       # torch (P, H, W) -> (P, H, W)
 
 The shipped default expects frames whose object maximum is about 1 (the scale the

@@ -66,6 +66,78 @@ def _receptive_radius(model: nn.Module) -> int | None:
     return int(field) // 2 if isinstance(field, int) else None
 
 
+#: Working memory (bytes) a denoiser call may take when the batch is chosen automatically
+#: (:func:`denoise_layout`): activations of the images of one call.
+DENOISER_WORKING_BYTES = 256 * 2**20
+#: Images per call at most when the batch is chosen automatically (more gains no speed).
+MAX_AUTO_BATCH = 8
+#: Side of the patches when a whole frame's activations exceed the working memory.
+AUTO_PATCH_SIZE = 256
+#: Overlap of neighbouring patches unless the receptive field needs more.
+DEFAULT_PATCH_OVERLAP = 16
+
+
+def working_bytes_per_pixel(model: nn.Module | None) -> int:
+    """Peak memory of one call of ``model`` per input pixel (bytes), from its widest layer.
+
+    Measured with channels-last convolutions on the CPU (DnCNN of width 16, 32, 64: 139,
+    258, 515 bytes per pixel): two float32 activations of the widest layer are alive at
+    a time, plus input and output; modelled as ``8 * width + 40``. A module without
+    ``Conv2d`` layers (or ``None``, an unknown one) counts as width 64.
+    """
+    modules = [] if model is None else model.modules()
+    widths = [layer.out_channels for layer in modules if isinstance(layer, nn.Conv2d)]
+    return 8 * (max(widths) if widths else 64) + 40
+
+
+def exact_patch_overlap(model: nn.Module) -> int:
+    """Patch overlap that makes patch mode equal to whole frames (:func:`denoise_frames`):
+    ``2 r + 1`` for a receptive radius ``r``, at least :data:`DEFAULT_PATCH_OVERLAP`."""
+    radius = _receptive_radius(model)
+    return DEFAULT_PATCH_OVERLAP if radius is None else max(DEFAULT_PATCH_OVERLAP, 2 * radius + 1)
+
+
+def denoise_layout(
+    model: nn.Module | None, image_shape: tuple[int, int], patch_size: int = 0, batch_size: int = 0,
+    working_bytes: int | None = None,
+) -> tuple[int | None, int]:
+    """How to denoise frames of ``image_shape`` within ``working_bytes``: patches and batch.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or None
+        The denoiser (None: an unknown one, see :func:`working_bytes_per_pixel`).
+    image_shape : tuple of int
+        (H, W) of a frame.
+    patch_size : int
+        > 0: patches of this side; 0: whole frames while one frame's activations
+        (:func:`working_bytes_per_pixel`) fit ``working_bytes``, otherwise patches of
+        :data:`AUTO_PATCH_SIZE`.
+    batch_size : int
+        > 0: images per call; 0: as many as fit ``working_bytes`` (1 to
+        :data:`MAX_AUTO_BATCH`).
+    working_bytes : int, optional
+        Default :data:`DENOISER_WORKING_BYTES`.
+
+    Returns
+    -------
+    patch : int or None
+        The ``patch_size`` argument of :func:`denoise_frames` (None: whole frames).
+    batch : int
+        Frames or patches per call.
+    """
+    working_bytes = DENOISER_WORKING_BYTES if working_bytes is None else working_bytes
+    per_pixel = working_bytes_per_pixel(model)
+    height, width = image_shape
+    if patch_size > 0:
+        patch = patch_size
+    else:
+        patch = None if per_pixel * height * width <= working_bytes else AUTO_PATCH_SIZE
+    image_pixels = height * width if patch is None else min(patch, height) * min(patch, width)
+    batch = batch_size if batch_size > 0 else max(1, min(MAX_AUTO_BATCH, working_bytes // (per_pixel * image_pixels)))
+    return patch, batch
+
+
 def _model_device(model: nn.Module) -> torch.device:
     for parameter in model.parameters():
         return parameter.device
@@ -76,7 +148,7 @@ def denoise_frames(
     model: nn.Module,
     frames: torch.Tensor | np.ndarray,
     patch_size: int | None = None,
-    patch_overlap: int = 16,
+    patch_overlap: int = DEFAULT_PATCH_OVERLAP,
     batch_size: int = 32,
 ) -> torch.Tensor | np.ndarray:
     """Denoise each frame of a stack with a 2D denoiser.

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from .._version import __version__
 from ..operators.base import resolve_device
 from .dncnn import DnCNN
-from .training_data import FAMILIES, generate_static_objects, load_image_files
+from .training_data import FAMILIES, ImagePairs, generate_static_objects, load_image_files
 from .weights import save_denoiser, write_provenance
 
 #: Noise levels at which the validation PSNR is reported (those inside ``noise_range``,
@@ -47,6 +47,15 @@ from .weights import save_denoiser, write_provenance
 VALIDATION_LEVELS = (0.0, 0.01, 0.02, 0.05, 0.1)
 
 _FINAL_LR_FRACTION = 0.05
+
+#: Noise samplings of the training perturbations; "log-uniform" draws ``log(std)``
+#: uniformly between ``log(max(low, LOG_UNIFORM_LOWEST))`` and ``log(high)``, so nearly
+#: clean images are as common as noisy ones.
+NOISE_SAMPLINGS = ("uniform", "log-uniform")
+LOG_UNIFORM_LOWEST = 1e-3
+
+#: Held-out pairs whose centre crops give the validation PSNR of the pair source.
+_VALIDATION_PAIRS = 256
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -65,19 +74,26 @@ def _check_fraction(name: str, value, low_open: bool) -> float:
 
 
 def _random_crops(images: list[torch.Tensor], indices: np.ndarray, patch: int,
-                  rng: np.random.Generator) -> torch.Tensor:
-    """One random ``patch x patch`` crop of each selected image, randomly flipped and rotated."""
-    crops = []
+                  rng: np.random.Generator, partners: list[torch.Tensor] | None = None):
+    """One random ``patch x patch`` crop of each selected image, randomly flipped and rotated.
+
+    With ``partners`` (images of the same shapes, e.g. the clean targets of degraded
+    inputs) the same crops of the partners are returned too: ``(crops, partner_crops)``.
+    """
+    crops, partner_crops = [], []
     for index in indices:
         image = images[index]
         top = rng.integers(0, image.shape[0] - patch + 1)
         left = rng.integers(0, image.shape[1] - patch + 1)
-        crop = image[top:top + patch, left:left + patch]
-        if rng.random() < 0.5:
-            crop = crop.flip(1)
-        crop = torch.rot90(crop, int(rng.integers(4)), dims=(0, 1))
-        crops.append(crop)
-    return torch.stack(crops)[:, None]
+        flip, turns = rng.random() < 0.5, int(rng.integers(4))
+        for source, out in ((image, crops), (None if partners is None else partners[index], partner_crops)):
+            if source is None:
+                continue
+            crop = source[top:top + patch, left:left + patch]
+            crop = torch.rot90(crop.flip(1) if flip else crop, turns, dims=(0, 1))
+            out.append(crop)
+    stacked = torch.stack(crops)[:, None]
+    return stacked if partners is None else (stacked, torch.stack(partner_crops)[:, None])
 
 
 def _streaks(count: int, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
@@ -105,21 +121,32 @@ def _streaks(count: int, shape: tuple[int, int], generator: torch.Generator) -> 
     return fields / fields.flatten(1).std(dim=1).clamp_min(1e-6)[:, None, None]
 
 
+def _noise_levels(count: int, noise_range: tuple[float, float], sampling: str,
+                  generator: torch.Generator) -> torch.Tensor:
+    """``count`` standard deviations drawn from ``noise_range``, uniformly or log-uniformly."""
+    low, high = noise_range
+    draw = torch.rand(count, generator=generator)
+    if sampling == "uniform":
+        return low + (high - low) * draw
+    low = max(low, LOG_UNIFORM_LOWEST)
+    return low * (high / low) ** draw
+
+
 def _corrupt(clean: torch.Tensor, noise_range: tuple[float, float], clean_fraction: float,
-             streak_fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+             streak_fraction: float, generator: torch.Generator,
+             sampling: str = "uniform") -> tuple[torch.Tensor, torch.Tensor]:
     """Add the training perturbations of the module docstring to a batch ``(B, 1, h, w)``.
 
     Returns the perturbed batch and the total perturbation std of each image ``(B,)``.
     """
     batch = clean.shape[0]
-    low, high = noise_range
-    sigma = low + (high - low) * torch.rand(batch, generator=generator)
+    sigma = _noise_levels(batch, noise_range, sampling, generator)
     sigma[torch.rand(batch, generator=generator) < clean_fraction] = 0.0
     noisy = clean + sigma[:, None, None, None] * torch.randn(clean.shape, generator=generator)
     variance = sigma**2
     chosen = torch.nonzero((torch.rand(batch, generator=generator) < streak_fraction) & (sigma > 0)).flatten()
     if chosen.numel():
-        streak_sigma = low + (high - low) * torch.rand(chosen.numel(), generator=generator)
+        streak_sigma = _noise_levels(chosen.numel(), noise_range, sampling, generator)
         noisy[chosen, 0] += streak_sigma[:, None, None] * _streaks(chosen.numel(), tuple(clean.shape[-2:]), generator)
         variance[chosen] += streak_sigma**2
     return noisy, variance.sqrt()
@@ -135,13 +162,19 @@ def _weighted_mse(estimate: torch.Tensor, clean: torch.Tensor, level: torch.Tens
     return torch.sum(per_image * weights) / torch.sum(weights)
 
 
-def _validation_set(images: list[torch.Tensor], patch: int, levels: list[float], seed: int):
-    """Centre crops of the held-out images and one fixed noisy copy per level."""
+def _centre_crops(images, patch: int) -> torch.Tensor:
+    """The centre ``patch x patch`` crop of each 2D image (tensors or arrays), as ``(B, 1, patch, patch)``."""
     crops = []
     for image in images:
+        image = torch.as_tensor(image)
         top, left = (image.shape[0] - patch) // 2, (image.shape[1] - patch) // 2
         crops.append(image[top:top + patch, left:left + patch])
-    clean = torch.stack(crops)[:, None]
+    return torch.stack(crops)[:, None]
+
+
+def _validation_set(images: list[torch.Tensor], patch: int, levels: list[float], seed: int):
+    """Centre crops of the held-out images and one fixed noisy copy per level."""
+    clean = _centre_crops(images, patch)
     generator = torch.Generator().manual_seed(seed + 7919)
     noisy = [clean + level * torch.randn(clean.shape, generator=generator) for level in levels]
     return clean, noisy
@@ -198,12 +231,17 @@ def train_denoiser(
     depth: int = 5,
     width: int = 24,
     residual: bool = True,
+    bias: bool = True,
+    dilations: list[int] | None = None,
     epochs: int = 55,
     batch_size: int = 16,
     patch_size: int = 32,
     noise_range: tuple[float, float] = (0.0, 0.1),
+    noise_sampling: str = "uniform",
     clean_fraction: float = 0.05,
     streak_fraction: float = 0.25,
+    pairs: ImagePairs | None = None,
+    pair_fraction: float = 0.0,
     loss_floor: float | None = 0.05,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
@@ -216,7 +254,7 @@ def train_denoiser(
 ) -> dict:
     """Train a DnCNN denoiser and save its weights and provenance.
 
-    The defaults are the settings of the shipped ``data/denoiser/dncnn_default.pt``
+    The defaults are the settings of the shipped ``imaging/data/denoiser/dncnn_default.pt``
     (trained with ``threads=1``; about 10 minutes on one CPU core).
 
     Parameters
@@ -231,7 +269,7 @@ def train_denoiser(
         :func:`~imaging.denoisers.training_data.generate_static_objects`).
     n_images, size : int
         Number and side length of generated images (used only when ``data`` is None).
-    depth, width, residual
+    depth, width, residual, bias, dilations
         DnCNN architecture (see :class:`~imaging.denoisers.DnCNN`).
     epochs : int
         Passes over the training images; each pass takes one random crop per image.
@@ -241,12 +279,21 @@ def train_denoiser(
         Side of the random training crops; every image must be at least this large.
     noise_range : (float, float)
         ``(low, high)``: white-noise standard deviation, relative to the image maximum
-        1, drawn uniformly for each image of each batch.
+        1, drawn for each image of each batch.
+    noise_sampling : {"uniform", "log-uniform"}
+        How the standard deviations are drawn from ``noise_range`` (see
+        :data:`NOISE_SAMPLINGS`).
     clean_fraction : float
         Fraction of training images left without noise (teaches identity on clean input).
     streak_fraction : float
         Fraction of noisy training images that also get streak noise with a standard
         deviation drawn from ``noise_range``.
+    pairs : ImagePairs, optional
+        A second source: (degraded input, clean target) pairs, e.g. intermediate
+        reconstructions of dynamic objects (:func:`imaging.run.training_pairs.reconstruction_pairs`);
+        their groups are split into training and validation like the images.
+    pair_fraction : float
+        Expected fraction of each batch drawn from ``pairs`` (0 without pairs).
     loss_floor : float or None
         The squared error of each training image is weighted by
         ``1 / (std**2 + loss_floor**2)``, where ``std`` is its total perturbation, so
@@ -289,6 +336,17 @@ def train_denoiser(
         raise ValueError(f"noise_range must be two numbers (low, high), got {noise_range!r}") from None
     if not (0.0 <= low <= high and high > 0.0 and math.isfinite(high)):
         raise ValueError(f"noise_range must satisfy 0 <= low <= high and high > 0, got {noise_range!r}")
+    if noise_sampling not in NOISE_SAMPLINGS:
+        raise ValueError(f"noise_sampling must be one of {NOISE_SAMPLINGS}, got {noise_sampling!r}")
+    pair_fraction = _check_fraction("pair_fraction", pair_fraction, low_open=False)
+    if pair_fraction > 0 and pairs is None:
+        raise ValueError("pair_fraction > 0 needs pairs")
+    if pairs is not None and not isinstance(pairs, ImagePairs):
+        raise TypeError(f"pairs must be an ImagePairs, got {type(pairs).__name__}")
+    if pairs is not None and len(np.unique(pairs.groups)) < 2:
+        raise ValueError("pairs need at least 2 groups (one for validation)")
+    if pairs is not None and min(pairs.inputs.shape[1:]) < patch_size:
+        raise ValueError(f"pairs of shape {pairs.inputs.shape[1:]} are smaller than patch_size={patch_size}")
     clean_fraction = _check_fraction("clean_fraction", clean_fraction, low_open=False)
     streak_fraction = _check_fraction("streak_fraction", streak_fraction, low_open=False)
     val_fraction = _check_fraction("val_fraction", val_fraction, low_open=True)
@@ -303,8 +361,10 @@ def train_denoiser(
         "output": str(output), "data": None if data is None else (
             str(data) if isinstance(data, (str, os.PathLike)) else [str(p) for p in data]),
         "n_images": n_images, "size": size, "depth": depth, "width": width, "residual": residual,
+        "bias": bias, "dilations": dilations,
         "epochs": epochs, "batch_size": batch_size, "patch_size": patch_size, "noise_range": [low, high],
-        "clean_fraction": clean_fraction, "streak_fraction": streak_fraction,
+        "noise_sampling": noise_sampling, "clean_fraction": clean_fraction, "streak_fraction": streak_fraction,
+        "pair_fraction": pair_fraction,
         "loss_floor": None if loss_floor is None else float(loss_floor), "lr": float(lr),
         "weight_decay": float(weight_decay), "val_fraction": val_fraction, "seed": seed,
         "device": str(torch_device), "threads": threads,
@@ -342,20 +402,35 @@ def train_denoiser(
     data_record.update({"n_train": len(train_images), "n_validation": n_val})
     levels = sorted({low, high, *[lv for lv in VALIDATION_LEVELS if low <= lv <= high]})
     val_clean, val_noisy = _validation_set(val_images, patch_size, levels, seed)
+    if pairs is not None:
+        groups = np.unique(pairs.groups)
+        val_groups = rng.permutation(groups)[: min(max(1, round(val_fraction * len(groups))), len(groups) - 1)]
+        held_out = np.isin(pairs.groups, val_groups)
+        train_pairs, val_pairs = pairs.subset(~held_out), pairs.subset(held_out)
+        pair_inputs = [torch.from_numpy(a) for a in train_pairs.inputs]
+        pair_targets = [torch.from_numpy(a) for a in train_pairs.targets]
+        shown = rng.permutation(len(val_pairs.inputs))[:_VALIDATION_PAIRS]
+        val_pair_inputs = _centre_crops(val_pairs.inputs[shown], patch_size)
+        val_pair_targets = _centre_crops(val_pairs.targets[shown], patch_size)
+        data_record["pairs"] = {
+            **pairs.record, "n_train": len(train_pairs.inputs), "n_validation": len(val_pairs.inputs),
+            "validation_groups": sorted(int(g) for g in val_groups), "fraction_of_each_batch": pair_fraction,
+        }
 
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
         torch.manual_seed(seed)
-        model = DnCNN(depth, width, residual).to(torch_device)
+        model = DnCNN(depth, width, residual, bias=bias, dilations=dilations).to(torch_device)
         if residual:
             # Start near the identity map (small predicted noise); not exactly zero, so
             # the gradient reaches the hidden layers from the first step.
             last = model.net[-1]
             with torch.no_grad():
                 last.weight.mul_(0.1)
-                last.bias.zero_()
+                if last.bias is not None:
+                    last.bias.zero_()
         model.train()
         optimiser = torch.optim.AdamW(model.parameters(), lr=float(lr), weight_decay=float(weight_decay))
         steps_per_epoch = math.ceil(len(train_images) / batch_size)
@@ -374,8 +449,18 @@ def train_denoiser(
             permutation = rng.permutation(len(train_images))
             running = 0.0
             for first in range(0, len(permutation), batch_size):
-                clean = _random_crops(train_images, permutation[first:first + batch_size], patch_size, rng)
-                noisy, level = _corrupt(clean, (low, high), clean_fraction, streak_fraction, noise_generator)
+                chosen = permutation[first:first + batch_size]
+                n_pairs = int(rng.binomial(len(chosen), pair_fraction)) if pair_fraction > 0 else 0
+                clean = _random_crops(train_images, chosen[n_pairs:], patch_size, rng) if n_pairs < len(chosen) else None
+                noisy, level = (None, None) if clean is None else _corrupt(
+                    clean, (low, high), clean_fraction, streak_fraction, noise_generator, noise_sampling)
+                if n_pairs:
+                    degraded, target = _random_crops(
+                        pair_inputs, rng.integers(0, len(pair_inputs), n_pairs), patch_size, rng, partners=pair_targets)
+                    pair_level = torch.sqrt(torch.mean((degraded - target) ** 2, dim=(1, 2, 3)))
+                    noisy, clean, level = (
+                        (degraded, target, pair_level) if clean is None else
+                        (torch.cat([noisy, degraded]), torch.cat([clean, target]), torch.cat([level, pair_level])))
                 loss = _weighted_mse(model(noisy.to(torch_device)), clean.to(torch_device), level, loss_floor)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
@@ -395,6 +480,10 @@ def train_denoiser(
             {"noise_std": level, "noisy_psnr": _psnr(noisy, val_clean), "denoised_psnr": _psnr(out, val_clean)}
             for level, noisy, out in zip(levels, val_noisy, outputs)
         ]
+        if pairs is not None:
+            (pair_outputs,) = _evaluate(model, val_pair_targets, [val_pair_inputs], torch_device, batch_size)
+            data_record["pairs"]["validation_psnr_db"] = {
+                "input": _psnr(val_pair_inputs, val_pair_targets), "denoised": _psnr(pair_outputs, val_pair_targets)}
         model.eval()
         sha256 = save_denoiser(model.cpu(), output)
     finally:
@@ -412,16 +501,19 @@ def train_denoiser(
         "data": data_record,
         "noise": {
             "white_std_range": [low, high],
+            "sampling": noise_sampling,
             "relative_to": "image maximum (images scaled to [0, 1])",
             "drawn": "independently for each image of each batch",
             "clean_fraction": clean_fraction,
             "streak_fraction": streak_fraction,
             "streak_std_range": [low, high],
+            "pairs": "no added noise: the pair inputs are degraded already" if pairs is not None else None,
         },
         "augmentation": "random horizontal flip and 90-degree rotations of each crop",
         "optimiser": {"name": "AdamW", "lr": float(lr), "weight_decay": float(weight_decay),
                       "schedule": f"cosine annealing to {_FINAL_LR_FRACTION:g} x lr over {total_steps} steps"},
-        "loss": "MSE" if loss_floor is None else f"MSE weighted per image by 1 / (std^2 + {float(loss_floor):g}^2)",
+        "loss": "MSE" if loss_floor is None else (
+            f"MSE weighted per image by 1 / (std^2 + {float(loss_floor):g}^2), std the rms perturbation"),
         "seed": seed,
         "epochs": epochs,
         "steps": total_steps,

@@ -17,6 +17,7 @@ zero outside the disk inscribed in the square.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 from pathlib import Path
@@ -27,6 +28,44 @@ from ..io.safe import first_line
 
 FAMILIES = ("shell", "blobs", "material", "mixed")
 IMAGE_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
+
+
+@dataclasses.dataclass
+class ImagePairs:
+    """Training pairs (degraded input, clean target) for a denoiser, e.g. reconstructions.
+
+    Attributes
+    ----------
+    inputs, targets : numpy.ndarray
+        float32 (M, H, W): what the denoiser is given and what it should return, on
+        the same intensity scale.
+    groups : numpy.ndarray
+        int (M,): pairs of one group (one object, say) stay together when pairs are
+        split into training and validation sets.
+    record : dict
+        How the pairs were made (for the provenance of weights trained on them).
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    groups: np.ndarray
+    record: dict
+
+    def __post_init__(self):
+        self.inputs = np.ascontiguousarray(self.inputs, dtype=np.float32)
+        self.targets = np.ascontiguousarray(self.targets, dtype=np.float32)
+        self.groups = np.asarray(self.groups, dtype=np.int64)
+        if self.inputs.ndim != 3 or self.inputs.shape != self.targets.shape or self.groups.shape != self.inputs.shape[:1]:
+            raise ValueError(
+                f"pairs need inputs and targets of one shape (M, H, W) and groups (M,), got "
+                f"{self.inputs.shape}, {self.targets.shape}, {self.groups.shape}"
+            )
+        if not (np.all(np.isfinite(self.inputs)) and np.all(np.isfinite(self.targets))):
+            raise ValueError("pairs contain NaN or infinite values")
+
+    def subset(self, selected: np.ndarray) -> "ImagePairs":
+        """The pairs at ``selected`` (indices or a boolean mask), same record."""
+        return ImagePairs(self.inputs[selected], self.targets[selected], self.groups[selected], self.record)
 
 
 class _Canvas:

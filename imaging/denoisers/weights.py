@@ -3,7 +3,8 @@
 A weights file is a ``torch.save`` of a plain dictionary::
 
     {"format": "imaging-dncnn", "version": 1,
-     "architecture": {"depth": int, "width": int, "residual": bool},
+     "architecture": {"depth": int, "width": int, "residual": bool,
+                      "bias": bool, "dilations": [int, ...]},   # the last two optional
      "state_dict": {name: tensor, ...}}
 
 It is read with ``torch.load(..., weights_only=True)``, which only rebuilds tensors and
@@ -48,8 +49,9 @@ SHIPPED_SHA256 = {"default": "96c8acc95adcbe405dd3836024b599f01e74796d28b0805147
 
 
 def data_directory() -> Path:
-    """The folder of the shipped denoiser weights: ``<repository>/data/denoiser``."""
-    return Path(__file__).resolve().parents[2] / "data" / "denoiser"
+    """The folder of the shipped denoiser weights: ``imaging/data/denoiser`` (package data,
+    so it is in the wheel and found from any installation)."""
+    return Path(__file__).resolve().parents[1] / "data" / "denoiser"
 
 
 def provenance_path(weights_path: str | os.PathLike) -> Path:
@@ -196,14 +198,16 @@ def _read_payload(path: Path) -> dict:
     arch = payload.get("architecture")
     if (
         not isinstance(arch, dict)
-        or set(arch) != {"depth", "width", "residual"}
+        or not {"depth", "width", "residual"} <= set(arch) <= {"depth", "width", "residual", "bias", "dilations"}
         or not all(isinstance(arch[k], int) and not isinstance(arch[k], bool) for k in ("depth", "width"))
-        or not isinstance(arch["residual"], bool)
+        or not all(isinstance(arch.get(k, True), bool) for k in ("residual", "bias"))
+        or not isinstance(arch.get("dilations", []), list)
         or not isinstance(payload.get("state_dict"), dict)
     ):
         raise ValueError(
             f"{path} has an invalid architecture record: expected "
-            "{'depth': int, 'width': int, 'residual': bool} and a state_dict"
+            "{'depth': int, 'width': int, 'residual': bool} (optionally 'bias': bool, "
+            "'dilations': [int, ...]) and a state_dict"
         )
     _check_state_fits(path, arch, payload["state_dict"])
     return payload
@@ -212,14 +216,18 @@ def _read_payload(path: Path) -> dict:
 def _check_state_fits(path: Path, arch: dict, state: dict) -> None:
     """Refuse weights that do not match the recorded architecture, before the network is
     built: a small file declaring ``width=4000`` must not allocate gigabytes."""
-    # Two tensors (weight, bias) per layer: bounds the depth by what the file holds.
-    if not 2 <= arch["depth"] == len(state) // 2 or len(state) % 2 or arch["width"] < 1:
+    # Two tensors (weight, bias) per layer, one without biases: bounds the depth by what the file holds.
+    per_layer = 2 if arch.get("bias", True) else 1
+    if not 2 <= arch["depth"] == len(state) // per_layer or len(state) % per_layer or arch["width"] < 1:
         raise ValueError(
             f"{path}: weights do not fit the recorded architecture {arch}: {len(state)} tensors for depth "
             f"{arch['depth']}"
         )
     with torch.device("meta"):  # shapes only, nothing allocated
-        expected = {name: (tuple(t.shape), t.dtype) for name, t in DnCNN(**arch).state_dict().items()}
+        try:
+            expected = {name: (tuple(t.shape), t.dtype) for name, t in DnCNN(**arch).state_dict().items()}
+        except ValueError as err:  # e.g. dilations that do not fit the depth
+            raise ValueError(f"{path}: invalid architecture record {arch}: {err}") from None
     found = {name: (tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) else type(t).__name__
              for name, t in state.items()}
     if found != expected:
@@ -237,7 +245,7 @@ def load_denoiser(name_or_path: str | os.PathLike = "default", device: str | tor
     Parameters
     ----------
     name_or_path : str or os.PathLike
-        ``"default"`` for the shipped weights ``data/denoiser/dncnn_default.pt``, or the
+        ``"default"`` for the shipped weights ``imaging/data/denoiser/dncnn_default.pt``, or the
         path of a weights file written by :func:`save_denoiser` /
         :func:`~imaging.denoisers.train_denoiser`.
     device : str or torch.device
@@ -267,7 +275,7 @@ def load_denoiser(name_or_path: str | os.PathLike = "default", device: str | tor
     payload = _read_payload(path)
     arch = payload["architecture"]
     try:
-        model = DnCNN(arch["depth"], arch["width"], arch["residual"])
+        model = DnCNN(**arch)
         model.load_state_dict(payload["state_dict"], strict=True)
     except (RuntimeError, ValueError) as err:
         raise ValueError(f"{path}: weights do not fit the recorded architecture {arch}: {first_line(err)}") from None

@@ -2,7 +2,10 @@
 atomic writer every front end uses (see docs/design.md).
 
 New file readers go here: a module per format that returns a
-:class:`imaging.measurements.Measurements` (or writes a measurement file).
+:class:`imaging.measurements.Measurements` (or writes a measurement file). Raw CT
+acquisitions (Data Exchange, NXtomo, TIFF stacks: :mod:`.dxchange`, :mod:`.nxtomo`,
+:mod:`.tiffstack`) share the pre-processing of :mod:`.raw`; :func:`import_raw` reads one
+into measurements.
 """
 
 from .atomic import write_atomic, write_json_atomic, write_text_atomic
@@ -19,6 +22,8 @@ from .files import (
     save_measurements,
     save_reconstruction,
 )
+from .importer import ImportResult, import_raw
+from .raw import ImportReport, RawDataError
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -27,6 +32,10 @@ __all__ = [
     "NPZ_SUFFIXES",
     "TIFF_SUFFIXES",
     "FileFormatError",
+    "ImportReport",
+    "ImportResult",
+    "RawDataError",
+    "import_raw",
     "load_coil_maps",
     "load_measurements",
     "load_reconstruction",

@@ -46,10 +46,21 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 #: Measurement keys of the file contract and the kind of value each holds.
-_STRING_KEYS = ("modality",)
-_SCALAR_KEYS = ("detector_spacing", "noise_std")
+_STRING_KEYS = ("modality", "geometry")
+_SCALAR_KEYS = ("detector_spacing", "noise_std", "center_offset", "source_origin", "origin_detector")
 _CONTRACT_KEYS = {
-    "tomography": ("image_shape", "sinogram", "angles", "detector_spacing", "ground_truth", "noise_std"),
+    "tomography": (
+        "image_shape",
+        "sinogram",
+        "angles",
+        "detector_spacing",
+        "ground_truth",
+        "noise_std",
+        "geometry",
+        "center_offset",
+        "source_origin",
+        "origin_detector",
+    ),
     # Measurements.to_dict holds detector_spacing (1.0) for MRI too, so MRI files carry it.
     "mri": ("image_shape", "kspace", "mask", "trajectory", "coil_maps", "ground_truth", "noise_std", "detector_spacing"),
 }
@@ -161,6 +172,10 @@ _MEASUREMENT_DTYPES = {
     "coil_maps": np.dtype(np.complex64),
     "ground_truth": np.dtype(np.float32),
     "noise_std": np.dtype(np.float64),
+    "geometry": None,
+    "center_offset": np.dtype(np.float64),
+    "source_origin": np.dtype(np.float64),
+    "origin_detector": np.dtype(np.float64),
 }
 
 
@@ -324,6 +339,15 @@ def _refuse_unknown_keys(path: Path, modality: str, names) -> None:
         )
 
 
+def _raw_acquisition_hint(names) -> str:
+    """Advice for a file that is a raw acquisition rather than a measurement file."""
+    if "exchange" in names:
+        return "it looks like a raw Data Exchange acquisition: convert it with `imaging import FILE -o MEASUREMENT`"
+    if any(name.startswith("entry") for name in names):
+        return "it may be a raw (e.g. NXtomo) acquisition: convert it with `imaging import FILE -o MEASUREMENT`"
+    return ""
+
+
 def load_measurements(path, *, max_bytes: int | None = None) -> Measurements:
     """Read and validate a measurement file (``.npz``, ``.h5`` or ``.hdf5``).
 
@@ -357,7 +381,8 @@ def load_measurements(path, *, max_bytes: int | None = None) -> Measurements:
     # name, before anything else is read (its data never are).
     path, values, names = _read_arrays(path, _Keys({"modality": None}), max_bytes, "measurement file", suffixes)
     if "modality" not in values:
-        raise FileFormatError(f"{path}: missing required key 'modality'")
+        hint = _raw_acquisition_hint(names)
+        raise FileFormatError(f"{path}: missing required key 'modality'" + (f"; {hint}" if hint else ""))
     modality = _as_string(path, "modality", values["modality"])
     if modality not in MODALITIES:
         raise FileFormatError(f"{path}: unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
@@ -371,7 +396,9 @@ def load_measurements(path, *, max_bytes: int | None = None) -> Measurements:
         raise FileFormatError(f"{path}: {modality} file is missing required key(s): {', '.join(missing)}")
     fields: dict[str, Any] = {"modality": modality}
     for name, value in values.items():
-        if name in _SCALAR_KEYS:
+        if name in _STRING_KEYS:
+            fields[name] = _as_string(path, name, value)
+        elif name in _SCALAR_KEYS:
             fields[name] = _as_scalar(path, name, value)
         else:
             if value.dtype.kind in "US":

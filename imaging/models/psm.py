@@ -148,6 +148,32 @@ def fit_knots(temporal: torch.Tensor, interpolation: torch.Tensor) -> torch.Tens
     return solution.T.to(temporal.dtype).contiguous()
 
 
+#: Bytes of the float64 copy of a block of pixel columns in :func:`_double_product`.
+_DOUBLE_BLOCK_BYTES = 16 * 2**20
+
+
+def _double_product(left: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``left @ matrix`` in double precision, converting ``matrix`` a block of columns at a time.
+
+    Parameters
+    ----------
+    left : torch.Tensor
+        float64 (k, P).
+    matrix : torch.Tensor
+        (P, M), any real dtype (frames as rows, pixels as columns).
+
+    Returns
+    -------
+    torch.Tensor
+        float64 (k, M); no float64 copy of the whole ``matrix`` is made.
+    """
+    columns = max(1, _DOUBLE_BLOCK_BYTES // (8 * matrix.shape[0]))
+    out = torch.empty((left.shape[0], matrix.shape[1]), dtype=torch.float64, device=matrix.device)
+    for first in range(0, matrix.shape[1], columns):
+        out[:, first : first + columns] = left @ matrix[:, first : first + columns].double()
+    return out
+
+
 def psm_from_frames(frames: torch.Tensor, rank: int, interpolation: torch.Tensor) -> "PSMFactors":
     """Best rank-``rank`` PSM of ``frames`` whose temporal bases lie in the span of ``U``.
 
@@ -181,17 +207,21 @@ def psm_from_frames(frames: torch.Tensor, rank: int, interpolation: torch.Tensor
         raise ValueError(f"interpolation has {interpolation.shape[0]} rows but there are {p} frames")
     if not 1 <= rank <= d:
         raise ValueError(f"rank must be between 1 and the number of knots ({d}), got {rank}")
-    matrix = frames.reshape(p, n * m).to(torch.complex128 if frames.is_complex() else torch.float64)
-    # Real and imaginary parts are pixels of their own for the (real) temporal subspace.
+    matrix = frames.reshape(p, n * m)
+    # Complex frames: real and imaginary parts are pixels of their own for the (real)
+    # temporal subspace (a view, no copy).
     real_matrix = torch.view_as_real(matrix).reshape(p, -1) if matrix.is_complex() else matrix
     basis, _ = torch.linalg.qr(interpolation.double())  # (P, d) orthonormal span of U
-    coefficients = basis.T @ real_matrix  # (d, N M) or (d, 2 N M)
+    coefficients = _double_product(basis.T, real_matrix)  # (d, N M) or (d, 2 N M)
     eigenvalues, eigenvectors = torch.linalg.eigh(coefficients @ coefficients.T)
     order = torch.argsort(eigenvalues, descending=True)[:rank]
     temporal = basis @ eigenvectors[:, order]  # (P, r)
     peak = temporal.gather(0, temporal.abs().argmax(dim=0, keepdim=True))
     temporal = temporal * torch.where(peak < 0, -1.0, 1.0)
-    spatial = (temporal.T.to(matrix.dtype) @ matrix).reshape(rank, n, m).to(frames.dtype)
+    spatial = _double_product(temporal.T, real_matrix)  # (r, N M) or (r, 2 N M)
+    if matrix.is_complex():
+        spatial = torch.view_as_complex(spatial.reshape(rank, n * m, 2))
+    spatial = spatial.reshape(rank, n, m).to(frames.dtype)
     real_dtype = frames.real.dtype
     knots = fit_knots(temporal, interpolation.double()).to(real_dtype)
     return PSMFactors(spatial.contiguous(), knots.contiguous(), interpolation.to(real_dtype))

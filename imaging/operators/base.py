@@ -59,6 +59,7 @@ class LinearOperator:
     - :meth:`kspace_normal_weights`: ``A^H A`` as a diagonal in Cartesian k-space, where
       it is one (``None`` otherwise);
     - :attr:`initialisations`: the PSM initialisations that suit its data;
+    - :attr:`nonnegative_images`: whether the physics makes every image value >= 0;
     - :attr:`costly_to_build`: whether building it costs much more than applying it.
     """
 
@@ -71,6 +72,10 @@ class LinearOperator:
     #: Names of the PSM initialisations (:mod:`imaging.solvers.psm.initialisation`) that
     #: suit this operator's data, the default first; empty when none does.
     initialisations: ClassVar[tuple[str, ...]] = ()
+
+    #: True when the images are physically non-negative (attenuation, density), so a
+    #: solver may project its estimate onto ``x >= 0``.
+    nonnegative_images: ClassVar[bool] = False
 
     #: True when building the operator costs much more than applying it (tomography
     #: computes its projection weights): a solver that needs the operators of subsets of

@@ -1,13 +1,15 @@
-"""Dynamic 2D parallel-beam tomography, matrix-free in the sense that matters: sparse.
+"""Dynamic 2D tomography (parallel or fan beam), matrix-free in the sense that matters: sparse.
 
 Frame ``p`` of the object is projected at its own view angles ``angles[p]`` with ASTRA's
-2D parallel-beam geometry (``astra.create_proj_geom('parallel', detector_spacing, D,
-angles[p])`` over ``astra.create_vol_geom(N, N)``). The per-view projection weights come
-from ASTRA's CPU projector. The operator is block diagonal over frames; its weights are
-held once, in float32 with int32 indices, as a list of *frame blocks*: CSR matrices that
-each cover a run of consecutive frames, with column indices local to the block. The
-dense system matrix of the paper's reference code (4.3 GB at N=128, P=256) is never
-formed.
+2D geometry (:class:`imaging.operators.geometry.ProjectionGeometry`: parallel beam
+``astra.create_proj_geom('parallel', detector_spacing, D, angles[p])``, or fan beam
+``'fanflat'`` with ``source_origin`` and ``origin_detector``, and the vector geometries
+when the rotation axis is off the detector centre) over ``astra.create_vol_geom(N, N)``.
+The per-view projection weights come from ASTRA's CPU projector. The operator is block
+diagonal over frames; its weights are held once, in float32 with int32 indices, as a list
+of *frame blocks*: CSR matrices that each cover a run of consecutive frames, with column
+indices local to the block. The dense system matrix of the paper's reference code (4.3 GB
+at N=128, P=256) is never formed.
 
 On the CPU both products run in SciPy's sparse kernels, which release the GIL, on a pool
 of threads, one block per task: the forward product is the CSR product of each block,
@@ -19,21 +21,26 @@ as fast for one large forward product, but its transposed product is two orders 
 magnitude slower, and one call per block makes its OpenMP threads spin when other
 processes share the cores.) On CUDA the blocks are joined into one CSR matrix and its
 transpose, both on the GPU.
+
+Where the weights would take too much memory (large N and P), the same operator is
+applied without them: ASTRA's projector runs on the fly, frame by frame
+(:mod:`imaging.operators.tomography_matrix_free`, ``projector_backend``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from .._limits import DETECTOR_SPACING_RANGE, MAX_ABS_ANGLE
+from ._pool import run_on_threads
 from .base import LinearOperator, linear_map, resolve_device
+from .geometry import ProjectionGeometry
+from .tomography_matrix_free import FrameProjectors, choose_projector_backend
 
 PROJECTORS = ("line", "linear", "strip")
 SUPPORTS = ("disk", "square")
@@ -42,10 +49,6 @@ SUPPORTS = ("disk", "square")
 #: threads evenly loaded even when other processes compete for the cores, and the cost
 #: of one block call (about 20 microseconds) stays negligible next to its product.
 _NONZEROS_PER_BLOCK = 1 << 18
-
-_EXECUTORS: dict[int, ThreadPoolExecutor] = {}
-# A forked child inherits the executors but not their threads: it must make its own.
-os.register_at_fork(after_in_child=_EXECUTORS.clear)
 
 
 def disk_mask(n: int) -> np.ndarray:
@@ -76,17 +79,36 @@ def _astra_angles(angles_flat) -> np.ndarray:
     return np.mod(angles, 2 * np.pi)
 
 
-def astra_projection_matrix(angles_flat, image_size, n_detectors, detector_spacing, projector):
-    """ASTRA's projection matrix (len(angles_flat) * D, N * N) as SciPy CSR (float64)."""
+def astra_geometry(angles_flat, geometry: ProjectionGeometry) -> dict:
+    """ASTRA's projection geometry of views at ``angles_flat`` (radians), angles reduced
+    (:func:`_astra_angles`) and the detector spacing checked against
+    :data:`~imaging._limits.DETECTOR_SPACING_RANGE`; shared by the sparse and the
+    matrix-free projectors."""
+    low, high = DETECTOR_SPACING_RANGE
+    if not low <= float(geometry.detector_spacing) <= high:
+        raise ValueError(f"detector_spacing must be between {low:g} and {high:g}, got {geometry.detector_spacing!r}")
+    return geometry.astra_geometry(_astra_angles(angles_flat))
+
+
+def astra_projection_matrix(angles_flat, image_size, geometry: ProjectionGeometry, projector="line"):
+    """ASTRA's projection matrix (len(angles_flat) * D, N * N) as SciPy CSR (float64).
+
+    Parameters
+    ----------
+    angles_flat : array_like
+        (M,) view angles in radians.
+    image_size : int
+        N of the (N, N) grid.
+    geometry : ProjectionGeometry
+        Detector, source and axis offset.
+    projector : {"line", "linear", "strip"}
+        Kind of weights (ASTRA's projector of that kind for the geometry).
+    """
     import astra
 
-    low, high = DETECTOR_SPACING_RANGE
-    if not low <= float(detector_spacing) <= high:
-        raise ValueError(f"detector_spacing must be between {low:g} and {high:g}, got {detector_spacing!r}")
     vol_geom = astra.create_vol_geom(image_size, image_size)
-    angles = _astra_angles(angles_flat)
-    proj_geom = astra.create_proj_geom("parallel", float(detector_spacing), int(n_detectors), angles)
-    projector_id = astra.create_projector(projector, proj_geom, vol_geom)
+    proj_geom = astra_geometry(angles_flat, geometry)
+    projector_id = astra.create_projector(geometry.astra_projector(projector), proj_geom, vol_geom)
     try:
         matrix_id = astra.projector.matrix(projector_id)
         try:
@@ -129,7 +151,7 @@ class FrameBlock:
         return m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
 
 
-def frame_block(angles, image_size, n_detectors, detector_spacing=1.0, projector="line", support="disk"):
+def frame_block(angles, image_size, geometry: ProjectionGeometry, projector="line", support="disk"):
     """Build one :class:`FrameBlock` for ``angles`` of shape (F, V) (frames 0..F-1).
 
     Entries for pixels outside ``support`` are dropped, which makes the operator
@@ -138,7 +160,8 @@ def frame_block(angles, image_size, n_detectors, detector_spacing=1.0, projector
     angles = _as_angle_array(angles)
     n_frames, n_views = angles.shape
     n_pixels = image_size * image_size
-    matrix = astra_projection_matrix(angles.ravel(), image_size, n_detectors, detector_spacing, projector)
+    n_detectors = geometry.n_detectors
+    matrix = astra_projection_matrix(angles.ravel(), image_size, geometry, projector)
     entry_row = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
     entry_frame = entry_row // (n_views * n_detectors)
     keep = disk_mask(image_size).ravel()[matrix.indices] if support == "disk" else slice(None)
@@ -152,7 +175,7 @@ def frame_block(angles, image_size, n_detectors, detector_spacing=1.0, projector
     return FrameBlock(0, n_frames, block, block.T)
 
 
-def frame_blocks(angles, image_size, n_detectors, detector_spacing=1.0, projector="line", support="disk"):
+def frame_blocks(angles, image_size, geometry: ProjectionGeometry, projector="line", support="disk"):
     """The block-diagonal projector of ``angles`` (P, V) as a list of :class:`FrameBlock`.
 
     Blocks hold about ``_NONZEROS_PER_BLOCK`` weights each (ASTRA's projectors put about
@@ -161,11 +184,11 @@ def frame_blocks(angles, image_size, n_detectors, detector_spacing=1.0, projecto
     """
     angles = _as_angle_array(angles)
     n_frames, n_views = angles.shape
-    frames_per_block = max(1, _NONZEROS_PER_BLOCK // (n_views * n_detectors * image_size))
+    frames_per_block = max(1, _NONZEROS_PER_BLOCK // (n_views * geometry.n_detectors * image_size))
     blocks = []
     for first in range(0, n_frames, frames_per_block):
         stop = min(n_frames, first + frames_per_block)
-        local = frame_block(angles[first:stop], image_size, n_detectors, detector_spacing, projector, support)
+        local = frame_block(angles[first:stop], image_size, geometry, projector, support)
         blocks.append(dataclasses.replace(local, first_frame=first, stop_frame=stop))
     return blocks
 
@@ -184,26 +207,8 @@ def block_diagonal_matrix(blocks: list[FrameBlock]) -> sp.csr_matrix:
     return sp.csr_matrix((data, columns, indptr.astype(index_dtype)), shape=(n_frames * rows_per_frame, n_cols))
 
 
-def _run_blocks(job, blocks: list[FrameBlock]) -> None:
-    """Call ``job(block)`` for every block, on ``torch.get_num_threads()`` threads.
-
-    Blocks are handed out one at a time, so a thread that other processes slow down
-    takes fewer of them.
-    """
-    n_workers = min(torch.get_num_threads(), len(blocks))
-    if n_workers <= 1:
-        for block in blocks:
-            job(block)
-        return
-    executor = _EXECUTORS.get(n_workers)
-    if executor is None:
-        executor = _EXECUTORS[n_workers] = ThreadPoolExecutor(n_workers, thread_name_prefix="tomography")
-    for _ in executor.map(job, blocks):
-        pass
-
-
 class DynamicTomography(LinearOperator):
-    """Dynamic parallel-beam tomography: frame p projected at ``angles[p]``.
+    """Dynamic 2D tomography (parallel or fan beam): frame p projected at ``angles[p]``.
 
     Parameters
     ----------
@@ -214,22 +219,41 @@ class DynamicTomography(LinearOperator):
     n_detectors : int, optional
         Detector bins D (default N).
     detector_spacing : float
-        Bin width in pixel units.
+        Bin width in pixel units (at the detector, for a fan beam).
     device : {"cpu", "cuda", "auto"}
     projector : {"line", "linear", "strip"}
         ASTRA CPU projector that supplies the weights ("line" holds the fewest entries).
+        Fan beam: "line" (``line_fanflat``) or, without an axis offset, "strip"
+        (``strip_fanflat``).
     support : {"disk", "square"}
         "disk" treats the object as zero outside the inscribed circle (the field of view
         that every view sees) and stores only those pixels' weights.
+    geometry : {"parallel", "fan"}
+    center_offset : float
+        Where the rotation axis projects, in detector bins from the detector centre
+        (signed, sub-pixel).
+    source_origin, origin_detector : float, optional
+        Fan beam: source-to-axis and axis-to-detector distances in pixel units (ASTRA
+        ``fanflat``); the source must lie outside the grid.
+    projector_backend : {"auto", "sparse", "matrix-free"}
+        "sparse" stores the weights (fastest products); "matrix-free" applies ASTRA's
+        projector on the fly, frame by frame, on the CPU (same weights, same products,
+        no stored matrix: :mod:`imaging.operators.tomography_matrix_free`); "auto"
+        keeps the sparse weights while they take at most an eighth of the memory
+        available to the process (:func:`~imaging.operators.tomography_matrix_free.choose_projector_backend`).
+        The choice is :attr:`projector_backend`.
 
     Notes
     -----
     ``forward``: torch (P, N, N) float32 -> (P, V, D) float32.
     ``adjoint``: (P, V, D) -> (P, N, N). Both are differentiable.
     On the CPU, both products use ``torch.get_num_threads()`` threads.
+    The geometry is :attr:`projection_geometry`
+    (:class:`imaging.operators.geometry.ProjectionGeometry`).
     """
 
     initialisations = ("fbp-svd", "projection")
+    nonnegative_images = True  # attenuation coefficients
     costly_to_build = True
 
     def __init__(
@@ -241,6 +265,11 @@ class DynamicTomography(LinearOperator):
         device="cpu",
         projector="line",
         support="disk",
+        geometry="parallel",
+        center_offset=0.0,
+        source_origin=None,
+        origin_detector=None,
+        projector_backend="auto",
     ):
         angles = _as_angle_array(angles)
         image_shape = tuple(int(s) for s in np.atleast_1d(image_shape))
@@ -251,13 +280,20 @@ class DynamicTomography(LinearOperator):
         if support not in SUPPORTS:
             raise ValueError(f"support must be one of {SUPPORTS}, got {support!r}")
         n = image_shape[0]
-        n_detectors = n if n_detectors is None else int(n_detectors)
-        if n_detectors < 1:
-            raise ValueError(f"n_detectors must be positive, got {n_detectors}")
-        if not np.isfinite(detector_spacing) or detector_spacing <= 0:
-            raise ValueError(f"detector_spacing must be a positive number, got {detector_spacing}")
+        projection_geometry = ProjectionGeometry(
+            n if n_detectors is None else n_detectors,
+            detector_spacing,
+            geometry,
+            center_offset,
+            source_origin,
+            origin_detector,
+        )
+        projection_geometry.check_image_size(n)
+        projection_geometry.astra_projector(projector)  # refuses a projector the geometry lacks
+        n_detectors = int(projection_geometry.n_detectors)
         self.angles = angles
         self.image_shape = image_shape
+        self.projection_geometry = projection_geometry
         self.n_detectors = n_detectors
         self.detector_spacing = float(detector_spacing)
         self.projector = projector
@@ -266,7 +302,22 @@ class DynamicTomography(LinearOperator):
         n_frames, n_views = angles.shape
         self.domain_shape = (n_frames, n, n)
         self.range_shape = (n_frames, n_views, n_detectors)
-        blocks = frame_blocks(angles, n, n_detectors, self.detector_spacing, projector, support)
+        self.projector_backend = choose_projector_backend(
+            projector_backend, n, n_frames, n_views, n_detectors, self.device.type
+        )
+        self._frame_projectors = None
+        if self.projector_backend == "matrix-free":
+            self._blocks = None
+            self._frame_projectors = FrameProjectors(
+                angles,
+                n,
+                lambda frame_angles: astra_geometry(frame_angles, projection_geometry),
+                projection_geometry.astra_projector(projector),
+                disk_mask(n) if support == "disk" else None,
+            )
+            self._nbytes = self._frame_projectors.nbytes
+            return
+        blocks = frame_blocks(angles, n, projection_geometry, projector, support)
         if self.device.type == "cuda":
             matrix = block_diagonal_matrix(blocks)
             self._blocks = None
@@ -279,13 +330,14 @@ class DynamicTomography(LinearOperator):
 
     @classmethod
     def from_measurements(cls, measurements, device="cpu", **options) -> "DynamicTomography":
-        """The operator of single-slice tomography measurements (angles, detector geometry)."""
+        """The operator of single-slice tomography measurements (angles, detector, beam geometry)."""
         return cls(
             measurements.angles,
             measurements.image_shape,
             n_detectors=measurements.sinogram.shape[2],
             detector_spacing=measurements.detector_spacing,
             device=device,
+            **measurements.geometry_fields(),
             **options,
         )
 
@@ -295,7 +347,7 @@ class DynamicTomography(LinearOperator):
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the sparse weights and their indices (bytes)."""
+        """Memory held by the sparse weights and their indices (bytes; matrix-free: angles and mask)."""
         return self._nbytes
 
     def support_mask(self) -> torch.Tensor:
@@ -305,6 +357,9 @@ class DynamicTomography(LinearOperator):
         return torch.from_numpy(mask.astype(np.float32)).to(self.device)
 
     def _matvec(self, x_flat: torch.Tensor) -> torch.Tensor:
+        if self._frame_projectors is not None:
+            images = x_flat.detach().cpu().contiguous().numpy().reshape(self.domain_shape)
+            return torch.from_numpy(self._frame_projectors.forward(images).reshape(-1)).to(self.device)
         if self._blocks is None:
             return torch.mv(self._cuda_matrix, x_flat.contiguous())
         x = x_flat.detach().contiguous().numpy()
@@ -316,10 +371,13 @@ class DynamicTomography(LinearOperator):
                 block.matrix @ x[block.first_frame * cols : block.stop_frame * cols]
             )
 
-        _run_blocks(project, self._blocks)
+        run_on_threads(project, self._blocks)
         return torch.from_numpy(out)
 
     def _rmatvec(self, y_flat: torch.Tensor) -> torch.Tensor:
+        if self._frame_projectors is not None:
+            sinograms = y_flat.detach().cpu().contiguous().numpy().reshape(self.range_shape)
+            return torch.from_numpy(self._frame_projectors.adjoint(sinograms).reshape(-1)).to(self.device)
         if self._blocks is None:
             return torch.mv(self._cuda_matrix_transposed, y_flat.contiguous())
         y = y_flat.detach().contiguous().numpy()
@@ -331,7 +389,7 @@ class DynamicTomography(LinearOperator):
                 block.transposed @ y[block.first_frame * rows : block.stop_frame * rows]
             )
 
-        _run_blocks(back_project, self._blocks)
+        run_on_threads(back_project, self._blocks)
         return torch.from_numpy(out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

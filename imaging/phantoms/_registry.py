@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from . import _cardiac, _material, _shepp_logan, _walnut
-from ._geometry import as_integer
+from ._geometry import (
+    as_integer,
+    check_arguments,
+    disk_outside,
+    frame_times,
+    piecewise_affine_motion,
+    pixel_grid,
+    sample,
+)
 
 PHANTOMS = {
     "walnut": _walnut.walnut,
@@ -89,3 +97,36 @@ def volume(name: str, frames: int, size: int, slices: int, seed: int = 0) -> np.
         raise ValueError(f"slices must be an integer >= 1, got {slices}")
     positions = np.linspace(-1.0, 1.0, slices) if slices > 1 else np.zeros(1)
     return _SLICE_RENDERERS[name](frames, size, seed, positions)
+
+
+def animate(image, frames: int, seed: int = 0) -> np.ndarray:
+    """Move a static image with the phantoms' random piecewise-affine motion.
+
+    The motion is that of the walnut and Shepp-Logan phantoms (a 9 x 9 grid of control
+    points on closed smooth paths: global rotation, scaling and shear plus a smooth
+    local deformation, one period over the frames, tapered to zero at the inscribed
+    circle); it turns any static object into a dynamic one.
+
+    Parameters
+    ----------
+    image : array_like, shape (N, N)
+        Static image with values in ``[0, 1]``.
+    frames : int
+        Number of time frames P >= 1.
+    seed : int
+        Non-negative seed of the motion.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (P, N, N) in ``[0, 1]``, zero outside the inscribed circle.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 2 or image.shape[0] != image.shape[1]:
+        raise ValueError(f"image must be square (N, N), got shape {image.shape}")
+    frames, size, seed = check_arguments(frames, image.shape[0], seed)
+    y, x = pixel_grid(size)
+    dy, dx = piecewise_affine_motion(np.random.default_rng([seed, 1]), y, x, frame_times(frames, periodic=True))
+    movie = sample(image, y + dy, x + dx)
+    movie[:, disk_outside(size)] = 0.0
+    return movie

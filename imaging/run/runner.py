@@ -283,6 +283,8 @@ def _check_memory(measurements: Measurements, solver_cls: type[Solver], solver_p
     need = solver_cls.estimate_bytes(measurements, solver_params)
     what = f"{solver_cls.name} on {measurements.n_frames} frames of {'x'.join(map(str, measurements.slice_shape))}"
     hint = "use fewer frames, a smaller image_shape or a cheaper method"
+    if measurements.modality == "tomography" and device.type != "cuda":
+        hint += _largest_fitting_hint(measurements, solver_cls, solver_params)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         if need > free:
@@ -291,6 +293,30 @@ def _check_memory(measurements: Measurements, solver_cls: type[Solver], solver_p
             )
         return
     check_memory(need, what, hint=hint)
+
+
+def _largest_fitting_hint(measurements: Measurements, solver_cls: type[Solver], solver_params) -> str:
+    """``" (at most N = ... fits ...)"``: the largest image size of this acquisition that
+    the available memory holds, by the memory model; empty when the run fits."""
+    from .._limits import available_memory
+    from ..solvers.memory import largest_fitting_size
+
+    available = available_memory()
+    if solver_cls.estimate_bytes(measurements, solver_params) <= available:
+        return ""
+    largest = largest_fitting_size(
+        solver_cls,
+        available,
+        frames=measurements.n_frames,
+        views=measurements.sinogram.shape[1],
+        detectors=measurements.sinogram.shape[2],
+        params=solver_params,
+        ground_truth=measurements.ground_truth is not None,
+        process_bytes=0,
+    )
+    if largest is None:
+        return f" (no image size fits with {measurements.n_frames} frames)"
+    return f" (the largest image size that fits with {measurements.n_frames} frames: {largest}x{largest})"
 
 
 def iterate(

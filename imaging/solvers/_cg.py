@@ -35,7 +35,8 @@ def conjugate_gradient(
     iterations : int
         Number of CG steps (each one application of ``H`` and of the preconditioner).
     precondition : callable, optional
-        ``r -> M^{-1} r`` for a symmetric positive definite ``M``; identity when omitted.
+        ``r -> M^{-1} r`` for a symmetric positive definite ``M``, returning a new tensor
+        (not ``r`` itself); identity when omitted.
 
     Returns
     -------
@@ -46,7 +47,9 @@ def conjugate_gradient(
     """
     if precondition is None:
         precondition = _identity
-    x = start
+    # The vectors are updated in place (few allocations of the system's size), on a copy
+    # of ``start``; ``precondition`` returns a new tensor (the direction is updated in place).
+    x = start.clone()
     residual = rhs - apply_matrix(x)
     z = precondition(residual)
     direction = z
@@ -59,14 +62,15 @@ def conjugate_gradient(
         if curvature <= 0.0:
             break
         alpha = rz / curvature
-        x = x + alpha * direction
-        residual = residual - alpha * h_direction
+        x.add_(direction, alpha=alpha)
+        residual.sub_(h_direction, alpha=alpha)
+        del h_direction
         z = precondition(residual)
         rz_new = inner(residual, z)
-        direction = z + (rz_new / rz) * direction
+        direction = direction.mul_(rz_new / rz).add_(z)
         rz = rz_new
     return x
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
-    return x
+    return x.clone()  # a new tensor: the iteration updates its vectors in place

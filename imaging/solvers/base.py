@@ -17,41 +17,27 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from .memory import ProblemSize, measurement_bytes, operator_bytes  # noqa: F401  (measurement_bytes: kept here)
 
-# -- memory model of one slice (docs/batch.md, "Memory guard"; fitted to peak RSS on Linux) --
-#: Memory every reconstruction takes whatever its size (allocator caches, first-use
-#: buffers, denoiser weights); small problems measured 70-80 MiB above the process's
-#: baseline.
+
+# -- memory model of one slice (imaging/solvers/memory.py; fitted to peak RSS on Linux) --
+#: Memory a reconstruction takes whatever its size (first-use buffers of PyTorch's
+#: kernels, weights) unless a method states its own ``fixed_bytes``.
 FIXED_BYTES = 80 * 2**20
-#: Peak bytes per stored weight while the sparse tomography operator is built (ASTRA's
-#: float64 matrix and index temporaries of one frame, the float32 blocks kept); measured
-#: 17-25 bytes per weight at N = 128.
-OPERATOR_BUILD_BYTES_PER_WEIGHT = 24
-#: Peak bytes per k-space sample of the MRI operator: three k-space sized complex64 FFT
-#: temporaries.
-MRI_OPERATOR_BYTES_PER_SAMPLE = 3 * 8
+#: Stacks smaller than this come from the allocator's heap (glibc's mmap threshold rises
+#: up to 32 MiB as large blocks are freed), where freed memory stays resident and the
+#: peak counts more copies (a method's ``heap_state_copies``); larger ones are mapped
+#: and returned when freed.
+HEAP_STACK_LIMIT = 32 * 2**20
+
+
+class ParameterError(ValueError):
+    """An impossible or unknown solver parameter."""
 
 
 def image_array(frames: torch.Tensor) -> np.ndarray:
     """Frames as the numpy array a solver's estimate is: float32, or complex64 for complex images."""
     return frames.detach().cpu().numpy().astype(np.complex64 if frames.is_complex() else np.float32, copy=False)
-
-
-def measurement_bytes(measurements) -> int:
-    """Bytes of the arrays a :class:`~imaging.measurements.Measurements` holds.
-
-    The data (sinogram or k-space), the geometry (angles) or sampling (mask, coil maps)
-    and the ground truth, whichever are present; a slice or a volume.
-    """
-    arrays = (
-        measurements.sinogram, measurements.angles, measurements.kspace, measurements.mask,
-        measurements.trajectory, measurements.coil_maps, measurements.ground_truth,
-    )
-    return int(sum(array.nbytes for array in arrays if array is not None))
-
-
-class ParameterError(ValueError):
-    """An impossible or unknown solver parameter."""
 
 
 def _coerce(name: str, value, default):
@@ -86,17 +72,79 @@ def _coerce(name: str, value, default):
     return value
 
 
-def param(default, help: str, **metadata):
-    """A solver parameter with its help text (shown as CLI help and GUI tooltip)."""
-    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+#: Keys of :meth:`Solver.describe_params` entries besides ``name``, ``default`` and ``help``.
+PARAM_METADATA = ("label", "symbol", "unit", "minimum", "maximum", "choices", "suggestions", "basic", "applies")
+
+
+def param(
+    default,
+    help: str,
+    *,
+    label: str | None = None,
+    symbol: str | None = None,
+    unit: str | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: tuple | None = None,
+    suggestions: tuple | None = None,
+    basic: bool = False,
+    applies: bool = True,
+):
+    """A solver parameter with its help text (shown as CLI help and GUI tooltip).
+
+    The other arguments describe the parameter to front ends that build inputs from
+    it (the napari plugin); they do not change validation, which stays in
+    :meth:`SolverParams.validate`.
+
+    Parameters
+    ----------
+    default
+        The default value; its type is the parameter's type.
+    help : str
+        One line saying what the parameter does.
+    label : str, optional
+        A readable name (default: the name with spaces for underscores).
+    symbol : str, optional
+        The paper's symbol, e.g. "λ".
+    unit : str, optional
+        Unit of the value, e.g. "views".
+    minimum, maximum : float, optional
+        Inclusive bounds of the values that make sense.
+    choices : tuple, optional
+        The only values allowed.
+    suggestions : tuple, optional
+        Values to offer where others are allowed too (e.g. shipped names besides paths).
+    basic : bool
+        One of the few parameters a user changes first (shown before the others).
+    applies : bool
+        False where a shared parameter means nothing for a method (hidden there).
+
+    A subclass that redeclares a parameter (e.g. another default) keeps the base
+    class's description for every argument it does not give again (see
+    :meth:`Solver.describe_params`).
+    """
+    if (minimum is not None and default < minimum) or (maximum is not None and default > maximum):
+        raise ValueError(f"default {default!r} lies outside [{minimum}, {maximum}]")
+    if choices is not None and default not in choices:
+        raise ValueError(f"default {default!r} is not one of the choices {choices!r}")
+    given = dict(label=label, symbol=symbol, unit=unit, minimum=minimum, maximum=maximum, choices=choices)
+    metadata = {"help": help, **{key: value for key, value in given.items() if value is not None}}
+    for key, values in (("choices", choices), ("suggestions", suggestions)):
+        if values is not None:
+            metadata[key] = tuple(values)
+    if basic:
+        metadata["basic"] = True
+    if not applies:
+        metadata["applies"] = False
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass
 class SolverParams:
     """Parameters shared by every solver."""
 
-    max_iter: int = param(1, "maximum number of outer iterations")
-    seed: int = param(0, "seed of every random choice the solver makes")
+    max_iter: int = param(1, "maximum number of outer iterations", label="iterations", minimum=1, basic=True)
+    seed: int = param(0, "seed of every random choice the solver makes", minimum=0, maximum=2**31 - 1)
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for impossible values (extended by subclasses)."""
@@ -120,11 +168,17 @@ class Solver:
     Params: ClassVar[type[SolverParams]] = SolverParams
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     modalities: ClassVar[tuple[str, ...]] = ("tomography", "mri")
+    #: Memory the method takes whatever the problem's size (denoiser or network weights,
+    #: first-use buffers), bytes.
+    fixed_bytes: ClassVar[int] = FIXED_BYTES
     #: Peak number of float32 (P, N, N) image stacks the solver holds besides the data
-    #: and the operator (iterates, gradients, optimiser state, denoiser activations).
-    #: Each method sets the value fitted to its measured peak memory (docs/batch.md);
-    #: this generous default stands for a method that has not been measured.
-    state_copies: ClassVar[int] = 96
+    #: and the operator (iterates, gradients, optimiser state, denoiser activations),
+    #: for stacks of at least :data:`HEAP_STACK_LIMIT`. Each method sets the value fitted
+    #: to its measured peak memory (``benchmarks/memory_model.py``); this generous default
+    #: stands for a method that has not been measured.
+    state_copies: ClassVar[float] = 96
+    #: The same for smaller stacks, served from the allocator's heap (None: ``state_copies``).
+    heap_state_copies: ClassVar[float | None] = None
 
     def __init__(self, measurements, params: SolverParams, device="cpu"):
         if measurements.modality not in self.modalities:
@@ -164,17 +218,11 @@ class Solver:
     def estimate_bytes(cls, measurements, params: SolverParams | None = None) -> int:
         """Estimated peak memory (bytes) of reconstructing one slice, beyond the process's baseline.
 
-        The model (fitted to measured peak resident memory, see docs/batch.md):
-
-        - :data:`FIXED_BYTES` (allocator caches, first-use buffers, denoiser weights);
-        - the arrays of ``measurements`` (data, angles or mask and coil maps, ground
-          truth), see :func:`measurement_bytes`;
-        - the operator: tomography :data:`OPERATOR_BUILD_BYTES_PER_WEIGHT` per weight of
-          the sparse matrix while it is built, about N weights per measured value
-          (N x P x V x D); MRI :data:`MRI_OPERATOR_BYTES_PER_SAMPLE` per k-space sample;
-        - ``state_copies`` float32 (P, N, N) stacks, complex64 for MRI (complex images:
-          twice the bytes of the fitted real stacks, a model not refitted);
-        - :meth:`model_bytes` (a network the method trains, 0 for most methods).
+        The baseline is the process after importing ``imaging`` (PyTorch, ASTRA), see
+        :data:`imaging.solvers.memory.PROCESS_BYTES`. The model
+        (:mod:`imaging.solvers.memory`, fitted to measured peaks) is
+        :meth:`estimate_size_bytes` of the measurements' :class:`ProblemSize`, on this
+        machine and the CPU.
 
         Parameters
         ----------
@@ -187,36 +235,92 @@ class Solver:
         -------
         int
         """
-        if measurements.is_volume:
-            raise ValueError("estimate_bytes takes the measurements of one slice: pass measurements.slice(z)")
+        return cls.estimate_size_bytes(ProblemSize.of(measurements), params)
+
+    @classmethod
+    def estimate_size_bytes(
+        cls, size: ProblemSize, params: SolverParams | None = None, device_type: str = "cpu",
+        memory_bytes: int | None = None,
+    ) -> int:
+        """:meth:`estimate_bytes` of a problem given by its sizes.
+
+        The sum of ``fixed_bytes``, the measurements' arrays (``size.data_bytes``), the
+        operator (:meth:`operator_bytes`: the sparse tomography weights unless the
+        projector that ``"auto"`` chooses on a machine of ``memory_bytes`` is
+        matrix-free, the MRI FFT temporaries) and :meth:`state_bytes`.
+
+        Parameters
+        ----------
+        size : ProblemSize
+        params : SolverParams, optional
+            Default: the method's defaults.
+        device_type : {"cpu", "cuda"}
+            "cuda": the operator's host memory while it is built.
+        memory_bytes : int, optional
+            The memory available to the run, for the projector choice (default: this
+            process's, :func:`imaging._limits.available_memory`).
+        """
         params = params if params is not None else cls.make_params()
-        height, width = measurements.slice_shape
-        stack = (8 if measurements.modality == "mri" else 4) * measurements.n_frames * height * width
-        if measurements.modality == "tomography":
-            operator = OPERATOR_BUILD_BYTES_PER_WEIGHT * height * measurements.sinogram.size
-        else:
-            operator = MRI_OPERATOR_BYTES_PER_SAMPLE * measurements.kspace.size
         return int(
-            FIXED_BYTES
-            + measurement_bytes(measurements)
-            + operator
-            + cls.state_copies * stack
-            + cls.model_bytes(measurements, params)
+            cls.fixed_bytes
+            + size.data_bytes
+            + cls.operator_bytes(size, device_type, memory_bytes)
+            + cls.state_bytes(size, params)
         )
 
     @classmethod
-    def model_bytes(cls, measurements, params: SolverParams) -> int:
-        """Peak bytes of a network the method builds for one slice (weights, optimiser
-        state, activations), beyond its ``state_copies``; 0 unless a method overrides it."""
+    def operator_bytes(cls, size: ProblemSize, device_type: str = "cpu", memory_bytes: int | None = None) -> int:
+        """Peak bytes of the operator the method builds (:func:`imaging.solvers.memory.operator_bytes`
+        by default, the measurements' own operator)."""
+        return operator_bytes(size, device_type, memory_bytes)
+
+    @classmethod
+    def state_bytes(cls, size: ProblemSize, params: SolverParams) -> int:
+        """Peak bytes of the solver's own state and temporaries for a problem of ``size``.
+
+        By default ``state_copies`` (``heap_state_copies`` for stacks below
+        :data:`HEAP_STACK_LIMIT`) float32 (P, N, N) stacks plus :meth:`model_bytes`;
+        a method overrides it where its memory has other terms.
+        """
+        copies = cls.state_copies
+        if cls.heap_state_copies is not None and size.stack_bytes < HEAP_STACK_LIMIT:
+            copies = cls.heap_state_copies
+        return int(copies * size.stack_bytes + cls.model_bytes(size, params))
+
+    @classmethod
+    def model_bytes(cls, size: ProblemSize, params: SolverParams) -> int:
+        """Peak bytes of a network the method builds for one slice of ``size`` (weights,
+        optimiser state, activations), beyond its ``state_copies``; 0 unless a method
+        overrides it."""
         return 0
 
     @classmethod
     def describe_params(cls) -> list[dict[str, Any]]:
-        """Name, default and help text of every parameter (for CLI help and GUI tooltips)."""
-        return [
-            {"name": f.name, "default": f.default, "help": f.metadata.get("help", "")}
-            for f in dataclasses.fields(cls.Params)
-        ]
+        """Every parameter, for CLI help and GUI inputs.
+
+        Returns
+        -------
+        list of dict
+            In declaration order: ``name``, ``default``, ``help`` and the keys of
+            :data:`PARAM_METADATA` as given to :func:`param` (``label`` defaults to the
+            name with spaces; unset keys are ``None``, ``basic`` False, ``applies`` True).
+        """
+        described = []
+        for field in dataclasses.fields(cls.Params):
+            # A redeclared parameter inherits what it does not say again from its base classes.
+            declarations = [
+                base.__dataclass_fields__[field.name].metadata
+                for base in cls.Params.__mro__
+                if field.name in getattr(base, "__dataclass_fields__", {})
+            ]
+            entry = {"name": field.name, "default": field.default, "help": field.metadata.get("help", "")}
+            for key in PARAM_METADATA:
+                entry[key] = next((found[key] for found in declarations if key in found), None)
+            entry["label"] = entry["label"] or field.name.replace("_", " ")
+            entry["basic"] = bool(entry["basic"])
+            entry["applies"] = entry["applies"] is not False
+            described.append(entry)
+        return described
 
     # -- the algorithm ------------------------------------------------------------------
     def step(self) -> dict[str, float]:
@@ -240,7 +344,11 @@ class Solver:
 
     # -- checkpoints --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-for-bit: tensors, numbers, lists (no objects)."""
+        """Everything needed to continue bit-for-bit: tensors, numbers, lists (no objects).
+
+        Like ``torch.nn.Module.state_dict``, the tensors may be the solver's own, which the
+        next :meth:`step` updates in place: save or copy them before stepping again.
+        """
         return {"iteration": self.iteration}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

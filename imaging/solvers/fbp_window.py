@@ -49,6 +49,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -72,13 +73,20 @@ DEFAULT_TOMOGRAPHY_WINDOW = 32
 class FBPWindowParams(SolverParams):
     """Parameters of :class:`FBPWindow`."""
 
+    # One step, no random choice: the shared parameters mean nothing here.
+    max_iter: int = param(1, "fbp-window computes its result in one step", applies=False)
+    seed: int = param(0, "fbp-window makes no random choice", applies=False)
     window: int = param(
         0,
         "views (tomography) or frames (MRI) nearest in time combined into each frame; 0 = automatic: "
         f"{DEFAULT_TOMOGRAPHY_WINDOW} views, or for MRI the frames needed to fill k-space once on average "
         "(radial: pi/2 N spokes, the angular Nyquist rate)",
+        minimum=0,
+        basic=True,
     )
-    filter: str = param("ramp", "ramp filter apodisation (tomography): ramp, shepp-logan, cosine or hann")
+    filter: str = param(
+        "ramp", "ramp filter apodisation (tomography): ramp, shepp-logan, cosine or hann", choices=FILTERS, basic=True
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -207,7 +215,7 @@ def _relative_residual(prediction: torch.Tensor, data: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(residual)) / data_norm if data_norm > 0 else math.inf
 
 
-def sliding_view_weights(angles: np.ndarray, window_views: int) -> torch.Tensor:
+def sliding_view_weights(angles: np.ndarray, window_views: int, period: float = np.pi) -> torch.Tensor:
     """Weights of the views in each frame's sliding window (tomography).
 
     Parameters
@@ -217,6 +225,9 @@ def sliding_view_weights(angles: np.ndarray, window_views: int) -> torch.Tensor:
     window_views : int
         Views per window; the window is the ``ceil(window_views / V)`` whole frames
         nearest in time (:func:`window_starts`).
+    period : float
+        The rotation after which views repeat the same rays (:func:`angular_weights`):
+        pi for parallel beam, 2 pi for a fan beam.
 
     Returns
     -------
@@ -228,7 +239,7 @@ def sliding_view_weights(angles: np.ndarray, window_views: int) -> torch.Tensor:
     window_frames = min(n_frames, math.ceil(window_views / n_views))
     views_per_window = window_frames * n_views
     starts = window_starts(n_frames, window_frames)
-    values = np.concatenate([angular_weights(angles[s : s + window_frames].ravel()) for s in starts])
+    values = np.concatenate([angular_weights(angles[s : s + window_frames].ravel(), period) for s in starts])
     columns = (starts[:, None] * n_views + np.arange(views_per_window)).ravel()
     row_pointers = np.arange(n_frames + 1) * views_per_window
     with warnings.catch_warnings():
@@ -267,16 +278,32 @@ class SlidingFBP(SlidingWindowMethod):
         m = measurements
         n_frames, n_views, n_detectors = m.sinogram.shape
         size = m.image_shape[0]
-        # One "frame" per view: its adjoint back-projects every view on its own.
+        geometry = m.projection_geometry()
+        # One "frame" per view: its adjoint back-projects every view on its own. Applied
+        # twice, so ASTRA projects on the fly (on the CPU, also for a CUDA run): storing
+        # the weights would cost their memory and about 40 products' time.
         per_view = DynamicTomography(
-            m.angles.reshape(-1, 1), m.image_shape, n_detectors, m.detector_spacing, device=device
+            m.angles.reshape(-1, 1),
+            m.image_shape,
+            n_detectors,
+            m.detector_spacing,
+            device=device,
+            projector_backend="matrix-free",
+            **m.geometry_fields(),
         )
         data = torch.from_numpy(m.sinogram).to(device)
-        filtered = filter_views(data.reshape(-1, 1, n_detectors), filter_kind)
+        # Fan beam: cosine pre-weights, and distance weights on the matched back-projection
+        # (imaging.operators.geometry.ProjectionGeometry.fbp_pixel_weights).
+        detector_weights = torch.from_numpy(geometry.fbp_detector_weights()).float().to(device)
+        filtered = filter_views((data * detector_weights).reshape(-1, 1, n_detectors), filter_kind)
         backprojections = per_view.adjoint(filtered).reshape(n_frames * n_views, size * size)
-        weights = sliding_view_weights(m.angles, window).to(device)
+        pixel_weights = geometry.fbp_pixel_weights(m.angles, size)
+        if pixel_weights is not None:
+            backprojections *= torch.from_numpy(pixel_weights).reshape(n_frames * n_views, -1).to(device)
+        weights = sliding_view_weights(m.angles, window, geometry.angular_period).to(device)
         frames = (weights @ backprojections).reshape(n_frames, size, size)
-        measured = per_view.forward(frames.repeat_interleave(n_views, dim=0)).reshape(data.shape)
+        per_view_frames = frames if n_views == 1 else frames.repeat_interleave(n_views, dim=0)
+        measured = per_view.forward(per_view_frames).reshape(data.shape)
         return frames, _relative_residual(measured, data)
 
 
@@ -367,7 +394,22 @@ class FBPWindow(Solver):
 
     name = "fbp-window"
     Params = FBPWindowParams
-    state_copies = 28  # peak float32 (P, N, N) stacks, fitted in docs/batch.md
+    # Memory model (fitted with benchmarks/memory_model.py): tomography builds no stored
+    # operator (the per-view projector is matrix-free) and holds the back-projections, the
+    # frames and a temporary (3.2 stacks); MRI the windowed k-space, the coil images and the
+    # frames (7 stacks) besides the operator of its residual.
+    fixed_bytes = 12 * 2**20
+    state_copies = 3.2
+    mri_state_copies: ClassVar[float] = 7
+
+    @classmethod
+    def operator_bytes(cls, size, device_type="cpu", memory_bytes=None) -> int:
+        return 0 if size.modality == "tomography" else super().operator_bytes(size, device_type, memory_bytes)
+
+    @classmethod
+    def state_bytes(cls, size, params) -> int:
+        copies = cls.state_copies if size.modality == "tomography" else cls.mri_state_copies
+        return int(copies * size.stack_bytes)
 
     def __init__(self, measurements, params: FBPWindowParams, device="cpu"):
         super().__init__(measurements, params, device)

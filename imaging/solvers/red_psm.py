@@ -23,7 +23,12 @@ scaled augmented Lagrangian ``L = Phi(Lambda, z; target = f - gamma) + lam rho(f
    (lam + beta)``, ``red_iterations`` times, the denoiser run on all frames as batches;
 3. dual step: ``gamma <- gamma + f_PSM - f``.
 
-The estimate is ``f``.
+The estimate is ``f``. For tomography (``nonnegative="auto"``: where the operator says
+images are non-negative) the f step is projected onto ``f >= 0``: with the denoiser
+output fixed, the f subproblem is an isotropic quadratic plus the indicator of the
+non-negative orthant, solved exactly by clipping, and the dual step uses the clipped f,
+so the iteration is ADMM with the constraint in the f block (the official code clips
+``f_PSM`` inside its loss instead).
 
 Defaults (``benchmarks/tune_red_psm.py``, tuned on the walnut phantom with seed 1, N=128,
 P=256; never on a reported case): ``K = 10``, ``d = 11`` (the paper's walnut P=256
@@ -59,16 +64,48 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..denoisers import denoise_frames, describe_module, load_denoiser
+from ..denoisers.inference import denoise_layout, exact_patch_overlap, working_bytes_per_pixel
+from ..denoisers.weights import SHIPPED_DENOISERS
+from ..models.psm import synthesize
 from .registry import register
 from .base import ParameterError, image_array, param
-from .psm import PSMFamilySolver, PSMParams, relative_norm
+from .psm import PSMFamilySolver, PSMParams
 
+#: Bytes of one float32 block of frames in the f and dual updates (the block's f_PSM,
+#: denoiser output and update are a few such blocks).
+F_STEP_BLOCK_BYTES = 16 * 2**20
+
+
+def f_step_block_frames(stride: int, batch: int, frame_bytes: int) -> int:
+    """Frames per block of RED-PSM's f and dual updates.
+
+    A multiple of ``stride * batch`` (``denoise_stride`` times the images per denoiser
+    call), so that the denoiser sees the same batches as on the whole stack, and about
+    :data:`F_STEP_BLOCK_BYTES` per float32 block of frames of ``frame_bytes``.
+    """
+    unit = stride * batch
+    return unit * max(1, F_STEP_BLOCK_BYTES // (unit * frame_bytes))
+
+
+def _squared_norm(x: torch.Tensor) -> float:
+    """``||x||^2`` accumulated in double precision."""
+    return float(torch.linalg.vector_norm(x, dtype=torch.complex128 if x.is_complex() else torch.float64)) ** 2
+
+
+def _ratio(numerator_sq: float, denominator_sq: float) -> float:
+    """``sqrt(numerator_sq / denominator_sq)`` (the numerator's root for a zero denominator),
+    as :func:`~imaging.solvers.psm.relative_norm` of the two norms."""
+    return math.sqrt(numerator_sq / denominator_sq) if denominator_sq > 0 else math.sqrt(numerator_sq)
+
+
+NONNEGATIVE_CHOICES = ("auto", "on", "off")
 
 #: How RED-PSM applies its (real-image) denoiser to complex frames (see :meth:`RedPSMSolver._denoise`).
 COMPLEX_DENOISING = ("smooth-phase", "real-imag", "magnitude")
@@ -83,24 +120,49 @@ class RedPSMParams(PSMParams):
     knots: int = param(11, "knots d per temporal basis function (ignored for interpolation 'direct')")
     xi: float = param(0.2, "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases")
     chi: float = param(0.2, "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases")
-    lam: float = param(2.4, "RED weight lambda (normalised objective: the data term has unit mean curvature)")
-    beta: float = param(0.8, "ADMM penalty beta coupling f and the PSM frames")
-    red_iterations: int = param(1, "RED fixed-point iterations per f step (one denoiser pass each)")
-    denoise_stride: int = param(1, "denoise every s-th frame per iteration, rotating (1: all frames)")
-    denoiser: str = param(
-        "default", "denoiser: a shipped name or a path to a weights file (Python API: also a torch.nn.Module)"
+    lam: float = param(
+        2.4,
+        "RED weight lambda (normalised objective: the data term has unit mean curvature)",
+        label="regularisation",
+        symbol="λ",
+        minimum=0.0,
+        basic=True,
     )
-    patch_size: int = param(0, "denoise in patches of this size (0: whole frames)")
-    denoise_batch: int = param(8, "frames (or patches) per denoiser call")
+    beta: float = param(0.8, "ADMM penalty beta coupling f and the PSM frames", label="ADMM penalty", symbol="β", minimum=0.0)
+    red_iterations: int = param(1, "RED fixed-point iterations per f step (one denoiser pass each)", minimum=1)
+    denoise_stride: int = param(1, "denoise every s-th frame per iteration, rotating (1: all frames)", minimum=1)
+    denoiser: str = param(
+        "default",
+        "denoiser: a shipped name or a path to a weights file (Python API: also a torch.nn.Module)",
+        suggestions=tuple(SHIPPED_DENOISERS),
+    )
+    patch_size: int = param(
+        0,
+        "denoise in patches of this size (0: whole frames, or patches of 256 where one frame's denoiser "
+        "activations would exceed 256 MiB)",
+        unit="pixels",
+        minimum=0,
+    )
+    denoise_batch: int = param(
+        0, "frames (or patches) per denoiser call (0: as many as fit 256 MiB, at most 8)", minimum=0
+    )
+    nonnegative: str = param(
+        "auto",
+        "project f onto f >= 0 in the f step: auto (where the modality's images are non-negative), on, off",
+        choices=NONNEGATIVE_CHOICES,
+    )
     complex_denoising: str = param(
         "smooth-phase",
         "complex images (MRI): remove the frame's smoothed phase and denoise the real part (smooth-phase), "
         "denoise the real and imaginary parts as two images (real-imag), or the magnitude keeping the phase "
         "(magnitude)",
+        choices=COMPLEX_DENOISING,
     )
-    phase_smoothing: float = param(2.0, "smooth-phase: Gaussian width (pixels) of the phase removed before denoising")
+    phase_smoothing: float = param(
+        2.0, "smooth-phase: Gaussian width of the phase removed before denoising", unit="pixels", minimum=0.0
+    )
     tol: float = param(4e-3, "stop when relative change of f and primal residual are both below tol")
-    min_iter: int = param(5, "iterations before the stopping rule may stop the run")
+    min_iter: int = param(5, "iterations before the stopping rule may stop the run", minimum=0)
 
     def __post_init__(self):
         # An in-memory module is kept aside and the field records its description
@@ -125,21 +187,24 @@ class RedPSMParams(PSMParams):
                 raise ParameterError(f"{name} must be a finite number >= 0, got {value}")
         if self.beta <= 0:
             raise ParameterError(f"beta must be > 0 (it couples f to the PSM frames), got {self.beta}")
-        if self.red_iterations < 1 or self.denoise_stride < 1 or self.denoise_batch < 1:
+        if self.red_iterations < 1 or self.denoise_stride < 1:
             raise ParameterError(
-                "red_iterations, denoise_stride and denoise_batch must be >= 1, got "
-                f"{self.red_iterations}, {self.denoise_stride}, {self.denoise_batch}"
+                f"red_iterations and denoise_stride must be >= 1, got {self.red_iterations}, {self.denoise_stride}"
             )
+        if self.denoise_batch < 0:
+            raise ParameterError(f"denoise_batch must be >= 0 (0: automatic), got {self.denoise_batch}")
+        if self.patch_size < 0:
+            raise ParameterError(f"patch_size must be >= 0 (0: automatic), got {self.patch_size}")
+        if self.nonnegative not in NONNEGATIVE_CHOICES:
+            raise ParameterError(f"nonnegative must be one of {', '.join(NONNEGATIVE_CHOICES)}, got {self.nonnegative!r}")
+        if self.min_iter < 0:
+            raise ParameterError(f"min_iter must be >= 0, got {self.min_iter}")
         if not math.isfinite(self.phase_smoothing) or self.phase_smoothing <= 0:
             raise ParameterError(f"phase_smoothing must be a positive number of pixels, got {self.phase_smoothing}")
         if self.complex_denoising not in COMPLEX_DENOISING:
             raise ParameterError(
                 f"complex_denoising must be one of {', '.join(COMPLEX_DENOISING)}, got {self.complex_denoising!r}"
             )
-        if self.patch_size < 0:
-            raise ParameterError(f"patch_size must be >= 0 (0: whole frames), got {self.patch_size}")
-        if self.min_iter < 0:
-            raise ParameterError(f"min_iter must be >= 0, got {self.min_iter}")
 
 
 def smooth_phase(frames: torch.Tensor, width: float) -> torch.Tensor:
@@ -152,13 +217,48 @@ def smooth_phase(frames: torch.Tensor, width: float) -> torch.Tensor:
     return torch.where(magnitude > 0, smoothed / magnitude.clamp_min(1e-30), torch.ones_like(smoothed))
 
 
+def _denoiser_for_estimate(params: RedPSMParams) -> nn.Module | None:
+    """The denoiser of ``params`` for the memory model (None where it cannot be loaded)."""
+    if params.denoiser_module is not None:
+        return params.denoiser_module
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the solver warns about the weights when it loads them
+            return load_denoiser(params.denoiser)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 @register
 class RedPSMSolver(PSMFamilySolver):
     """RED-PSM: bilinear ADMM coupling the PSM model to a denoiser-regularised copy ``f``."""
 
     name = "red-psm"
     Params = RedPSMParams
-    state_copies = 46  # peak float32 (P, N, N) stacks, fitted in docs/batch.md
+    # Memory model (imaging/solvers/memory.py), fitted to benchmarks/memory_model.py: 40 MiB
+    # fixed (denoiser, kernels' first-use buffers); the Lambda step's peak holds f, the
+    # dual and w A^T g, the target f - dual and the synthesised frames and their
+    # back-projection: 6 stacks once they are mapped, 18 while the allocator's heap
+    # serves them (below 32 MiB); a kept denoiser output adds one (denoise_stride > 1).
+    fixed_bytes = 40 * 2**20
+    state_copies = 6
+    heap_state_copies = 18
+
+    @classmethod
+    def state_bytes(cls, size, params: RedPSMParams) -> int:
+        """The larger of the Lambda step's peak and the f step's (state, blocks, denoiser)."""
+        kept_denoised = size.stack_bytes if params.denoise_stride > 1 else 0
+        patch, batch = denoise_layout(_denoiser_for_estimate(params), size.slice_shape, params.patch_size, params.denoise_batch)
+        image_pixels = size.pixels if patch is None else min(patch, size.slice_shape[0]) * min(patch, size.slice_shape[1])
+        frame_bytes = 4 * size.pixels
+        block = min(size.n_frames, f_step_block_frames(params.denoise_stride, batch, frame_bytes))
+        # f, dual, w A^T g, the kept output; per block: f_PSM, anchor, denoiser output, new f and temporaries.
+        f_step = (
+            (3 * size.stack_bytes + kept_denoised)
+            + 6 * block * frame_bytes
+            + working_bytes_per_pixel(_denoiser_for_estimate(params)) * batch * image_pixels
+        )
+        return max(super().state_bytes(size, params) + kept_denoised, int(f_step))
     presets = {
         # Five denoiser passes' worth of work (half the frames per iteration): 0.3 dB below
         # the default on the tuning walnut (benchmarks/tune_red_psm.py).
@@ -188,6 +288,15 @@ class RedPSMSolver(PSMFamilySolver):
         # faster on the 2-core CPU (1.3 s instead of 3.7 s for 256 frames of 128^2; same
         # output to 3e-7), and the denoiser is most of an iteration's cost.
         self.denoiser = denoiser.to(memory_format=torch.channels_last)
+        # Whole frames or patches, and images per call, within the denoiser's working memory.
+        self.denoise_patch, self.denoise_batch = denoise_layout(
+            self.denoiser, measurements.slice_shape, params.patch_size, params.denoise_batch
+        )
+        self.nonnegative = params.nonnegative == "on" or (
+            params.nonnegative == "auto" and self.operator.nonnegative_images
+        )
+        if self.nonnegative and self.operator.is_complex_domain:
+            raise ParameterError("nonnegative='on' does not apply to complex images (MRI); use 'auto' or 'off'")
         self.f: torch.Tensor | None = None
         self.dual: torch.Tensor | None = None
         self.denoised: torch.Tensor | None = None
@@ -218,10 +327,24 @@ class RedPSMSolver(PSMFamilySolver):
         return x if self.support is None else x * self.support
 
     def _denoise(self, frames: torch.Tensor) -> torch.Tensor:
-        patch = self.params.patch_size or None
+        """The denoiser on (B, N, N) frames; complex frames as ``complex_denoising`` says.
+
+        ``smooth-phase`` (default) removes the phase of the frames smoothed by a Gaussian of
+        ``phase_smoothing`` pixels, denoises the real part and restores the phase (the
+        imaginary remainder is treated as noise); ``real-imag`` denoises the two parts as
+        images; ``magnitude`` the magnitude, keeping the phase. The shipped denoiser is
+        trained on non-negative images: the real and imaginary parts of a phase-wrapped
+        image are not, and ``real-imag`` does poorly (docs/design.md, complex images).
+        """
 
         def denoise(images: torch.Tensor) -> torch.Tensor:
-            return denoise_frames(self.denoiser, images, patch_size=patch, batch_size=self.params.denoise_batch)
+            return denoise_frames(
+                self.denoiser,
+                images,
+                patch_size=self.denoise_patch,
+                patch_overlap=exact_patch_overlap(self.denoiser),
+                batch_size=self.denoise_batch,
+            )
 
         if not frames.is_complex():
             return denoise(frames)
@@ -236,31 +359,87 @@ class RedPSMSolver(PSMFamilySolver):
         parts = denoise(torch.cat([frames.real, frames.imag]).contiguous())
         return torch.complex(parts[: len(frames)], parts[len(frames) :])
 
-    def _update_denoised(self) -> None:
-        stride = self.params.denoise_stride
-        if self.denoised is None or stride == 1:
-            self.denoised = self._mask(self._denoise(self.f))
-            return
-        selected = torch.arange(self.iteration % stride, self.f.shape[0], stride, device=self.f.device)
-        self.denoised[selected] = self._mask(self._denoise(self.f[selected].contiguous()))
+    def _block_frames(self) -> int:
+        """Frames per block of the f and dual updates (:func:`f_step_block_frames`)."""
+        return f_step_block_frames(self.params.denoise_stride, self.denoise_batch, self.f[0].numel() * self.f.element_size())
+
+    def _f_and_dual_step(self) -> tuple[float, float, float]:
+        """The f step and the dual step, one block of frames at a time (in place).
+
+        ``f_PSM`` is synthesised per block, so the step holds a few blocks of frames
+        besides ``f`` and the dual (and the kept denoiser output when
+        ``denoise_stride > 1``). The f step decouples over frames, so this equals the
+        update of the whole stack.
+
+        Returns
+        -------
+        tuple of float
+            ``||f_new - f_old||^2``, ``||f_new||^2`` and ``||f_PSM - f_new||^2``.
+        """
+        p = self.params
+        stride = p.denoise_stride
+        n_frames = self.f.shape[0]
+        temporal = self.factors.temporal()
+        # The first pass of a strided schedule denoises every frame (there is no earlier output).
+        first_pass_all = self.denoised is None
+        if stride > 1 and self.denoised is None:
+            self.denoised = torch.empty_like(self.f)
+        phase = self.iteration % stride
+        change_sq = norm_sq = primal_sq = 0.0
+        block = self._block_frames()
+        for first in range(0, n_frames, block):
+            frames = slice(first, min(n_frames, first + block))
+            psm = self._mask(synthesize(self.factors.spatial, temporal[frames]))
+            anchor = p.beta * (psm + self.dual[frames])
+            previous = self.f[frames]
+            f = previous
+            for red_iteration in range(p.red_iterations):
+                if stride == 1:
+                    denoised = self._mask(self._denoise(f))
+                elif first_pass_all and red_iteration == 0:
+                    denoised = self.denoised[frames]
+                    denoised[:] = self._mask(self._denoise(f))
+                else:
+                    denoised = self.denoised[frames]
+                    selected = torch.arange((phase - first) % stride, f.shape[0], stride, device=f.device)
+                    denoised[selected] = self._mask(self._denoise(f[selected].contiguous()))
+                f = self._f_step(denoised, anchor)
+            change_sq += _squared_norm(f - previous)
+            norm_sq += _squared_norm(f)
+            primal_sq += _squared_norm(psm - f)
+            self.dual[frames] = self.dual[frames] + psm - f
+            self.f[frames] = f
+        return change_sq, norm_sq, primal_sq
+
+    def _f_step(self, denoised: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        """The RED fixed-point f update, on ``f >= 0`` when the run is non-negative.
+
+        With the denoiser output held fixed the f subproblem is
+        ``min (lam/2)||f - D||^2 + (beta/2)||f - (f_PSM + gamma)||^2`` (+ the indicator of
+        ``f >= 0``): an isotropic quadratic, whose minimiser over the non-negative
+        orthant is the clipped unconstrained one. The dual step then uses this f, as
+        ADMM with the constraint set in the f block requires.
+        """
+        p = self.params
+        f = (p.lam * denoised + anchor) / (p.lam + p.beta)
+        return f.clamp_min_(0.0) if self.nonnegative else f
 
     def step(self) -> dict[str, float]:
         entry = self._ensure_initialised()
         p = self.params
         start = time.perf_counter()
-        self.problem.sweep(self.factors, p.beta, self.f - self.dual, p.sweeps, p.cg_iterations)
-        psm_frames = self._mask(self.factors.frames())
+        target = self.f - self.dual
+        self.problem.sweep(self.factors, p.beta, target, p.sweeps, p.cg_iterations)
+        del target
         psm_seconds = time.perf_counter() - start
-        previous = self.f
         start = time.perf_counter()
-        anchor = p.beta * (psm_frames + self.dual)
-        for _ in range(p.red_iterations):
-            self._update_denoised()
-            self.f = (p.lam * self.denoised + anchor) / (p.lam + p.beta)
+        change_sq, norm_sq, primal_sq = self._f_and_dual_step()
         denoiser_seconds = time.perf_counter() - start
-        self.dual = self.dual + psm_frames - self.f
-        self.previous_change = relative_norm(self.f - previous, self.f)
-        self.primal_residual = relative_norm(psm_frames - self.f, self.f)
+        self.previous_change = _ratio(change_sq, norm_sq)
+        self.primal_residual = _ratio(primal_sq, norm_sq)
+        psm_frames = self.factors.frames()
+        if self.support is not None:
+            psm_frames.mul_(self.support)
         entry.update(
             data_residual=self._data_residual(self.f),
             psm_data_residual=self._data_residual(psm_frames),
@@ -300,5 +479,7 @@ class RedPSMSolver(PSMFamilySolver):
                     )
             self.f = state["f"].to(device)
             self.dual = state["dual"].to(device)
-            self.denoised = state["denoised"].to(device) if "denoised" in state else None
+            # Kept only where a strided schedule reuses it (older checkpoints hold it always).
+            keep = "denoised" in state and self.params.denoise_stride > 1
+            self.denoised = state["denoised"].to(device) if keep else None
             self.primal_residual = float(state["primal_residual"])

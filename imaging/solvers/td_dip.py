@@ -81,6 +81,10 @@ MAPPING_WIDTH = 512
 LR_DECAY_FACTOR = 0.5
 #: Frames generated at once by :meth:`TDDIP.estimate` (bounds its memory, not its result).
 ESTIMATE_CHUNK = 8
+#: Peak bytes per activation of the generator in training (with its gradient and the
+#: layers' temporaries), per channel, frame of a batch and pixel: measured 150 at the
+#: default 128 channels, N = 64 and 128 (benchmarks/memory_model.py).
+ACTIVATION_BYTES = 150
 
 #: Default optimiser-step budget, sized for a few minutes on the 2-core CPU at N=128,
 #: P=256 (RED-PSM's budget): one step of the published network (128 channels, one
@@ -103,18 +107,21 @@ class TDDIPParams(SolverParams):
         0,
         "outer iterations (steps_per_iteration optimiser steps each); 0: the whole budget, "
         "ceil(steps / steps_per_iteration)",
+        minimum=0,
     )
-    steps: int = param(DEFAULT_STEPS, "optimiser steps of the whole schedule (published: 10000)")
+    steps: int = param(DEFAULT_STEPS, "optimiser steps of the whole schedule (published: 10000)", minimum=1, basic=True)
     steps_per_iteration: int = param(
-        DEFAULT_STEPS_PER_ITERATION, "optimiser steps per outer iteration (the unit of progress and checkpoints)"
+        DEFAULT_STEPS_PER_ITERATION,
+        "optimiser steps per outer iteration (the unit of progress and checkpoints)",
+        minimum=1,
     )
-    batch_frames: int = param(DEFAULT_BATCH_FRAMES, "frames per optimiser step, at most P (published: 1)")
-    channels: int = param(128, "feature channels of the generator (published: 128)")
-    lr: float = param(1e-3, "Adam learning rate (published: 1e-3)")
+    batch_frames: int = param(DEFAULT_BATCH_FRAMES, "frames per optimiser step, at most P (published: 1)", minimum=1)
+    channels: int = param(128, "feature channels of the generator (published: 128)", minimum=1)
+    lr: float = param(1e-3, "Adam learning rate (published: 1e-3)", label="learning rate", minimum=0.0)
     lr_decay_every: int = param(
-        0, "halve the learning rate every this many steps; 0: steps // 5 (published: 2000 of 10000)"
+        0, "halve the learning rate every this many steps; 0: steps // 5 (published: 2000 of 10000)", minimum=0
     )
-    num_cycle: int = param(13, "turns of the helix latent over the sequence (published: 13)")
+    num_cycle: int = param(13, "turns of the helix latent over the sequence (published: 13)", minimum=0)
 
     def __post_init__(self):
         if self.max_iter == 0 and self.steps >= 1 and self.steps_per_iteration >= 1:
@@ -262,14 +269,18 @@ class TDDIP(Solver):
         },
         "light": {"channels": 32, "steps": 4096, "steps_per_iteration": 1024, "batch_frames": 1},
     }
-    state_copies = 8  # peak float32 (P, N, N) stacks besides the network, fitted in docs/batch.md
+    # Memory model (fitted with benchmarks/memory_model.py at N = 16, 64, 128): the
+    # network's weights and optimiser state are in model_bytes.
+    fixed_bytes = 16 * 2**20
+    state_copies = 8  # peak float32 (P, N, N) stacks besides the network
 
     @classmethod
-    def model_bytes(cls, measurements, params: TDDIPParams) -> int:
-        """The generator: 96 MiB (weights, Adam state) plus 20 bytes per activation (with its
-        gradient) of every channel of every frame in an optimiser batch; fitted at N = 64, 128."""
-        batch = min(params.batch_frames, measurements.n_frames)
-        return 96 * 2**20 + 20 * batch * params.channels * math.prod(measurements.slice_shape)
+    def model_bytes(cls, size, params: TDDIPParams) -> int:
+        """The generator: 96 MiB (weights, Adam state) plus :data:`ACTIVATION_BYTES` per
+        activation (with its gradient and the layers' temporaries) of every channel of
+        every frame in an optimiser batch."""
+        batch = min(params.batch_frames, size.n_frames)
+        return 96 * 2**20 + ACTIVATION_BYTES * batch * params.channels * math.prod(size.slice_shape)
 
     def __init__(self, measurements, params: TDDIPParams, device="cpu"):
         super().__init__(measurements, params, device)

@@ -10,14 +10,15 @@ measurement as the picture of :func:`._layers.measurement_image`.
 
 Writer: a measurement layer goes to a measurement file (``.npz``/``.h5``) or its picture
 to TIFF; any other (T, Y, X) or (T, Z, Y, X) image layer goes to a reconstruction file
-(``.npz``) or a TIFF stack (ImageJ axes TYX or TZYX).
+(``.npz``) or a TIFF stack (ImageJ axes TYX or TZYX). A TIFF keeps less than the layer
+carries, and a warning says what was left out. napari's own "lossless" writer also
+claims ``.npz`` and ``.tif`` and keeps pixels only; the plugin's panels therefore save
+through their own *Save* buttons, which offer only :func:`complete_formats`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -36,10 +37,6 @@ from ._layers import (
     reconstruction_layer,
 )
 
-NPZ_SUFFIXES = (".npz",)
-HDF5_SUFFIXES = (".h5", ".hdf5")
-TIFF_SUFFIXES = (".tif", ".tiff")
-
 #: What napari takes as "read successfully, nothing to add": a reader that handled the
 #: file itself (here: by notifying the user) returns it so no other reader is tried.
 NO_LAYERS = [(None,)]
@@ -47,15 +44,17 @@ NO_LAYERS = [(None,)]
 
 def _file_keys(path: Path) -> set[str] | None:
     """Top-level keys of an ``.npz`` or HDF5 file; ``None`` when it cannot be opened."""
+    from imaging.io import NPZ_SUFFIXES
+
     try:
         if path.suffix.lower() in NPZ_SUFFIXES:
             with zipfile.ZipFile(path) as archive:
-                return {name[: -len(".npy")] if name.endswith(".npy") else name for name in archive.namelist()}
+                return {name.removesuffix(".npy") for name in archive.namelist()}
         import h5py
 
         with h5py.File(path, "r") as handle:
             return set(handle.keys())
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+    except Exception:  # any file that cannot be listed is reported by _unreadable_reader
         return None
 
 
@@ -63,6 +62,12 @@ def _notify_error(message: str) -> None:
     from napari.utils.notifications import show_error
 
     show_error(message)
+
+
+def _notify_warning(message: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(message)
 
 
 def get_reader(path: str | list[str]) -> Callable[[str], list] | None:
@@ -73,6 +78,8 @@ def get_reader(path: str | list[str]) -> Callable[[str], list] | None:
     path : str or list of str
         One path (lists of more than one path are not ours to stack).
     """
+    from imaging.io import HDF5_SUFFIXES, NPZ_SUFFIXES
+
     if isinstance(path, list):
         if len(path) != 1:
             return None
@@ -91,9 +98,52 @@ def get_reader(path: str | list[str]) -> Callable[[str], list] | None:
 
 
 def _unreadable_reader(path: str) -> list:
+    from imaging.io import NPZ_SUFFIXES
+
     kind = "NumPy .npz archive" if Path(path).suffix.lower() in NPZ_SUFFIXES else "HDF5 file"
     _notify_error(f"Cannot open {Path(path).name}: it is not a readable {kind} (truncated or corrupt?)")
     return NO_LAYERS
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_or_notify(path: str, what: str, read: Callable[[str], list]) -> list:
+    """``read(path)``, or :data:`NO_LAYERS` after one notification when it fails.
+
+    A file of ours that cannot be turned into layers, for whatever reason (invalid
+    content, an archive member that is encrypted or compressed in a way Python cannot
+    read, JSON nested too deep, arrays larger than :func:`read_budget`, not enough
+    memory), must never reach napari as an exception: napari would show a traceback
+    dialog, or lose the viewer.
+    """
+    name = Path(path).name
+    try:
+        return read(path)
+    except MemoryError:
+        _notify_error(f"Cannot open {what} {name}: not enough memory to read it")
+    except RecursionError:
+        _notify_error(f"Cannot open {what} {name}: its metadata is nested too deeply to be read")
+    except Exception as exc:  # invalid content, encrypted or unsupported archive members, I/O errors
+        _notify_error(f"Cannot open {what} {name}: {_first_line(exc)}")
+    return NO_LAYERS
+
+
+#: A file's arrays may take at most this share of the free memory: the viewer holds the
+#: arrays, the pictures made from them and napari's own copies besides.
+MEMORY_SHARE = 0.25
+
+
+def read_budget() -> int:
+    """Bytes a file's arrays may declare: the library's limit, or less when memory is short."""
+    from imaging.io import DEFAULT_MAX_BYTES
+
+    from ._logic import available_memory
+
+    free = available_memory()
+    return DEFAULT_MAX_BYTES if free is None else int(min(DEFAULT_MAX_BYTES, MEMORY_SHARE * free))
 
 
 def read_measurement_file(path: str) -> list:
@@ -102,37 +152,42 @@ def read_measurement_file(path: str) -> list:
     Returns
     -------
     list
-        Layer-data tuples; :data:`NO_LAYERS` after notifying the user when the file is
-        invalid.
+        Layer-data tuples; :data:`NO_LAYERS` after notifying the user when the file
+        cannot be shown (see :func:`_read_or_notify`).
     """
-    from imaging import MeasurementError
-    from imaging.io import FileFormatError, load_measurements
 
-    try:
-        measurements = load_measurements(path)
-    except (FileFormatError, MeasurementError, OSError, ValueError) as exc:
-        _notify_error(f"Cannot open measurement file {Path(path).name}: {exc}")
-        return NO_LAYERS
-    stem = Path(path).stem
-    label = "sinogram" if measurements.modality == "tomography" else "k-space"
-    layers = [measurement_layer(measurements, f"{stem} {label}")]
-    if measurements.ground_truth is not None:
-        layers.append(image_layer(measurements.ground_truth, f"{stem} ground truth"))
-    return layers
+    def read(path: str) -> list:
+        from imaging.io import load_measurements
+
+        measurements = load_measurements(path, max_bytes=read_budget())
+        data = np.asarray(measurements.data)
+        if data.size == 0:
+            label = "sinogram" if measurements.modality == "tomography" else "k-space"
+            raise ValueError(f"its {label} is empty (shape {data.shape})")
+        stem = Path(path).stem
+        label = "sinogram" if measurements.modality == "tomography" else "k-space"
+        layers = [measurement_layer(measurements, f"{stem} {label}")]
+        if measurements.ground_truth is not None:
+            layers.append(image_layer(measurements.ground_truth, f"{stem} ground truth"))
+        return layers
+
+    return _read_or_notify(path, "measurement file", read)
 
 
 def read_reconstruction_file(path: str) -> list:
     """The reconstruction layer of a reconstruction file (result kept in its metadata)."""
-    from imaging.io import FileFormatError, load_reconstruction
 
-    try:
-        result = load_reconstruction(path)
-    except (FileFormatError, OSError, ValueError) as exc:
-        _notify_error(f"Cannot open reconstruction file {Path(path).name}: {exc}")
-        return NO_LAYERS
-    name = f"{Path(path).stem} ({result.method})" if result.method else Path(path).stem
-    phase = phase_layer(result, name)
-    return [reconstruction_layer(result, name)] + ([phase] if phase is not None else [])
+    def read(path: str) -> list:
+        from imaging.io import load_reconstruction
+
+        result = load_reconstruction(path, max_bytes=read_budget())
+        if np.asarray(result.reconstruction).size == 0:
+            raise ValueError(f"its reconstruction is empty (shape {np.shape(result.reconstruction)})")
+        name = f"{Path(path).stem} ({result.method})" if result.method else Path(path).stem
+        phase = phase_layer(result, name)
+        return [reconstruction_layer(result, name)] + ([phase] if phase is not None else [])
+
+    return _read_or_notify(path, "reconstruction file", read)
 
 
 def _result_of_layer(data: np.ndarray, meta: dict[str, Any]):
@@ -169,23 +224,48 @@ def _result_of_layer(data: np.ndarray, meta: dict[str, Any]):
     )
 
 
-def _write_tiff_atomically(path: Path, image: np.ndarray) -> Path:
-    """Write ``image`` to a temporary file next to ``path``, then rename it onto ``path``."""
+def _write_tiff(path: Path, image: np.ndarray) -> Path:
+    """Write ``image`` as a plain TIFF through the toolkit's one atomic writer."""
     import tifffile
 
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        tifffile.imwrite(temporary, image)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    from imaging.io import write_atomic
+
+    return write_atomic(path, lambda temporary: tifffile.imwrite(temporary, image))
+
+
+def complete_formats(metadata: dict[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
+    """The file formats that keep everything a layer carries, the default first.
+
+    Parameters
+    ----------
+    metadata : dict
+        The layer's ``metadata``.
+
+    Returns
+    -------
+    list of (str, tuple of str)
+        (description, suffixes): for a measurement layer a measurement file (``.npz``,
+        or HDF5), for any other image layer a reconstruction file (``.npz``). TIFF is
+        not among them: it keeps pixels (and a run's parameters), not the geometry or
+        the by-products.
+    """
+    from imaging.io import HDF5_SUFFIXES, NPZ_SUFFIXES
+
+    if MEASUREMENTS_KEY in metadata:
+        return [("Measurement file", NPZ_SUFFIXES), ("Measurement file, HDF5", HDF5_SUFFIXES)]
+    return [("Reconstruction file", NPZ_SUFFIXES)]
 
 
 def write_layer(path: str, data: Any, meta: dict) -> list[str]:
     """npe2 single-layer writer command.
+
+    A measurement layer goes to a measurement file (``.npz``, ``.h5``, ``.hdf5``: the
+    whole measurement, geometry and ground truth included) and any other (T, Y, X) or
+    (T, Z, Y, X) image layer to a reconstruction file (``.npz``: pixels, method,
+    parameters, history and by-products such as PSM factors). A ``.tif``/``.tiff``
+    keeps less, and a warning notification says what was left out: a measurement
+    layer's picture only (the file cannot be reopened as a measurement), or a
+    reconstruction without its by-products.
 
     Parameters
     ----------
@@ -204,19 +284,40 @@ def write_layer(path: str, data: Any, meta: dict) -> list[str]:
     Raises
     ------
     ValueError
-        For a layer/extension pair without a format (e.g. a reconstruction as ``.h5``).
+        For a layer/extension pair without a format: anything but ``.npz``, HDF5 and
+        TIFF, or HDF5 for a layer that is not a measurement.
     """
-    from imaging.io import save_measurements, save_reconstruction
+    from imaging.io import HDF5_SUFFIXES, NPZ_SUFFIXES, TIFF_SUFFIXES, save_measurements, save_reconstruction
 
     suffix = Path(path).suffix.lower()
+    name = meta.get("name", "")
     measurements = meta.get("metadata", {}).get(MEASUREMENTS_KEY)
     if measurements is not None and suffix in NPZ_SUFFIXES + HDF5_SUFFIXES:
         return [str(save_measurements(path, measurements))]
     if measurements is not None and suffix in TIFF_SUFFIXES:
-        return [str(_write_tiff_atomically(Path(path), np.asarray(data, dtype=np.float32)))]
+        written = _write_tiff(Path(path), np.asarray(data, dtype=np.float32))
+        _notify_warning(
+            f"Saved only the picture of measurement layer {name!r} to {Path(path).name}: a TIFF keeps "
+            "neither the geometry nor the ground truth, and cannot be reopened as a measurement. "
+            "Save as .npz or .h5 to keep everything."
+        )
+        return [str(written)]
     if suffix in NPZ_SUFFIXES + TIFF_SUFFIXES:
-        return [str(save_reconstruction(path, _result_of_layer(data, meta)))]
+        result = _result_of_layer(data, meta)
+        written = save_reconstruction(path, result)
+        if suffix in TIFF_SUFFIXES and result.extras:
+            _notify_warning(
+                f"Saved {name!r} to {Path(path).name} without its {', '.join(sorted(result.extras))}: a TIFF "
+                "keeps the images, parameters and history only. Save as .npz to keep everything."
+            )
+        return [str(written)]
+    if suffix in HDF5_SUFFIXES:
+        raise ValueError(
+            f"cannot save layer {name!r} as {suffix}: HDF5 holds measurement files only; "
+            "save a reconstruction or image layer as .npz (everything kept) or .tif"
+        )
     raise ValueError(
-        f"cannot save layer {meta.get('name', '')!r} as {suffix or 'a file without extension'}: "
-        "measurement layers are saved as .npz/.h5/.tif, image and reconstruction layers as .npz/.tif"
+        f"cannot save layer {name!r} as {suffix or 'a file without extension'}: "
+        "measurement layers are saved as .npz/.h5 (or their picture as .tif), image and reconstruction "
+        "layers as .npz (or .tif)"
     )

@@ -218,7 +218,7 @@ def slice_status(result) -> tuple[str, ...] | None:
     Parameters
     ----------
     result : imaging.ReconstructionResult
-        A (P, Z, N, N) result of :func:`imaging.volumes.assemble_volume`, whose history
+        A (P, Z, N, N) result of :func:`imaging.run.assemble_volume`, whose history
         entries carry their ``"slice"``.
 
     Returns
@@ -280,26 +280,3 @@ def phase_layer(result, name: str) -> LayerDataTuple | None:
     meta = {"name": f"{name} phase", "colormap": "twilight", "contrast_limits": (-np.pi, np.pi),
             "metadata": {"kind": "phase"}, "visible": False}
     return phase, meta, "image"
-
-
-def spatial_bases_layer(spatial_bases: np.ndarray, name: str) -> LayerDataTuple:
-    """Layer-data tuple of PSM spatial bases, each basis in its own window.
-
-    The bases have arbitrary sign and scale, so each basis image is divided by its
-    largest magnitude and the stack is shown on a symmetric window with a diverging
-    colormap.
-
-    Parameters
-    ----------
-    spatial_bases : numpy.ndarray
-        (K+1, N, N), or (Z, K+1, N, N) for the slices of a volume; the latter is shown
-        as (K+1, Z, N, N) so that the slices move with the z slider of the volume.
-    name : str
-    """
-    bases = magnitude_image(spatial_bases)  # complex bases (MRI): their magnitude
-    if bases.ndim == 4:
-        bases = bases.swapaxes(0, 1)
-    peaks = np.abs(bases).max(axis=(-2, -1), keepdims=True)
-    normalised = bases / np.where(peaks > 0, peaks, 1.0)
-    meta = {"name": name, "colormap": "PiYG", "contrast_limits": (-1.0, 1.0), "metadata": {"kind": "spatial bases"}}
-    return normalised, meta, "image"

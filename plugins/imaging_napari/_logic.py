@@ -2,14 +2,16 @@
 reconstruction job with previews, and comparison tables.
 
 Every function here is usable from a script or a test without a display; the widgets in
-:mod:`._widgets` only gather inputs, call these and show the outputs.
+:mod:`._qt` only gather inputs, call these and show the outputs.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
-from collections.abc import Generator, Mapping
+import math
+import os
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,26 @@ MODALITIES = ("tomography", "mri")
 
 class InputError(ValueError):
     """A widget input that cannot be used; its message is shown to the user as is."""
+
+
+_preloaded: set[str] = set()
+
+
+def preload(*modules: str) -> None:
+    """Import ``modules`` in a background thread, once per session.
+
+    A widget calls this when it opens, for what its jobs will need (the library, torch,
+    matplotlib): a first import holds Python's GIL for up to a second (C extensions, the
+    font cache), which would stall the GUI thread in the middle of the user's first
+    run; when the dock opens the user is not yet waiting for anything.
+    """
+    import importlib
+    import threading
+
+    missing = [name for name in modules if name not in _preloaded]
+    _preloaded.update(missing)
+    if missing:
+        threading.Thread(target=lambda: [importlib.import_module(name) for name in missing], daemon=True).start()
 
 
 # -- simulation -----------------------------------------------------------------------
@@ -56,10 +78,52 @@ def as_image_stack(data, name: str = "the image layer", volumes: bool = False) -
         raise InputError(f"{name} has shape {images.shape}; {wanted} is needed")
     if images.dtype.kind not in "biuf":
         raise InputError(f"{name} has dtype {images.dtype}; a real-valued image is needed")
-    # A volume of one slice is still a volume (imaging.volumes accepts Z = 1).
+    # A volume of one slice is still a volume (the library accepts Z = 1).
     if images.shape[0] < 2 or min(images.shape[-2:]) < 2:
         raise InputError(f"{name} has shape {images.shape}; at least 2 frames of 2x2 pixels are needed")
     return images.astype(np.float32, copy=False)
+
+
+def max_per_frame(modality: str, image_shape: tuple[int, ...]) -> int:
+    """The most views (tomography) or k-space lines (MRI) per frame worth simulating.
+
+    Tomography: ``ceil(pi N / 2)`` views sample one N x N frame fully over 180 degrees
+    (more add no information, only time: the simulation projects every frame at every
+    view of the schedule). MRI: the H rows of k-space.
+    """
+    height, width = image_shape[-2:]
+    if modality == "tomography":
+        return math.ceil(math.pi * max(height, width) / 2)
+    return int(height)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (``None`` where it cannot be asked)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def simulation_bytes(image_shape: tuple[int, ...], modality: str, per_frame: int, coils: int = 1) -> int:
+    """A generous estimate of the memory a simulation of a (P, [Z,] H, W) object needs.
+
+    Tomography: the object, the sinogram (P, V, Z, D) and one chunk of projections of
+    every frame (:mod:`imaging.simulate` builds a few million matrix entries at a time).
+    MRI: the object and complex k-space (P, Z, C, H, W) with the intermediate
+    coil images of the forward transform.
+    """
+    from imaging.simulate import _MATRIX_ENTRIES_PER_CHUNK as chunk_entries
+
+    frames, *middle, height, width = image_shape
+    slices = middle[0] if middle else 1
+    images = frames * slices * height * width * 4
+    if modality == "tomography":
+        sinogram = frames * per_frame * slices * width * 4
+        chunk = max(1, chunk_entries // (2 * height * width)) * width * frames * slices * 4 + chunk_entries * 16
+        return 3 * images + 2 * sinogram + chunk
+    kspace = frames * slices * coils * height * width * 8
+    return 3 * images + 4 * kspace
 
 
 def simulate_from_image(
@@ -71,6 +135,7 @@ def simulate_from_image(
     seed: int = 0,
     coils: int = 1,
     center_lines: int = 4,
+    progress: Callable[[int, int], None] | None = None,
 ):
     """Simulate an acquisition of an image stack (the "Simulate acquisition" widget).
 
@@ -79,7 +144,7 @@ def simulate_from_image(
     images : array_like, shape (P, N, N) or (P, Z, N, N)
         The object, frames first (square frames for tomography). Kept as ground truth.
         A (P, Z, N, N) volume is measured slice by slice with the same schedule
-        (:mod:`imaging.volumes`).
+        (:func:`imaging.simulate.simulate_volume_tomography`, :func:`imaging.simulate.simulate_volume_mri`).
     modality : {"tomography", "mri"}
     schedule : str
         Tomography: a view-angle schedule of :data:`imaging.schedules.SCHEDULES`; MRI: a
@@ -94,11 +159,21 @@ def simulate_from_image(
         MRI only: number of synthetic receive coils.
     center_lines : int
         MRI only: k-space rows around the centre sampled in every frame.
+    progress : callable, optional
+        Tomography: ``progress(done, total)`` as the view angles are projected (see
+        :func:`imaging.simulate.simulate_tomography`); an exception it raises stops the
+        simulation.
 
     Returns
     -------
     imaging.Measurements
         With ``ground_truth`` = the images (float32) and the absolute ``noise_std``.
+
+    Raises
+    ------
+    InputError
+        For impossible inputs, more views or lines per frame than :func:`max_per_frame`,
+        or a simulation that would need more memory than the machine has free.
     """
     from imaging import schedules, simulate
 
@@ -111,12 +186,24 @@ def simulate_from_image(
     is_volume = images.ndim == 4
     if per_frame < 1:
         raise InputError(f"views or lines per frame must be >= 1, got {per_frame}")
+    most = max_per_frame(modality, images.shape)
+    if modality == "tomography" and per_frame > most:
+        raise InputError(
+            f"{per_frame} views per frame exceed the {most} that sample a {height}x{width} frame fully; "
+            "more add time, not information"
+        )
+    needed, free = simulation_bytes(images.shape, modality, per_frame, coils), available_memory()
+    if free is not None and needed > free:
+        raise InputError(
+            f"this simulation needs about {needed / 2**30:.1f} GiB of memory and {free / 2**30:.1f} GiB are free: "
+            "use fewer frames, views or coils, or a smaller image"
+        )
     if modality == "tomography":
         if height != width:
             raise InputError(f"tomography needs square frames, the image has {height}x{width} pixels")
         angles = schedules.view_angles(schedule, frames, views_per_frame=per_frame, seed=seed)
         simulate_tomography = simulate.simulate_volume_tomography if is_volume else simulate.simulate_tomography
-        return simulate_tomography(images, angles, noise=noise, seed=seed)
+        return simulate_tomography(images, angles, noise=noise, seed=seed, progress=progress)
     if per_frame > height:
         raise InputError(f"{per_frame} lines per frame exceed the {height} k-space rows")
     mask = schedules.kt_mask(
@@ -215,7 +302,9 @@ class Progress:
     for the slices to come; it is attached every ``preview_every`` iterations (and, for
     a volume, at the first iteration of every slice after the first, so that a finished
     slice shows at once) and is ``None`` otherwise. It is computed in the worker thread
-    so the GUI thread never touches the solver while it runs.
+    so the GUI thread never touches the solver while it runs. ``contrast_limits`` is the
+    display window of the run's images, computed once in the worker (from the ground
+    truth when the measurement has one, else from the first estimate).
     """
 
     iteration: int
@@ -224,6 +313,7 @@ class Progress:
     preview: np.ndarray | None
     slice_index: int = 0
     n_slices: int = 1
+    contrast_limits: tuple[float, float] | None = None
 
 
 def reconstruction_job(
@@ -235,18 +325,17 @@ def reconstruction_job(
     params: Mapping[str, Any] | None = None,
     preview_every: int = 5,
 ) -> Generator[Progress, Any, Any]:
-    """Run :func:`imaging.solvers.iterate` and yield :class:`Progress` for a GUI.
+    """Run :func:`imaging.run.iterate` and yield :class:`Progress` for a GUI.
 
-    A volume (``measurements.is_volume``) is reconstructed slice by slice, as
-    :func:`imaging.volumes.reconstruct_volume` does: each slice runs ``iterate`` on
-    ``measurements.slice(z)`` with the same method and parameters, and the slice results
-    are stacked by :func:`imaging.volumes.assemble_volume`, so slice z of the result
-    equals a single-slice run on ``measurements.slice(z)``.
+    The runner reconstructs a volume (``measurements.is_volume``) slice by slice itself;
+    this job only adds the previews: for a volume, the (P, Z, N, N) volume so far, whose
+    finished slices are copied from each slice's last estimate when the next slice
+    starts.
 
-    Sending a true value into the generator asks the solver to stop after the current
-    outer iteration; the generator then returns the result with the last estimate (for
-    a volume: the finished slices, the interrupted slice's last estimate, zeros for the
-    slices not run, and "stopped" in ``stop_reason``).
+    Sending a true value into the generator asks the runner to stop after the current
+    outer iteration; the generator then returns the runner's result with the last
+    estimate (for a volume: the finished slices, the interrupted slice's last estimate,
+    zeros for the slices not run, and "stopped" in ``stop_reason``).
 
     Parameters
     ----------
@@ -271,55 +360,75 @@ def reconstruction_job(
         is (for a volume: contains) "stopped" when a stop was sent.
     """
     from imaging.run import iterate
-    from imaging.run import assemble_volume
 
-    n_slices = measurements.n_slices
+    from ._layers import robust_contrast_limits
+
+    run = iterate(measurements, method, device=device, preset=preset, **dict(params or {}))
+    truth = measurements.ground_truth
+    contrast_limits = robust_contrast_limits(truth) if truth is not None else None
     # A volume's finished slices (zeros for the others), from which each preview is copied.
     volume = None
     if measurements.is_volume:
         volume = np.zeros((measurements.n_frames, *measurements.image_shape), np.float32)
-    results = []
-    for z in range(n_slices):
-        run = iterate(measurements.slice(z), method, device=device, preset=preset, **dict(params or {}))
-        stop = None
-        try:
-            while True:
-                info = run.send(stop)
-                wants_preview = info.iteration % max(1, int(preview_every)) == 0 or (info.iteration == 1 and z > 0)
-                # No preview where the result follows at once: the last iteration of the last slice.
-                result_follows = info.iteration >= info.max_iter and z == n_slices - 1
-                # Complex images (MRI) preview as their magnitude.
-                preview = magnitude_image(info.estimate()) if wants_preview and not result_follows else None
-                if preview is not None and volume is not None:
-                    estimate, preview = preview, volume.copy()
-                    preview[:, z] = estimate
-                progress = Progress(info.iteration, info.max_iter, dict(info.entry), preview, z, n_slices)
-                stop = bool((yield progress)) or None
-        except StopIteration as finished:
-            result = finished.value
-        if volume is None:
-            return result
-        results.append(result)
-        volume[:, z] = result.reconstruction
-        if result.stop_reason == "stopped":
-            break
-    return assemble_volume(results, n_slices)
+    previous = None
+    stop = None
+    try:
+        while True:
+            info = run.send(stop)
+            z = info.slice_index
+            if volume is not None and previous is not None and previous.slice_index != z:
+                # The previous slice has finished: its solver still holds its last estimate.
+                volume[:, previous.slice_index] = magnitude_image(previous.estimate())
+            previous = info
+            wants_preview = info.iteration % max(1, int(preview_every)) == 0 or (info.iteration == 1 and z > 0)
+            # No preview where the result follows at once: the last iteration of the last slice.
+            result_follows = info.iteration >= info.max_iter and z == info.n_slices - 1
+            # Complex images (MRI) preview as their magnitude.
+            preview = magnitude_image(info.estimate()) if wants_preview and not result_follows else None
+            if contrast_limits is None:
+                contrast_limits = robust_contrast_limits(info.estimate() if preview is None else preview)
+            if preview is not None and volume is not None:
+                estimate, preview = preview, volume.copy()
+                preview[:, z] = estimate
+            progress = Progress(
+                info.iteration, info.max_iter, dict(info.entry), preview, z, info.n_slices, contrast_limits
+            )
+            stop = bool((yield progress)) or None
+    except StopIteration as finished:
+        return finished.value
 
 
-def describe_error(exc: BaseException) -> str:
-    """A one-line, non-technical explanation of why a job failed."""
+def psm_factors(result) -> tuple[np.ndarray, np.ndarray | None, str] | None:
+    """The PSM factors of a result, to plot: temporal (P, K+1), spatial (K+1, N, N) or None, a title.
+
+    A volume's result holds one set per slice, (Z, P, K+1) and (Z, K+1, N, N); slice 0's
+    is returned and the title says so. ``None`` when the result has no temporal bases.
+    """
+    extras = result.extras or {}
+    if "temporal_bases" not in extras:
+        return None
+    temporal, spatial = np.asarray(extras["temporal_bases"]), extras.get("spatial_bases")
+    title = "PSM factors"
+    if np.asarray(result.reconstruction).ndim == 4:
+        temporal, spatial, title = temporal[0], None if spatial is None else spatial[0], f"{title}, slice z = 0"
+    return temporal, None if spatial is None else np.asarray(spatial), title
+
+
+def describe_error(exc: BaseException, task: str = "Reconstruction") -> str:
+    """A one-line, non-technical explanation of why a job (a ``task``) failed."""
     import torch
 
     from imaging import MeasurementError, ParameterError
 
     if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
         return (
-            "Reconstruction ran out of memory: try fewer frames, a smaller image, a lighter "
+            f"{task} ran out of memory: try fewer frames, a smaller image, a lighter "
             "preset or the other device."
         )
     if isinstance(exc, (ParameterError, MeasurementError, InputError)):
         return str(exc)
-    return f"Reconstruction failed: {exc}" if str(exc) else f"Reconstruction failed ({type(exc).__name__})"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{task} failed: {text}" if text else f"{task} failed ({type(exc).__name__})"
 
 
 def progress_text(progress: Progress) -> str:
@@ -348,7 +457,7 @@ def compare(reference, candidates: Mapping[str, Any]) -> tuple[list[dict[str, An
     """Score reconstructions against a reference.
 
     Frame stacks are scored by :func:`imaging.metrics.evaluate`, time-varying volumes by
-    :func:`imaging.volumes.evaluate_volume`; a volume's per-frame PSNR is that of each
+    :func:`imaging.metrics.evaluate_volume`; a volume's per-frame PSNR is that of each
     time frame's whole (Z, N, N) volume, as in its ``psnr_frame_mean``.
 
     Parameters

@@ -50,13 +50,6 @@ def test_result_layer_name_lists_changed_parameters_and_iterations():
     assert _layers.result_layer_name(result, {"rank": 8, "lam": 0.01}) == "psm 3 it"
 
 
-def test_spatial_bases_are_scaled_to_unit_peak_each():
-    bases = np.stack([np.full((4, 4), 10.0), -0.5 * np.eye(4)])
-    data, meta, _ = _layers.spatial_bases_layer(bases, "bases")
-    assert np.abs(data).reshape(2, -1).max(axis=1) == pytest.approx([1.0, 1.0])
-    assert meta["contrast_limits"] == (-1.0, 1.0)
-
-
 # -- simulation -----------------------------------------------------------------------------
 
 
@@ -264,8 +257,35 @@ def test_plots_draw_one_line_per_curve():
     _plots.plot_comparison(figure, {"a": np.ones(4), "b": np.zeros(4)}, histories)
     frames_axis, residual_axis = figure.axes
     assert len(frames_axis.lines) == 2 and len(residual_axis.lines) == 1
-    _plots.plot_temporal_bases(figure, np.ones((6, 3)))
+    _plots.plot_factors(figure, np.ones((6, 3)))
     assert len(figure.axes) == 1 and len(figure.axes[0].lines) == 3
+
+
+def test_factors_plot_shows_each_spatial_basis_scaled_to_unit_peak():
+    figure = _plots.new_figure()
+    spatial = np.stack([np.full((4, 4), 10.0), -0.5 * np.eye(4)])
+    _plots.plot_factors(figure, np.ones((6, 2)), spatial)
+    curves, *images = figure.axes
+    assert len(curves.lines) == 2 and len(images) == 2
+    for axis, basis in zip(images, spatial):
+        shown = axis.images[0].get_array()
+        np.testing.assert_allclose(shown, basis / np.abs(basis).max())
+        assert axis.images[0].get_clim() == (-1.0, 1.0)
+    pixels = _plots.render(figure)
+    assert pixels.dtype == np.uint8 and pixels.shape[2] == 4 and pixels[..., :3].std() > 0
+    with pytest.raises(ValueError, match="K\\+1 = 2"):
+        _plots.plot_factors(figure, np.ones((6, 2)), spatial[:1])
+
+
+def test_psm_factors_of_a_volume_are_slice_0s():
+    from imaging import ReconstructionResult
+
+    extras = {"temporal_bases": np.arange(2 * 6 * 3).reshape(2, 6, 3), "spatial_bases": np.ones((2, 3, 4, 4))}
+    result = ReconstructionResult(np.zeros((6, 2, 4, 4)), "psm", {}, [], 1.0, "max_iter", extras)
+    temporal, spatial, title = _logic.psm_factors(result)
+    np.testing.assert_array_equal(temporal, extras["temporal_bases"][0])
+    assert spatial.shape == (3, 4, 4) and title.endswith("slice z = 0")
+    assert _logic.psm_factors(ReconstructionResult(np.zeros((6, 4, 4)), "x", {}, [], 1.0, "max_iter")) is None
 
 
 # -- volumes ---------------------------------------------------------------------------------
@@ -317,14 +337,6 @@ def test_volume_result_name_and_slice_status():
     assert _layers.slice_status(_volume_result("", 0)) is None
 
 
-def test_volume_spatial_bases_put_slices_on_the_z_slider():
-    bases = np.ones((2, 3, 4, 4))  # (Z, K+1, N, N)
-    bases[1, 2] *= -7.0
-    data, _, _ = _layers.spatial_bases_layer(bases, "bases")
-    assert data.shape == (3, 2, 4, 4)
-    np.testing.assert_array_equal(data[2, 1], -np.ones((4, 4)))
-
-
 def test_simulate_from_a_volume_measures_every_slice_alike(moving_disk):
     volume = np.stack([moving_disk, 0.5 * moving_disk], axis=1)  # (8, 2, 32, 32)
     tomo = _logic.simulate_from_image(volume, "tomography", "golden-angle", per_frame=2, noise=0.0)
@@ -347,7 +359,6 @@ def _run_job(job, stop_after=None):
 
 @pytest.mark.parametrize("method, params", [("fbp-window", {}), ("psm", {"max_iter": 2})])
 def test_volume_job_equals_single_slice_runs(tomography_volume, method, params):
-    from imaging import reconstruct
     from imaging.run import reconstruct
 
     reports, result = _run_job(_logic.reconstruction_job(tomography_volume, method, params=params))

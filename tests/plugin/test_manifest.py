@@ -1,13 +1,14 @@
 """The npe2 manifest: valid, installed, and pointing at importable objects."""
 
 import importlib
+import subprocess
 from pathlib import Path
 
 import pytest
 from npe2 import PluginManager, PluginManifest
 
 ROOT = Path(__file__).resolve().parents[2]
-MANIFEST = ROOT / "napari.yaml"
+MANIFEST = ROOT / "plugins" / "imaging_napari" / "napari.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +23,17 @@ def test_manifest_validates_and_names_the_distribution(manifest):
     assert 'imaging-redpsm = "imaging_napari:napari.yaml"' in pyproject
 
 
-def test_package_manifest_is_a_relative_link_to_the_root_manifest():
-    link = ROOT / "plugins" / "imaging_napari" / "napari.yaml"
-    assert link.is_symlink() and not Path(link.readlink()).is_absolute()
-    assert link.resolve() == MANIFEST.resolve()
+def test_there_is_one_manifest_and_any_copy_is_identical():
+    # The package's manifest is a plain file (the wheel carries it); a copy elsewhere in
+    # the repository, e.g. for a plugin index, must not drift from it.
+    assert MANIFEST.is_file() and not MANIFEST.is_symlink()
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", "*napari.yaml"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    copies = [ROOT / name for name in tracked.stdout.split()] if tracked.returncode == 0 else []
+    copies += [path for path in ROOT.glob("*napari.yaml") if path not in copies]
+    for copy in copies:
+        assert copy.read_bytes() == MANIFEST.read_bytes(), f"{copy} differs from {MANIFEST}"
 
 
 def test_every_command_points_at_an_existing_callable(manifest):
@@ -52,7 +60,13 @@ def test_contributions_cover_widgets_samples_reader_writer(manifest):
         "mri_measurement",
     }
     assert set(contributions.readers[0].filename_patterns) == {"*.npz", "*.h5", "*.hdf5"}
-    assert set(contributions.writers[0].filename_extensions) == {".npz", ".h5", ".tif", ".tiff"}
+    writers = {writer.display_name: set(writer.filename_extensions) for writer in contributions.writers}
+    assert writers == {
+        "measurement or reconstruction file, everything kept": {".npz"},
+        "measurement file (HDF5), everything kept": {".h5", ".hdf5"},
+        "TIFF stack, pixels and run parameters only": {".tif", ".tiff"},
+    }
+    assert {writer.command for writer in contributions.writers} == {"imaging-redpsm.write_layer"}
 
 
 def test_installed_plugin_is_discovered_by_npe2():

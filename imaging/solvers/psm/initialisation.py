@@ -55,6 +55,7 @@ import torch
 
 from ...models.psm import interpolation_matrix
 from ...operators import ifft2c
+from ...operators.geometry import shift_bins
 from ..fbp_window import FBPWindow
 
 #: Every initialisation; those that suit a modality, the default first, are its
@@ -321,8 +322,16 @@ def initial_frames(
             f"(use one of: {', '.join(allowed)})"
         )
     if method == "projection":
+        if measurements.geometry != "parallel":
+            raise ValueError(
+                f"initialisation 'projection' relies on the parallel-beam symmetry g(s, theta + pi) = g(-s, theta); "
+                f"these are {measurements.geometry}-beam measurements: use init=fbp-svd"
+            )
+        sinogram = measurements.sinogram
+        if measurements.center_offset:  # the symmetry holds about the rotation axis: move it to the centre
+            sinogram = shift_bins(sinogram, -measurements.center_offset)
         frames = projection_domain_frames(
-            measurements.sinogram,
+            sinogram,
             measurements.angles,
             measurements.image_shape[0],
             measurements.detector_spacing,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from ...models.psm import INTERPOLATIONS, PSMFactors, interpolation_matrix, psm_from_frames
-from ..base import ParameterError, Solver, SolverParams, image_array, param
+from ..base import HEAP_STACK_LIMIT, ParameterError, Solver, SolverParams, image_array, param
 from ..registry import register
 from .initialisation import INITIALISATIONS, amplitude_scale, initial_frames
 from .subproblem import PSMSubproblem, data_weight
@@ -33,16 +34,16 @@ class PSMParams(SolverParams):
     """Parameters of the PSM model and its subproblem solver (shared with RED-PSM)."""
 
     max_iter: int = param(3, "maximum number of outer iterations (alternating sweeps for psm)")
-    order: int = param(10, "PSM order K: the model has K+1 spatial/temporal basis functions")
-    knots: int = param(11, "knots d per temporal basis function (ignored for interpolation 'direct')")
-    interpolation: str = param("cubic", "temporal interpolation from knots to frames: cubic, linear or direct")
-    xi: float = param(10.0, "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases")
-    chi: float = param(10.0, "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases")
-    init: str = param("auto", "initialisation: projection or fbp-svd (tomography), kspace-centre (mri); auto picks the first")
-    init_knots: int = param(6, "temporal functions (cubic knots) of the projection-domain initialisation")
-    sweeps: int = param(1, "alternating (Lambda, z) sweeps per outer iteration")
-    cg_iterations: int = param(8, "preconditioned CG iterations of each Lambda update")
-    tol: float = param(1e-3, "stop when the relative change of the estimate falls below tol (no ground truth)")
+    order: int = param(10, "PSM order K: the model has K+1 spatial/temporal basis functions", symbol="K", minimum=0, basic=True)
+    knots: int = param(11, "knots d per temporal basis function (ignored for interpolation 'direct')", symbol="d", minimum=2)
+    interpolation: str = param("cubic", "temporal interpolation from knots to frames: cubic, linear or direct", choices=INTERPOLATIONS)
+    xi: float = param(10.0, "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases", label="temporal basis penalty", symbol="ξ", minimum=0.0)
+    chi: float = param(10.0, "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases", label="spatial basis penalty", symbol="χ", minimum=0.0)
+    init: str = param("auto", "initialisation: projection or fbp-svd (tomography), kspace-centre (mri); auto picks the first", label="initialisation", choices=("auto", *INITIALISATIONS))
+    init_knots: int = param(6, "temporal functions (cubic knots) of the projection-domain initialisation", minimum=2)
+    sweeps: int = param(1, "alternating (Lambda, z) sweeps per outer iteration", minimum=1)
+    cg_iterations: int = param(8, "preconditioned CG iterations of each Lambda update", label="CG iterations", minimum=1)
+    tol: float = param(1e-3, "stop when the relative change of the estimate falls below tol (no ground truth)", label="tolerance", minimum=0.0)
 
     def validate(self) -> None:
         super().validate()
@@ -79,6 +80,18 @@ class PSMFamilySolver(Solver):
     """
 
     Params = PSMParams
+    #: Peak float32 (K+1, N, N) copies of the spatial bases in the Lambda step (CG vectors,
+    #: preconditioner spectra) while the allocator's heap serves them (below 32 MiB), and
+    #: once they are mapped; fitted with benchmarks/memory_model.py.
+    heap_rank_copies: ClassVar[float] = 14
+    rank_copies: ClassVar[float] = 12
+
+    @classmethod
+    def state_bytes(cls, size, params: PSMParams) -> int:
+        """The stacks (``state_copies``) plus the Lambda step's copies of the spatial bases."""
+        rank_bytes = 4 * (params.order + 1) * size.pixels
+        copies = cls.heap_rank_copies if rank_bytes < HEAP_STACK_LIMIT else cls.rank_copies
+        return int(super().state_bytes(size, params) + copies * rank_bytes)
 
     def __init__(self, measurements, params: PSMParams, device="cpu"):
         super().__init__(measurements, params, device)
@@ -127,11 +140,13 @@ class PSMFamilySolver(Solver):
         frames = initial_frames(
             self.measurements, self.init_method, knots=self.params.init_knots, device=self.operator.device
         )
+        # In place: the initial frames are one (P, N, N) stack until the factors are made.
         if self.support is not None:
-            frames = frames * self.support
+            frames.mul_(self.support)
         self.scale = amplitude_scale(frames)
+        frames.div_(self.scale)
         self.data_weight = data_weight(self.operator, self.support)
-        self.factors = psm_from_frames(frames / self.scale, self.params.order + 1, self.interpolation)
+        self.factors = psm_from_frames(frames, self.params.order + 1, self.interpolation)
         self._build_problem()
         self.problem.rebalance(self.factors)
         if self.init_method == "kspace-centre":
@@ -141,7 +156,7 @@ class PSMFamilySolver(Solver):
             # from 29.5 to 29.7 dB in 12 instead of 21 iterations.
             self.problem.update_spatial(self.factors, iterations=self.params.cg_iterations)
             self.problem.rebalance(self.factors)
-        self._after_initialise(frames / self.scale)
+        self._after_initialise(frames)
         return {"init_seconds": time.perf_counter() - start}
 
     def _after_initialise(self, frames: torch.Tensor) -> None:
@@ -206,7 +221,11 @@ class PSMSolver(PSMFamilySolver):
     """
 
     name = "psm"
-    state_copies = 30  # peak float32 (P, N, N) stacks, fitted in docs/batch.md
+    # Memory model (fitted with benchmarks/memory_model.py): w A^T g, the previous and the
+    # new frames, their difference and the Lambda step's synthesised frames.
+    fixed_bytes = 20 * 2**20
+    state_copies = 4
+    heap_state_copies = 9
 
     def step(self) -> dict[str, float]:
         entry = self._ensure_initialised()

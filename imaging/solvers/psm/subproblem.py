@@ -74,9 +74,8 @@ SYMBOL_FLOOR = 0.05
 def _real_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``Re(a b^H)`` in float64: the real inner products of the rows of ``a`` (m, n) and ``b`` (k, n)."""
     if a.is_complex() or b.is_complex():
-        a, b = a.to(torch.complex128), b.to(torch.complex128)
-        return (a @ b.conj().T).real
-    return a.double() @ b.double().T
+        return (a.to(torch.complex128) @ b.to(torch.complex128).conj().T).real
+    return (a @ b.T).double()
 
 
 class PSMSubproblem:
@@ -110,7 +109,10 @@ class PSMSubproblem:
         self.chi = float(chi)
         self.direct = bool(direct)
         with torch.no_grad():
-            self.weighted_backprojection = self._mask(self.data_weight * operator.adjoint(data))
+            # In place: one (P, N, N) stack at a time.
+            self.weighted_backprojection = operator.adjoint(data).mul_(self.data_weight)
+            if support is not None:
+                self.weighted_backprojection.mul_(support)
         self._symbol = None
         # A support mask breaks the k-space diagonal of A^T A.
         self.kspace_weights = operator.kspace_normal_weights() if support is None else None
@@ -120,7 +122,26 @@ class PSMSubproblem:
 
     def normal(self, frames: torch.Tensor) -> torch.Tensor:
         """``w A^T A`` applied to (P, N, N) frames (callers mask the result)."""
-        return self.data_weight * self.operator.normal(frames)
+        return self.operator.normal(frames).mul_(self.data_weight)
+
+    def projected_normal(self, spatial: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
+        """``Psi^T (w A^T A) (Lambda Psi^T)``: the data term's curvature on spatial bases.
+
+        Parameters
+        ----------
+        spatial : torch.Tensor
+            (r, N, N) bases ``Lambda``.
+        temporal : torch.Tensor
+            (P, r) temporal bases ``Psi``.
+
+        Returns
+        -------
+        torch.Tensor
+            (r, N, N), not masked. The synthesised frames are released before the
+            back-projection, so one (P, N, N) stack is held at a time.
+        """
+        projections = self.operator.forward(synthesize(spatial, temporal))
+        return project_frames(self.operator.adjoint(projections), temporal).mul_(self.data_weight)
 
     # -- objective --------------------------------------------------------------------------
     def terms(self, factors: PSMFactors, beta: float = 0.0, target: torch.Tensor | None = None) -> dict[str, float]:
@@ -171,11 +192,12 @@ class PSMSubproblem:
         with torch.no_grad():
             # gram[p, k, l] = w <Lambda_k, A_p^T A_p Lambda_l> + beta <Lambda_k, Lambda_l>
             gram = self._data_gram(spatial)
-            linear = self.weighted_backprojection
+            # linear[p, k] = <w A_p^T g_p + beta M target_p, Lambda_k>, without a stack temporary.
+            linear = _real_products(self.weighted_backprojection.reshape(n_frames, -1), flat)  # (P, r)
             if beta > 0:
                 gram += beta * _real_products(flat, flat)
-                linear = linear + beta * self._mask(target)
-            linear = _real_products(linear.reshape(n_frames, -1), flat)  # (P, r)
+                masked = flat if self.support is None else (spatial * self.support).reshape(rank, -1)
+                linear += beta * _real_products(target.reshape(n_frames, -1), masked)
             eye = torch.eye(rank, dtype=torch.float64, device=spatial.device)
             gram += self.xi * eye
             u = self.interpolation.double()
@@ -194,13 +216,16 @@ class PSMSubproblem:
 
     # -- Lambda step ------------------------------------------------------------------------
     def _normal_symbol(self) -> torch.Tensor:
-        """Fourier symbol (N, N) of the frame-averaged ``w A_p^T A_p`` (measured once)."""
+        """Fourier symbol (N, N) of the frame-averaged ``w A_p^T A_p`` (measured once; real, also
+        for complex images, where the normal operator is Hermitian)."""
         if self._symbol is None:
             n_frames, height, width = self.operator.domain_shape
             impulse = torch.zeros(self.operator.domain_shape, device=self.data.device)
             impulse[:, height // 2, width // 2] = 1.0
             with torch.no_grad():
-                kernel = (self.data_weight * self.operator.normal(impulse)).mean(dim=0)
+                projections = self.operator.forward(impulse)
+                del impulse  # one (P, N, N) stack at a time
+                kernel = self.operator.adjoint(projections).mean(dim=0).mul_(self.data_weight)
             kernel = torch.fft.ifftshift(kernel, dim=(-2, -1))
             symbol = torch.fft.fft2(kernel).real
             # The convolution model of the frame-averaged normal operator is crude where the
@@ -218,15 +243,24 @@ class PSMSubproblem:
         symbol = self._normal_symbol()
         inverse = 1.0 / (eigenvalues[:, None, None] * (symbol + beta)[None] + self.chi + 1e-12)
         shape = self.operator.domain_shape[1:]
-        half_inverse = inverse[..., : shape[1] // 2 + 1]
+        half_inverse = inverse[..., : shape[1] // 2 + 1].contiguous()  # real images: the rfft half
 
         def apply(x: torch.Tensor) -> torch.Tensor:
-            rotated = torch.einsum("kl,kxy->lxy", eigenvectors.to(x.dtype), x)
+            # In place where possible: few (r, N, N) temporaries per CG iteration.
+            rank = x.shape[0]
+            rotation = eigenvectors.to(x.dtype)
+            rotated = (rotation.T @ x.reshape(rank, -1)).reshape(x.shape)
             if x.is_complex():
-                filtered = torch.fft.ifft2(torch.fft.fft2(rotated) * inverse)
+                spectrum = torch.fft.fft2(rotated)
+                del rotated
+                filtered = torch.fft.ifft2(spectrum.mul_(inverse))
             else:
-                filtered = torch.fft.irfft2(torch.fft.rfft2(rotated) * half_inverse, s=shape)
-            return self._mask(torch.einsum("kl,lxy->kxy", eigenvectors.to(x.dtype), filtered))
+                spectrum = torch.fft.rfft2(rotated)
+                del rotated
+                filtered = torch.fft.irfft2(spectrum.mul_(half_inverse), s=shape)
+            del spectrum
+            out = (rotation @ filtered.reshape(rank, -1)).reshape(x.shape)
+            return out if self.support is None else out.mul_(self.support)
 
         return apply
 
@@ -241,18 +275,22 @@ class PSMSubproblem:
         temporal = factors.temporal()
         gram = temporal.T @ temporal
         with torch.no_grad():
-            rhs_frames = self.weighted_backprojection
+            # Psi^T (w A^T g + beta M target), projected stack by stack (no stack temporary).
+            rhs = project_frames(self.weighted_backprojection, temporal)
             if beta > 0:
-                rhs_frames = rhs_frames + beta * self._mask(target)
-            rhs = project_frames(rhs_frames, temporal)
+                rhs += beta * self._mask(project_frames(target, temporal))
             if self.kspace_weights is not None:
                 factors.spatial = self._solve_spatial_in_kspace(rhs, temporal, beta)
                 return
 
+            coupling = (beta * gram).T.contiguous().to(factors.spatial.dtype)
+
             def hessian(x: torch.Tensor) -> torch.Tensor:
-                out = project_frames(self.normal(synthesize(x, temporal)), temporal)
-                out += torch.einsum("kxy,kl->lxy", x, (beta * gram).to(x.dtype)) + self.chi * x
-                return self._mask(out)
+                # In place: (w Psi^T A^T A Psi + beta Psi^T Psi + chi) x, masked.
+                out = self.projected_normal(x, temporal)
+                flat = out.reshape(x.shape[0], -1)
+                flat.addmm_(coupling, x.reshape(x.shape[0], -1)).add_(x.reshape(x.shape[0], -1), alpha=self.chi)
+                return out if self.support is None else out.mul_(self.support)
 
             precondition = self._preconditioner(temporal, beta)
             start = self._mask(factors.spatial)
@@ -331,8 +369,11 @@ def data_weight(operator, support: torch.Tensor | None = None, probes: int = 4) 
     total = 0.0
     with torch.no_grad():
         for _ in range(probes):
-            probe = (torch.randint(0, 2, operator.domain_shape, generator=generator).float() * 2 - 1) * mask
+            # Drawn as float32 (the same values as int64 draws, an eighth of the memory), in place.
+            probe = torch.randint(0, 2, operator.domain_shape, generator=generator, dtype=torch.float32)
+            probe.mul_(2).sub_(1).mul_(mask)
             projected = operator.forward(probe.to(operator.device))
+            del probe
             total += inner(projected, projected)
     unknowns = float(mask.sum()) * operator.domain_shape[0]
     return unknowns * probes / total if total > 0 else 1.0

@@ -1,0 +1,145 @@
+"""Denoiser training pairs made of the intermediate reconstructions RED-PSM denoises.
+
+Inside RED-PSM the denoiser is not given noisy photographs but the current estimate of
+a dynamic reconstruction: a low-rank (PSM) fit of one view per frame, with its smeared
+motion, streaks and noise. :func:`reconstruction_pairs` makes such inputs, paired with
+their clean frames, from *generated* dynamic objects (never the phantoms or seeds the
+benchmarks report): a random static object of
+:func:`imaging.denoisers.generate_static_objects` on a grid twice as fine, moved by
+:func:`imaging.phantoms.animate`, measured with the fine-grid protocol of
+:mod:`imaging.simulate` (tomography, one view per frame in bit-reversal order; or
+Cartesian MRI with a variable-density k-t mask), and reconstructed by the listed
+methods; every listed iteration of every run gives a few frames. The estimate and the
+clean frames are divided by the same scale, the one the solver normalises by (so the
+inputs are on the scale RED-PSM's denoiser sees).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..denoisers.training_data import FAMILIES, ImagePairs, generate_static_objects
+from ..phantoms import animate
+from ..schedules import kt_mask, view_angles
+from ..simulate import FINE_GRID_FACTOR, simulate_mri, simulate_tomography
+from .runner import iterate
+
+#: Methods and parameters whose iterates become pair inputs, and the iterations kept. The
+#: parameters are spelled out so that a change of the methods' defaults does not change
+#: the pairs (and the weights trained on them).
+_PSM = {"order": 10, "knots": 11, "cg_iterations": 8, "tol": 0.0}
+DEFAULT_RUNS = (
+    ("psm", {**_PSM, "xi": 10.0, "chi": 10.0, "max_iter": 6}, (1, 2, 4, 6)),
+    ("psm", {**_PSM, "xi": 1.0, "chi": 1.0, "max_iter": 3}, (1, 3)),
+)
+
+
+def _solver_scale(solver, estimate: np.ndarray) -> float:
+    """The scale the solver divides the data by, or the 0.999 quantile of |estimate|."""
+    scale = getattr(solver, "scale", None)
+    if scale:
+        return float(scale)
+    return float(np.quantile(np.abs(estimate), 0.999)) or 1.0
+
+
+def dynamic_object_measurements(size: int, frames: int, seed: int, modality: str, noise: float = 5e-3):
+    """One generated dynamic object, measured without inverse crime.
+
+    Parameters
+    ----------
+    size, frames : int
+        Reconstruction grid N and frames P.
+    seed : int
+        Seed of the object, its motion, the schedule and the noise.
+    modality : {"tomography", "mri"}
+    noise : float
+        Relative noise level (see :mod:`imaging.simulate`).
+
+    Returns
+    -------
+    Measurements
+        With ``ground_truth`` (P, N, N), the fine object block-averaged.
+    """
+    rng = np.random.default_rng(seed)
+    fine_size = FINE_GRID_FACTOR * size
+    family = FAMILIES[int(rng.integers(len(FAMILIES)))]
+    static = generate_static_objects(1, fine_size, seed=int(rng.integers(2**31)), families=(family,))[0]
+    movie = animate(static, frames, seed=int(rng.integers(2**31)))
+    noise_seed = int(rng.integers(2**31))
+    if modality == "tomography":
+        angles = view_angles("bit-reversal", frames)
+        return simulate_tomography(
+            movie, angles, noise=noise, seed=noise_seed, grid_factor=FINE_GRID_FACTOR, projector="strip"
+        )
+    mask = kt_mask("variable-density", frames, (size, size), 8, center_lines=4, seed=noise_seed)
+    return simulate_mri(movie, mask, noise=noise, seed=noise_seed, grid_factor=FINE_GRID_FACTOR)
+
+
+def reconstruction_pairs(
+    n_objects: int = 24,
+    size: int = 64,
+    frames: int = 64,
+    seed: int = 1000,
+    frames_per_iterate: int = 8,
+    mri_fraction: float = 0.25,
+    runs=DEFAULT_RUNS,
+    noise: float = 5e-3,
+) -> ImagePairs:
+    """(intermediate reconstruction, clean frame) pairs of generated dynamic objects.
+
+    Parameters
+    ----------
+    n_objects : int
+        Dynamic objects; each is one group of the pairs.
+    size, frames : int
+        Reconstruction grid N and frames P of each object.
+    seed : int
+        Seed of everything (object ``i`` uses the seed sequence ``[seed, i]``).
+    frames_per_iterate : int
+        Frames (chosen at random) taken from each kept iterate.
+    mri_fraction : float
+        Expected fraction of the objects measured by MRI instead of tomography.
+    runs : sequence of (method, parameters, iterations)
+        Each object is reconstructed by every run; the estimates after the listed
+        iterations become inputs.
+    noise : float
+        Relative measurement noise.
+
+    Returns
+    -------
+    ImagePairs
+        inputs/targets float32 (M, N, N), M = n_objects * (iterations kept) *
+        frames_per_iterate; groups = the object index; the record says how they were made.
+    """
+    inputs, targets, groups = [], [], []
+    for index in range(n_objects):
+        rng = np.random.default_rng([seed, index])
+        modality = "mri" if rng.random() < mri_fraction else "tomography"
+        measurements = dynamic_object_measurements(size, frames, int(rng.integers(2**31)), modality, noise)
+        truth = measurements.ground_truth
+        measurements.ground_truth = None  # the runs never see it
+        for method, params, kept in runs:
+            run = iterate(measurements, method, threads=1, **params)
+            for info in run:
+                if info.iteration in kept:
+                    estimate = info.estimate()
+                    scale = _solver_scale(info.solver, estimate)
+                    chosen = rng.choice(frames, size=min(frames_per_iterate, frames), replace=False)
+                    inputs.append(estimate[chosen] / scale)
+                    targets.append(truth[chosen] / scale)
+                    groups.append(np.full(len(chosen), index))
+    record = {
+        "source": "intermediate reconstructions of generated dynamic objects",
+        "generator": "imaging.run.training_pairs.reconstruction_pairs",
+        "n_objects": n_objects,
+        "size": size,
+        "frames": frames,
+        "seed": seed,
+        "frames_per_iterate": frames_per_iterate,
+        "mri_fraction": mri_fraction,
+        "noise": noise,
+        "protocol": "fine-grid",
+        "runs": [[method, dict(params), list(kept)] for method, params, kept in runs],
+        "note": "generated static objects moved by imaging.phantoms.animate; not the benchmark phantoms",
+    }
+    return ImagePairs(np.concatenate(inputs), np.concatenate(targets), np.concatenate(groups), record)
