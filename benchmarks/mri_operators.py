@@ -32,9 +32,7 @@ machine from the repository root::
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import statistics
 import sys
 import time
@@ -46,7 +44,7 @@ import torch
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from imaging.io import write_text_atomic  # noqa: E402
+from benchmarks._report import write_report  # noqa: E402
 from imaging.operators import DynamicMRI, fft2c  # noqa: E402
 from imaging.operators.coils import coil_combination_error, espirit_maps  # noqa: E402
 from imaging.operators.nufft import DynamicNonCartesianMRI, radial_trajectory  # noqa: E402
@@ -192,7 +190,6 @@ def main(argv=None) -> int:
         if row is not None:
             rows.append(row)
     espirit = _espirit_rows(args.repeats) if "espirit" in args.cases else []
-    load_after = os.getloadavg()
 
     def cell(pair):
         return f"{pair[0]:.1f} / {pair[1]:.1f}"
@@ -225,18 +222,7 @@ def main(argv=None) -> int:
             "|---|---|---|---|",
             *espirit,
         ]
-    lines += [
-        "",
-        f"- {datetime.date.today().isoformat()}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}; Python {platform.python_version()}, "
-        f"torch {torch.__version__}",
-        f"- load average before {load_before[0]:.2f}, after {load_after[0]:.2f}",
-        "- command: `python benchmarks/mri_operators.py " + " ".join(argv if argv is not None else sys.argv[1:]) + "`",
-        "",
-    ]
-    text = "\n".join(lines)
-    print(text)
-    write_text_atomic(args.output, text)
+    write_report([*lines, ""], "mri_operators.py", argv, load_before, args.output)
     return 0
 
 

@@ -28,21 +28,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
 from imaging import reconstruct  # noqa: E402
-from imaging.io import write_text_atomic  # noqa: E402
+from benchmarks._report import write_report  # noqa: E402
 from imaging.metrics import psnr, ssim  # noqa: E402
 from imaging.results import magnitude_image  # noqa: E402
 from imaging.simulate import simulate  # noqa: E402
@@ -98,8 +95,6 @@ def main(argv=None) -> int:
         if args.true_maps:
             rows.append(_row(case, "red-psm (true coil maps)", simulated, "red-psm"))
             print(rows[-1], flush=True)
-    load_after = os.getloadavg()
-
     lines = [
         "# MRI quality (issue 12)",
         "",
@@ -131,15 +126,7 @@ def main(argv=None) -> int:
                 f"{scores['red-psm'] - scores['red-psm (true coil maps)']:+.2f} dB (target within 0.5 dB)"
             )
     lines += ["", *checks, ""] if checks else [""]
-    lines += [
-        f"- {datetime.date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores, torch threads "
-        f"{torch.get_num_threads()}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f}",
-        "- command: `python benchmarks/mri_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]) + "`",
-        "",
-    ]
-    text = "\n".join(lines)
-    print(text)
-    write_text_atomic(args.output, text)
+    write_report(lines, "mri_quality.py", argv, load_before, args.output)
     return 0
 
 

@@ -8,7 +8,7 @@ import torch
 
 from imaging import load_measurements, reconstruct, save_measurements
 from imaging.cli import EXIT_BAD_INPUT, main
-from imaging.measurements import MeasurementError, Measurements
+from imaging.measurements import MeasurementError
 from imaging.metrics import psnr
 from imaging.operators import DynamicMRI, fft2c
 from imaging.operators.coils import coil_combination_error
