@@ -1,4 +1,4 @@
-"""Dynamic cardiac MRI with 8 k-space lines per frame and 4 coils.
+"""Dynamic cardiac MRI with 8 k-space lines per frame and 4 coils; complex images, scored by their magnitude.
 
     python examples/dynamic_mri.py
     python examples/dynamic_mri.py --frames 16 --size 32 --max-iter 3
@@ -8,6 +8,7 @@ import argparse
 
 import imaging
 from imaging import metrics
+from imaging.results import magnitude_image
 from imaging.simulate import simulate
 
 parser = argparse.ArgumentParser()
@@ -26,5 +27,5 @@ print("k-space", measurements.kspace.shape, "sampled fraction", measurements.mas
 rows = {}
 for method, params in (("fbp-window", {}), ("red-psm", {"max_iter": args.max_iter})):
     result = imaging.reconstruct(measurements, method=method, **params)
-    rows[method] = metrics.evaluate(result.reconstruction, measurements.ground_truth)
+    rows[method] = metrics.evaluate(magnitude_image(result.reconstruction), measurements.ground_truth)
 print(metrics.format_table(rows))

@@ -66,7 +66,11 @@ class Measurements:
       ``source_origin`` and ``origin_detector`` (pixel units, ASTRA ``fanflat``;
       ``detector_spacing`` is then the bin width at the detector);
     - MRI: ``kspace`` complex64 (P, C, H, W), ``mask`` bool (P, H, W), optional
-      ``coil_maps`` complex64 (C, H, W); ``image_shape`` is (H, W);
+      ``coil_maps`` complex64 (C, H, W) (with several coils and none given, the runner
+      estimates them from the data: :meth:`estimate_coil_maps`); ``image_shape`` is (H, W);
+    - non-Cartesian MRI: ``trajectory`` float64 (P, S, R, 2) instead of the mask (S shots of
+      R samples per frame, (ky, kx) in cycles per pixel within [-1/2, 1/2]) and ``kspace``
+      complex64 (P, C, S, R);
     - optional for both: ``ground_truth`` float32 (P, N, N) (scoring only) and ``noise_std``.
 
     A volume (``image_shape`` has three entries, (Z, N, N) or (Z, H, W)); the slice axis
@@ -79,7 +83,8 @@ class Measurements:
       central row, so fan-beam volumes are refused rather than reconstructed wrongly;
     - MRI: ``kspace`` complex64 (P, Z, C, H, W), ``mask`` bool (P, H, W) shared by every
       slice or (P, Z, H, W) per slice, ``coil_maps`` complex64 (C, H, W) shared or
-      (Z, C, H, W) per slice;
+      (Z, C, H, W) per slice; non-Cartesian ``kspace`` (P, Z, C, S, R) with one
+      ``trajectory`` (P, S, R, 2) shared by every slice;
     - ``ground_truth`` float32 (P, Z, N, N); ``noise_std`` is one number for the volume.
 
     Every slice of a volume is an independent 2D problem; :meth:`slice` extracts one.
@@ -92,6 +97,7 @@ class Measurements:
     detector_spacing: float = 1.0
     kspace: np.ndarray | None = None
     mask: np.ndarray | None = None
+    trajectory: np.ndarray | None = None
     coil_maps: np.ndarray | None = None
     ground_truth: np.ndarray | None = None
     noise_std: float | None = None
@@ -160,7 +166,8 @@ class Measurements:
         return Measurements(
             modality="mri",
             kspace=contiguous(self.kspace[:, z]),
-            mask=contiguous(self.mask[:, z]) if self.mask.ndim == 4 else self.mask,
+            mask=None if self.mask is None else contiguous(self.mask[:, z]) if self.mask.ndim == 4 else self.mask,
+            trajectory=self.trajectory,
             coil_maps=None if self.coil_maps is None or self.coil_maps.ndim == 3 else contiguous(self.coil_maps[z]),
             **common,
         )
@@ -200,6 +207,7 @@ class Measurements:
             detector_spacing=self.detector_spacing,
             kspace=frames_of(self.kspace),
             mask=frames_of(self.mask),
+            trajectory=frames_of(self.trajectory),
             coil_maps=self.coil_maps,
             ground_truth=frames_of(self.ground_truth),
             noise_std=self.noise_std,
@@ -223,6 +231,60 @@ class Measurements:
             self.source_origin,
             self.origin_detector,
         )
+
+    @property
+    def is_cartesian(self) -> bool:
+        """True for Cartesian MRI (a ``mask``), False for a ``trajectory`` or tomography."""
+        return self.modality == "mri" and self.trajectory is None
+
+    @property
+    def n_coils(self) -> int:
+        """Receive coils C of MRI k-space (1 for tomography)."""
+        if self.modality != "mri":
+            return 1
+        return int(self.kspace.shape[-3])
+
+    @property
+    def needs_coil_maps(self) -> bool:
+        """True for multi-coil MRI without ``coil_maps``: estimate them before building an operator."""
+        return self.modality == "mri" and self.n_coils > 1 and self.coil_maps is None
+
+    def estimate_coil_maps(self, method: str = "auto") -> tuple[np.ndarray, str]:
+        """Coil sensitivities from the data's time-averaged k-space centre.
+
+        Parameters
+        ----------
+        method : {"auto", "espirit", "lowres"}
+            See :func:`imaging.operators.coils.estimate_from_calibration`.
+
+        Returns
+        -------
+        maps : numpy.ndarray
+            complex64 (C, H, W), or (Z, C, H, W) for a volume (one set per slice).
+        used : str
+            The estimator used (``"espirit"`` or ``"lowres"``; for a volume, that of
+            its first slice).
+        """
+        from .operators.coils import (
+            calibration_region,
+            estimate_from_calibration,
+            gridded_calibration,
+            time_averaged_kspace,
+        )
+
+        if self.modality != "mri":
+            raise MeasurementError("coil maps belong to MRI measurements")
+        if self.is_volume:
+            per_slice = [self.slice(z).estimate_coil_maps(method) for z in range(self.n_slices)]
+            return np.stack([maps for maps, _ in per_slice]), per_slice[0][1]
+        try:
+            if self.is_cartesian:
+                calibration = calibration_region(*time_averaged_kspace(self.kspace, self.mask))
+            else:
+                calibration = gridded_calibration(self.kspace, self.trajectory, self.image_shape)
+            return estimate_from_calibration(calibration, self.image_shape, method)
+        except ValueError as exc:
+            raise MeasurementError(f"cannot estimate coil maps: {exc}") from None
 
     @property
     def data(self) -> np.ndarray:
@@ -347,28 +409,18 @@ class Measurements:
         given = [key for key, default in defaults.items() if getattr(self, key) != default]
         if given:
             raise MeasurementError(f"{', '.join(repr(k) for k in given)} describe(s) tomography, not mri measurements")
-        for key in ("kspace", "mask"):
-            if getattr(self, key) is None:
-                raise MeasurementError(f"mri measurements need '{key}'")
+        if self.kspace is None:
+            raise MeasurementError("mri measurements need 'kspace'")
+        if (self.mask is None) == (self.trajectory is None):
+            raise MeasurementError(
+                "mri measurements need either 'mask' (Cartesian sampling) or 'trajectory' (non-Cartesian), "
+                + ("not both" if self.mask is not None else "got neither")
+            )
         kspace = np.asarray(self.kspace)
-        mask = np.asarray(self.mask)
-        if self.is_volume:
-            self._check_mri_volume_shapes(kspace, mask)
+        if self.trajectory is not None:
+            self._validate_trajectory(kspace)
         else:
-            if kspace.ndim != 4:
-                raise MeasurementError(f"'kspace' must have shape (P, C, H, W), got {kspace.shape}")
-            if kspace.shape[2:] != self.image_shape:
-                raise MeasurementError(
-                    f"'kspace' frames are {kspace.shape[2:]} but 'image_shape' is {self.image_shape}"
-                )
-            if mask.shape != (kspace.shape[0], *kspace.shape[2:]):
-                raise MeasurementError(
-                    f"'mask' must have shape {(kspace.shape[0], *kspace.shape[2:])}, got {mask.shape}"
-                )
-        if mask.dtype != bool:
-            if not (np.issubdtype(mask.dtype, np.integer) and np.all(np.isin(mask, (0, 1)))):
-                raise MeasurementError(f"'mask' must be boolean, got dtype {mask.dtype}")
-            mask = mask.astype(bool)
+            self._validate_mask(kspace)
         if kspace.size == 0:
             raise MeasurementError(f"'kspace' needs at least one frame and one coil, got shape {kspace.shape}")
         if not np.issubdtype(kspace.dtype, np.number) or kspace.dtype.kind not in "fc":
@@ -388,9 +440,27 @@ class Measurements:
             if coil_maps.dtype.kind not in "fc":
                 raise MeasurementError(f"'coil_maps' must be complex, got dtype {coil_maps.dtype}")
             self.coil_maps = _finite_as("coil_maps", coil_maps, np.complex64)
-        elif n_coils != 1:
-            raise MeasurementError(f"'kspace' has {n_coils} coils but no 'coil_maps' were given")
         self.kspace = kspace
+
+    def _validate_mask(self, kspace: np.ndarray) -> None:
+        mask = np.asarray(self.mask)
+        if self.is_volume:
+            self._check_mri_volume_shapes(kspace, mask)
+        else:
+            if kspace.ndim != 4:
+                raise MeasurementError(f"'kspace' must have shape (P, C, H, W), got {kspace.shape}")
+            if kspace.shape[2:] != self.image_shape:
+                raise MeasurementError(
+                    f"'kspace' frames are {kspace.shape[2:]} but 'image_shape' is {self.image_shape}"
+                )
+            if mask.shape != (kspace.shape[0], *kspace.shape[2:]):
+                raise MeasurementError(
+                    f"'mask' must have shape {(kspace.shape[0], *kspace.shape[2:])}, got {mask.shape}"
+                )
+        if mask.dtype != bool:
+            if not (np.issubdtype(mask.dtype, np.integer) and np.all(np.isin(mask, (0, 1)))):
+                raise MeasurementError(f"'mask' must be boolean, got dtype {mask.dtype}")
+            mask = mask.astype(bool)
         self.mask = mask
 
     def _check_mri_volume_shapes(self, kspace: np.ndarray, mask: np.ndarray) -> None:
@@ -408,6 +478,28 @@ class Measurements:
                 f"(per slice), got {mask.shape}"
             )
 
+    def _validate_trajectory(self, kspace: np.ndarray) -> None:
+        from .operators.nufft import check_trajectory
+
+        expected_ndim = 5 if self.is_volume else 4
+        layout = "(P, Z, C, S, R)" if self.is_volume else "(P, C, S, R)"
+        if kspace.ndim != expected_ndim:
+            raise MeasurementError(
+                f"with a 'trajectory', 'kspace' must have shape {layout} (S shots of R samples), got {kspace.shape}"
+            )
+        if self.is_volume and kspace.shape[1] != self.n_slices:
+            raise MeasurementError(f"'kspace' has {kspace.shape[1]} slices but 'image_shape' is {self.image_shape}")
+        try:
+            trajectory = check_trajectory(self.trajectory, kspace.shape[0])
+        except ValueError as exc:
+            raise MeasurementError(str(exc)) from None
+        if trajectory.shape[1:3] != kspace.shape[-2:]:
+            raise MeasurementError(
+                f"'trajectory' has {trajectory.shape[1]} shots of {trajectory.shape[2]} samples per frame but "
+                f"'kspace' has {kspace.shape[-2]} of {kspace.shape[-1]}"
+            )
+        self.trajectory = trajectory
+
     @property
     def operator_class(self) -> type:
         """The :mod:`imaging.operators` class that models this modality's physics.
@@ -417,7 +509,13 @@ class Measurements:
         """
         from .operators import DynamicMRI, DynamicTomography
 
-        return DynamicTomography if self.modality == "tomography" else DynamicMRI
+        if self.modality == "tomography":
+            return DynamicTomography
+        if self.trajectory is not None:
+            from .operators.nufft import DynamicNonCartesianMRI
+
+            return DynamicNonCartesianMRI
+        return DynamicMRI
 
     def operator(self, device="cpu", **options):
         """The forward operator of these (single-slice) measurements (imaging.operators).
@@ -430,6 +528,11 @@ class Measurements:
             raise MeasurementError(
                 f"these measurements are a volume of {self.n_slices} slices; build the operator of one "
                 "slice with .slice(z).operator(), or reconstruct the volume with imaging.reconstruct"
+            )
+        if self.needs_coil_maps:
+            raise MeasurementError(
+                f"'kspace' has {self.n_coils} coils but no 'coil_maps': estimate them first "
+                "(dataclasses.replace(m, coil_maps=m.estimate_coil_maps()[0]); imaging.reconstruct does this)"
             )
         return self.operator_class.from_measurements(self, device=device, **options)
 

@@ -13,6 +13,23 @@ from typing import Any
 import numpy as np
 
 
+def magnitude_image(images) -> np.ndarray:
+    """What is shown and scored of a reconstruction: the magnitude of complex images, real ones as they are.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        float32 or complex64 image stack of any shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, same shape.
+    """
+    images = np.asarray(images)
+    return (np.abs(images) if images.dtype.kind == "c" else images).astype(np.float32, copy=False)
+
+
 @dataclasses.dataclass
 class ReconstructionResult:
     """A finished (or stopped) reconstruction, as written to the reconstruction file.
@@ -20,7 +37,8 @@ class ReconstructionResult:
     Attributes
     ----------
     reconstruction : numpy.ndarray
-        float32 (P, N, N) for one slice, (P, Z, N, N) for a volume.
+        float32 (P, N, N) for one slice, (P, Z, N, N) for a volume; complex64 for MRI
+        (complex images, :func:`magnitude_image` for display and scoring).
     method : str
         The method's registered name.
     params : dict

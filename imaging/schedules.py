@@ -33,6 +33,46 @@ GOLDEN_ANGLE = math.pi * (math.sqrt(5.0) - 1.0) / 2.0
 _INVERSE_GOLDEN_RATIO = (math.sqrt(5.0) - 1.0) / 2.0
 
 
+#: Largest angular interval a view may stand for, relative to the median interval.
+MAX_INTERVAL_RATIO = 3.0
+
+
+def angular_weights(angles: np.ndarray, period: float = np.pi) -> np.ndarray:
+    """Quadrature weights of views at ``angles`` (radians) for back-projection.
+
+    Each distinct angle (modulo ``period``: pi for parallel beam, whose views repeat
+    after half a turn, 2 pi for a fan beam) stands for half of the gaps to its two
+    neighbours on the circle of circumference ``period``, capped at three times the
+    median such interval (so the two end views of a limited arc do not stand for the
+    whole missing arc); views that repeat an angle share its interval; the weights are
+    then scaled to sum to pi, so that the reconstruction keeps the object's mean value
+    (over a full circle every ray is measured twice, hence FBP's factor 1/2). ``M``
+    equispaced views get ``pi / M`` each.
+
+    Parameters
+    ----------
+    angles : numpy.ndarray
+        (M,) float.
+    period : float
+        The rotation after which views repeat the same rays.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (M,), positive, summing to pi.
+    """
+    folded = np.mod(np.asarray(angles, dtype=np.float64), period)
+    distinct, inverse, counts = np.unique(folded, return_inverse=True, return_counts=True)
+    if distinct.size == 1:
+        cells = np.array([period])
+    else:
+        gaps = np.diff(np.concatenate([distinct, [distinct[0] + period]]))
+        cells = 0.5 * (gaps + np.roll(gaps, 1))
+    cells = np.minimum(cells, MAX_INTERVAL_RATIO * np.median(cells))
+    weights = cells[inverse] / counts[inverse]
+    return weights * (np.pi / weights.sum())
+
+
 def _check_count(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")

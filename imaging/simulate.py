@@ -34,6 +34,12 @@ from .operators import DynamicMRI, disk_mask, fft2c
 from .operators.geometry import ProjectionGeometry
 from .operators.tomography import astra_projection_matrix
 
+#: MRI sampling trajectories that :func:`simulate` knows.
+TRAJECTORIES = ("cartesian", "radial")
+
+#: Receive coils of a simulated MRI acquisition by default (a cardiac array's order).
+DEFAULT_MRI_COILS = 8
+
 #: Simulation protocols of :func:`simulate` and what they mean (see the module docstring).
 PROTOCOLS = {
     "fine-grid": "fine-grid protocol (rendered at 2N, another discretisation, scored at N: no inverse crime)",
@@ -65,17 +71,17 @@ def _check_noise(noise) -> float:
     return noise
 
 
-def _check_images(images, square: bool) -> np.ndarray:
+def _check_images(images, square: bool, allow_complex: bool = False) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim != 3 or min(images.shape) < 1:
         raise ValueError(f"images must have shape (P, N, N), got {images.shape}")
     if square and images.shape[1] != images.shape[2]:
         raise ValueError(f"tomography needs square frames (P, N, N), got {images.shape}")
-    if images.dtype.kind not in "biuf":
-        raise ValueError(f"images must be real-valued, got dtype {images.dtype}")
+    if images.dtype.kind not in ("biufc" if allow_complex else "biuf"):
+        raise ValueError(f"images must be {'numeric' if allow_complex else 'real-valued'}, got dtype {images.dtype}")
     if not np.all(np.isfinite(images)):
         raise ValueError("images contain NaN or infinite values")
-    return images.astype(np.float32, copy=False)
+    return images.astype(np.complex64 if images.dtype.kind == "c" else np.float32, copy=False)
 
 
 def _check_grid_factor(grid_factor, fine_shape) -> int:
@@ -506,8 +512,9 @@ def simulate_mri(
     Parameters
     ----------
     images : array_like, shape (P, F*H, F*W)
-        Real image sequence on a grid ``F = grid_factor`` times finer than the
-        reconstruction grid (H, W).
+        Image sequence, real or complex (magnitude and phase, see
+        :func:`imaging.phantoms.cardiac_phase`), on a grid ``F = grid_factor`` times
+        finer than the reconstruction grid (H, W).
     mask : array_like bool, shape (P, H, W)
         Sampled k-space locations per frame (see :func:`imaging.schedules.kt_mask`).
     coil_maps : array_like complex, shape (C, F*H, F*W), optional
@@ -529,23 +536,17 @@ def simulate_mri(
     -------
     Measurements
         ``kspace`` complex64 (P, C, H, W), noisy on the sampled entries, exactly zero
-        elsewhere; ``ground_truth`` the images block-averaged to (P, H, W) float32;
-        ``coil_maps`` the given maps block-averaged to (C, H, W).
+        elsewhere; ``ground_truth`` the magnitude of the images block-averaged to
+        (P, H, W), float32; ``coil_maps`` the given maps block-averaged to (C, H, W).
     """
-    images = _check_images(images, square=False)
+    images = _check_images(images, square=False, allow_complex=True)
     noise = _check_noise(noise)
     grid_factor = _check_grid_factor(grid_factor, images.shape)
     mask = np.asarray(mask)
     coarse_shape = (images.shape[0], images.shape[1] // grid_factor, images.shape[2] // grid_factor)
     if mask.shape != coarse_shape:
         raise ValueError(f"mask must have the shape of the images on the reconstruction grid {coarse_shape}, got {mask.shape}")
-    if coil_maps is not None:
-        coil_maps = np.asarray(coil_maps)
-        if coil_maps.dtype.kind not in "biufc":
-            raise ValueError(f"coil_maps must be numeric, got dtype {coil_maps.dtype}")
-        if coil_maps.ndim != 3 or coil_maps.shape[1:] != images.shape[1:]:
-            raise ValueError(f"coil_maps must have shape (C, {images.shape[1]}, {images.shape[2]}), got {coil_maps.shape}")
-        coil_maps = coil_maps.astype(np.complex64, copy=False)
+    coil_maps = _check_coil_maps(coil_maps, images.shape[1:])
     fine_maps = np.ones((1, *images.shape[1:]), np.complex64) if coil_maps is None else coil_maps
     # The reconstruction's operator checks the mask and the (block-averaged) coil maps.
     operator = DynamicMRI(mask, None if coil_maps is None else block_average(coil_maps, grid_factor))
@@ -556,19 +557,99 @@ def simulate_mri(
         kspace = (full_kspace * sampled).numpy()
     sigma = noise * float(full_kspace.abs().max())
     if sigma > 0:
-        rng = np.random.default_rng(seed)
-        component_std = sigma / math.sqrt(2.0)
-        complex_noise = rng.standard_normal(kspace.shape) + 1j * rng.standard_normal(kspace.shape)
-        kspace += (component_std * complex_noise).astype(np.complex64) * sampled.numpy()
+        kspace += _mri_noise(kspace.shape, sigma, seed) * sampled.numpy()
     return Measurements(
         modality="mri",
         image_shape=coarse_shape[1:],
         kspace=kspace,
         mask=operator.mask.numpy(),
         coil_maps=None if coil_maps is None else operator.coil_maps.numpy(),
-        ground_truth=block_average(images, grid_factor),
+        ground_truth=np.abs(block_average(images, grid_factor)),
         noise_std=sigma,
     )
+
+
+def simulate_radial_mri(
+    images, trajectory, coil_maps=None, noise: float = 5e-3, seed: int = 0, grid_factor: int = 1
+) -> Measurements:
+    """Non-Cartesian (e.g. radial) k-space of an image sequence, with complex Gaussian noise.
+
+    The samples come from :class:`imaging.operators.nufft.DynamicNonCartesianMRI` at a
+    higher accuracy (``eps`` 1e-6, upsampling 2) than reconstructions use by default.
+
+    Parameters
+    ----------
+    images : array_like, shape (P, F*H, F*W)
+        Image sequence, real or complex, on a grid ``F = grid_factor`` times finer than
+        the reconstruction grid (H, W).
+    trajectory : array_like, shape (P, S, R, 2)
+        k-space samples of each frame, (ky, kx) in cycles per pixel of the
+        reconstruction grid (see :func:`imaging.operators.nufft.radial_trajectory`).
+    coil_maps : array_like complex, shape (C, F*H, F*W), optional
+    noise, seed :
+        As :func:`simulate_mri` (the same ``sigma``: relative to the fully sampled
+        Cartesian k-space), on every sample.
+    grid_factor : int
+        1: the samples of the images on the reconstruction grid. F > 1 (no inverse
+        crime): the samples of the fine images at ``k / F`` cycles per fine pixel,
+        scaled and phase-shifted like :func:`_central_kspace`, i.e. the band-limited
+        measurement of the fine object.
+
+    Returns
+    -------
+    Measurements
+        ``kspace`` complex64 (P, C, S, R), ``trajectory`` float64 (P, S, R, 2),
+        ``coil_maps`` block-averaged to (C, H, W), ``ground_truth`` the magnitude of the
+        block-averaged images.
+    """
+    from .operators.nufft import DynamicNonCartesianMRI, check_trajectory
+
+    images = _check_images(images, square=False, allow_complex=True)
+    noise = _check_noise(noise)
+    grid_factor = _check_grid_factor(grid_factor, images.shape)
+    coil_maps = _check_coil_maps(coil_maps, images.shape[1:])
+    trajectory = check_trajectory(trajectory, images.shape[0])
+    fine = DynamicNonCartesianMRI(
+        trajectory / grid_factor, images.shape[1:], coil_maps, complex_image=True, eps=1e-6, upsampling=2.0
+    )
+    # The fine grid's origin lies (1 - 1/F)/2 coarse pixels from the coarse one (see _central_kspace).
+    offset = 0.5 * (1.0 - 1.0 / grid_factor)
+    shift = np.exp(2j * np.pi * offset * trajectory.sum(axis=-1)) / grid_factor  # (P, S, R)
+    with torch.no_grad():
+        kspace = fine.forward(torch.from_numpy(images.astype(np.complex64))).numpy()
+        kspace *= shift[:, None].astype(np.complex64)
+        coil_images = (fine.coil_maps[None] * torch.from_numpy(images.astype(np.complex64))[:, None])
+        sigma = noise * float(_central_kspace(coil_images, grid_factor).abs().max())
+    if sigma > 0:
+        kspace += _mri_noise(kspace.shape, sigma, seed)
+    return Measurements(
+        modality="mri",
+        image_shape=(images.shape[1] // grid_factor, images.shape[2] // grid_factor),
+        kspace=kspace,
+        trajectory=trajectory,
+        coil_maps=None if coil_maps is None else block_average(coil_maps, grid_factor),
+        ground_truth=np.abs(block_average(images, grid_factor)),
+        noise_std=sigma,
+    )
+
+
+def _check_coil_maps(coil_maps, shape) -> np.ndarray | None:
+    """Coil maps as complex64 (C, H, W) on the images' grid ``shape``, or None."""
+    if coil_maps is None:
+        return None
+    coil_maps = np.asarray(coil_maps)
+    if coil_maps.dtype.kind not in "biufc":
+        raise ValueError(f"coil_maps must be numeric, got dtype {coil_maps.dtype}")
+    if coil_maps.ndim != 3 or coil_maps.shape[1:] != tuple(shape):
+        raise ValueError(f"coil_maps must have shape (C, {shape[0]}, {shape[1]}), got {coil_maps.shape}")
+    return coil_maps.astype(np.complex64, copy=False)
+
+
+def _mri_noise(shape, sigma: float, seed: int) -> np.ndarray:
+    """Circular complex Gaussian noise with ``E|n|^2 = sigma^2`` (std ``sigma / sqrt(2)`` per part)."""
+    rng = np.random.default_rng(seed)
+    component_std = sigma / math.sqrt(2.0)
+    return (component_std * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))).astype(np.complex64)
 
 
 def synthetic_coil_maps(n_coils: int, shape) -> np.ndarray:
@@ -619,13 +700,13 @@ def simulate(
     size: int = 128,
     modality: str | None = None,
     views_per_frame: int = 1,
-    schedule: str = "bit-reversal",
+    schedule: str | None = None,
     noise: float = 5e-3,
     seed: int = 0,
     lines_per_frame: int = 8,
     mask_pattern: str = "variable-density",
     center_lines: int = 4,
-    coils: int = 1,
+    coils: int | None = None,
     detector_spacing: float | None = None,
     n_detectors: int | None = None,
     slices: int | None = None,
@@ -636,6 +717,10 @@ def simulate(
     arc: float | None = None,
     turns: int | None = None,
     protocol: str = "inverse-crime",
+    trajectory: str = "cartesian",
+    spokes_per_frame: int = 8,
+    readout_samples: int | None = None,
+    phase: bool | None = None,
 ) -> Measurements:
     """Simulate a dynamic acquisition of a built-in phantom (``imaging simulate``).
 
@@ -649,15 +734,28 @@ def simulate(
         Default: "mri" for the "cardiac" phantom, "tomography" otherwise.
     views_per_frame, schedule :
         Tomography: views per frame and view-angle schedule
-        (:func:`imaging.schedules.view_angles`).
+        (:func:`imaging.schedules.view_angles`; default "bit-reversal"). Radial MRI: the
+        schedule of the spoke angles (default "golden-angle").
     noise : float
         Relative noise level (see :func:`simulate_tomography`, :func:`simulate_mri`).
     seed : int
         Seeds the phantom, the random schedule or mask, and the noise.
     lines_per_frame, mask_pattern, center_lines :
         MRI: k-t mask (:func:`imaging.schedules.kt_mask`) on the (N, N) grid.
-    coils : int
-        MRI: number of coils; more than one uses :func:`synthetic_coil_maps`.
+    coils : int, optional
+        MRI: number of coils (default :data:`DEFAULT_MRI_COILS`, as a cardiac receive
+        array); more than one uses :func:`synthetic_coil_maps`, which the measurements
+        carry as ``coil_maps`` (drop them to have them estimated from the data).
+    trajectory : {"cartesian", "radial"}
+        MRI: whole phase-encode lines of a k-t mask, or radial spokes
+        (:func:`imaging.operators.nufft.radial_trajectory`); others are refused.
+    spokes_per_frame, readout_samples :
+        Radial MRI: spokes S per frame and samples R per spoke (default ``2 N``: the
+        readout oversampled twice, as scanners do, which the gridding baseline needs).
+    phase : bool, optional
+        MRI: give the images the smooth, drifting phase of
+        :func:`imaging.phantoms.cardiac_phase` (complex images; the ground truth stays
+        the magnitude). Default True: a scanner's images carry phase.
     detector_spacing, n_detectors :
         Tomography detector: bin width in pixels at the detector (default 1 for parallel
         beam, the magnification for a fan beam, so that a bin spans one pixel at the
@@ -693,15 +791,22 @@ def simulate(
         With ``ground_truth`` (P, N, N) float32 and ``noise_std``; for ``slices``,
         ``image_shape`` (Z, N, N) and ``ground_truth`` (P, Z, N, N).
     """
-    from .phantoms import get_phantom, volume
+    from .operators.nufft import radial_trajectory
+    from .phantoms import cardiac_phase, get_phantom, volume
     from .schedules import kt_mask, view_angles
 
     if modality is None:
         modality = "mri" if phantom == "cardiac" else "tomography"
     if modality not in ("tomography", "mri"):
         raise ValueError(f"modality must be 'tomography' or 'mri', got {modality!r}")
+    coils = DEFAULT_MRI_COILS if coils is None else coils
+    phase = True if phase is None else bool(phase)
     if isinstance(coils, bool) or not isinstance(coils, (int, np.integer)) or coils < 1:
         raise ValueError(f"coils must be a positive integer, got {coils!r}")
+    if trajectory not in TRAJECTORIES:
+        raise ValueError(f"unknown trajectory {trajectory!r}; choose one of: {', '.join(TRAJECTORIES)}")
+    if slices is not None and modality == "mri" and trajectory != "cartesian":
+        raise ValueError("volumes are simulated with Cartesian sampling only")
     if slices is not None and geometry != "parallel":
         raise ValueError(
             f"{geometry}-beam volumes are not supported: the rows of a fan-beam (cone-beam) detector are fan-beam "
@@ -728,7 +833,7 @@ def simulate(
             arc = 2.0 * math.pi if fan else math.pi
         if detector_spacing is None:
             detector_spacing = (source_origin + origin_detector) / source_origin if fan else 1.0
-        angles = view_angles(schedule, frames, views_per_frame, seed=seed, arc=arc, turns=turns)
+        angles = view_angles(schedule or "bit-reversal", frames, views_per_frame, seed=seed, arc=arc, turns=turns)
         options = dict(detector_spacing=detector_spacing, n_detectors=n_detectors, center_offset=center_offset)
         if geometry != "parallel":
             options.update(geometry=geometry, source_origin=source_origin, origin_detector=origin_detector)
@@ -738,8 +843,18 @@ def simulate(
         return measure_tomography(images, angles, noise=noise, seed=seed, **options)
     if geometry != "parallel" or center_offset or source_origin is not None or origin_detector is not None:
         raise ValueError("geometry, center_offset, source_origin and origin_detector describe tomography, not mri")
-    mask = kt_mask(mask_pattern, frames, (size, size), lines_per_frame, center_lines=center_lines, seed=seed)
+    if phase:
+        smooth_phase = np.exp(1j * cardiac_phase(frames=frames, size=fine_size, seed=seed))
+        images = images * (smooth_phase if slices is None else smooth_phase[:, None])
     coil_maps = synthetic_coil_maps(coils, (fine_size, fine_size)) if coils > 1 else None
+    if trajectory == "radial":
+        angles = view_angles(schedule or "golden-angle", frames, spokes_per_frame, seed=seed)
+        samples = 2 * size if readout_samples is None else readout_samples
+        return simulate_radial_mri(
+            images, radial_trajectory(angles, samples), coil_maps=coil_maps, noise=noise, seed=seed,
+            grid_factor=grid_factor,
+        )
+    mask = kt_mask(mask_pattern, frames, (size, size), lines_per_frame, center_lines=center_lines, seed=seed)
     return measure_mri(images, mask, coil_maps=coil_maps, noise=noise, seed=seed, grid_factor=grid_factor)
 
 
@@ -864,7 +979,7 @@ def simulate_volume_mri(
     Parameters
     ----------
     volume : array_like, shape (P, Z, F*H, F*W)
-        Real time-varying volume, slices on a grid ``F = grid_factor`` times finer
+        Time-varying volume, real or complex, slices on a grid ``F = grid_factor`` times finer
         than the reconstruction grid (H, W).
     mask : array_like bool, shape (P, H, W) or (P, Z, H, W)
         Sampled k-space locations per frame, shared by all slices or per slice.

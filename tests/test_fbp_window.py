@@ -194,7 +194,8 @@ def test_angular_weights():
 
 
 def _mri(images, mask, coil_maps=None):
-    kspace = DynamicMRI(mask, coil_maps).forward(torch.from_numpy(images)).numpy()
+    operator = DynamicMRI(mask, coil_maps)
+    kspace = operator.zero_filled(operator.forward(torch.from_numpy(images))).numpy()
     return Measurements(
         modality="mri", image_shape=images.shape[1:], kspace=kspace, mask=mask, coil_maps=coil_maps, ground_truth=images
     )

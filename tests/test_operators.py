@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from imaging.operators import DynamicMRI, DynamicTomography, disk_mask
+from imaging.operators import DynamicMRI, DynamicTomography, disk_mask, fft2c, ifft2c
+from imaging.schedules import kt_mask
 from imaging.operators import tomography as tomography_module
 
 # -- helpers --------------------------------------------------------------------------------
@@ -65,9 +66,22 @@ GEOMETRY_CASES = {
 }
 
 
-def _mri_case(shape, coils, complex_image):
+def _point_mask(frames, shape, seed=0):
+    """Random k-space points per frame (no whole rows): the full-grid layout."""
+    mask = np.random.default_rng(seed).random((frames, *shape)) < 0.3
+    mask[:, shape[0] // 2, 0] = True
+    return mask
+
+
+def _line_mask(frames, shape, lines=3):
+    """The same number of whole rows in every frame: the line-sampled layout."""
+    return kt_mask("variable-density", frames, shape, lines, center_lines=1, seed=1)
+
+
+def _mri_case(shape, coils, complex_image, sampling):
     maps = None if coils == 0 else _coil_maps(coils, shape)
-    return lambda: DynamicMRI(_mask(3, shape), maps, complex_image=complex_image)
+    mask = (_point_mask if sampling == "points" else _line_mask)(3, shape)
+    return lambda: DynamicMRI(mask, maps, complex_image=complex_image)
 
 
 OPERATOR_CASES = {
@@ -101,12 +115,12 @@ OPERATOR_CASES = {
         if not (name == "fan-offset" and projector == "strip")
     },
     **{
-        f"mri-{shape[0]}x{shape[1]}-{'single' if coils == 0 else f'{coils}coils'}-{'complex' if cplx else 'real'}": (
-            _mri_case(shape, coils, cplx)
-        )
+        f"mri-{shape[0]}x{shape[1]}-{'single' if coils == 0 else f'{coils}coils'}-{'complex' if cplx else 'real'}"
+        f"-{sampling}": _mri_case(shape, coils, cplx, sampling)
         for shape in ((16, 16), (12, 20), (15, 16))  # odd sizes take the shift path
         for coils in (0, 3)
         for cplx in (False, True)
+        for sampling in ("points", "lines")
     },
 }
 
@@ -123,7 +137,8 @@ def test_adjointness(case):
 
 @pytest.mark.parametrize(
     "case",
-    ["tomo-N16-V3-line-disk", "tomo-matrix-free-N16-V3-line-disk", "mri-16x16-3coils-real", "mri-12x20-3coils-complex"],
+    ["tomo-N16-V3-line-disk", "tomo-matrix-free-N16-V3-line-disk", "mri-16x16-3coils-real-points",
+     "mri-12x20-3coils-complex-points", "mri-15x16-3coils-complex-lines", "mri-16x16-3coils-real-lines"],
 )
 def test_autograd_gradients_are_the_adjoint_and_forward(case):
     operator = OPERATOR_CASES[case]()
@@ -260,13 +275,38 @@ def test_operator_memory_is_sparse():
 
 def test_mri_operator_memory_counts_its_tensors():
     frames, shape, coils = 2, (8, 6), 3
-    even = DynamicMRI(_mask(frames, shape), _coil_maps(coils, shape))
+    even = DynamicMRI(_point_mask(frames, shape), _coil_maps(coils, shape))
     pixels = shape[0] * shape[1]
     mask_bytes, maps_bytes = frames * pixels, coils * pixels * 8
     # plain mask and maps, plus their modulated forms (maps; real float32 mask)
     assert even.nbytes == mask_bytes + 2 * maps_bytes + 4 * frames * pixels
-    odd = DynamicMRI(_mask(frames, (7, 6)), _coil_maps(coils, (7, 6)))
+    odd = DynamicMRI(_point_mask(frames, (7, 6)), _coil_maps(coils, (7, 6)))
     assert odd.nbytes == frames * 42 + coils * 42 * 8
+    lines = DynamicMRI(_line_mask(frames, shape, lines=3), _coil_maps(coils, shape))
+    # mask, maps and the readout-modulated maps with their conjugate; the rows (int64) and the
+    # DFT rows and their adjoint (complex64)
+    assert lines.nbytes == mask_bytes + 3 * maps_bytes + frames * 3 * 8 + 2 * frames * 3 * shape[0] * 8
+
+
+@pytest.mark.parametrize("shape", [(16, 12), (15, 9)])
+@pytest.mark.parametrize("complex_image", [False, True])
+def test_line_sampled_range_holds_the_sampled_rows_of_the_full_grid(shape, complex_image):
+    mask, maps = _line_mask(4, shape, lines=5), _coil_maps(2, shape)
+    lines = DynamicMRI(mask, maps, complex_image=complex_image)
+    assert lines.line_sampled and lines.range_shape == (4, 2, 5, shape[1])
+    np.testing.assert_array_equal(lines.sampled_rows.numpy(), np.nonzero(mask[:, :, 0])[1].reshape(4, 5))
+    x = lines.random_domain(torch.Generator().manual_seed(3))
+    full = torch.from_numpy(mask)[:, None] * fft2c(torch.from_numpy(maps)[None] * x[:, None].to(torch.complex64))
+    y = lines.forward(x)
+    assert torch.allclose(lines.zero_filled(y), full, atol=1e-5)
+    assert torch.allclose(lines.measured(full.numpy()), y, atol=1e-5)
+    # A mask with a varying number of rows, or with part of a row, keeps the full grid.
+    uneven = mask.copy()
+    uneven[0, 0] = ~uneven[0, 0]
+    assert not DynamicMRI(uneven, maps).line_sampled
+    partial = mask.copy()
+    partial[0, shape[0] // 2, 0] = False
+    assert not DynamicMRI(partial, maps).line_sampled
 
 
 # -- tomography: ASTRA convention and physical invariants ---------------------------------------
@@ -424,7 +464,8 @@ def test_mri_forward_is_the_masked_centred_orthonormal_fft(shape):
     maps = _coil_maps(2, shape)
     mask = _mask(2, shape)
     images = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
-    kspace = DynamicMRI(mask, maps).forward(torch.from_numpy(images)).numpy()
+    operator = DynamicMRI(mask, maps)
+    kspace = operator.zero_filled(operator.forward(torch.from_numpy(images))).numpy()
     coil_images = maps[None] * images[:, None]
     expected = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(coil_images, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
     assert np.allclose(kspace, expected * mask[:, None], atol=1e-5)
@@ -456,8 +497,18 @@ def test_kspace_normal_weights_are_the_normal_operator_of_single_coil_real_mri(s
 def test_kspace_normal_weights_are_none_where_the_normal_operator_is_no_kspace_diagonal():
     shape = (12, 16)
     assert DynamicMRI(_mask(2, shape), _coil_maps(2, shape)).kspace_normal_weights() is None
-    assert DynamicMRI(_mask(2, shape), complex_image=True).kspace_normal_weights() is None
+    assert DynamicMRI(_mask(2, shape), _coil_maps(2, shape), complex_image=True).kspace_normal_weights() is None
     assert DynamicTomography(_angles(2, 1), (8, 8)).kspace_normal_weights() is None
+
+
+@pytest.mark.parametrize("shape", [(12, 16), (13, 16)])
+def test_kspace_normal_weights_of_single_coil_complex_mri_are_the_mask(shape):
+    operator = DynamicMRI(_mask(3, shape), complex_image=True)
+    weights = operator.kspace_normal_weights()
+    np.testing.assert_array_equal(weights.numpy(), _mask(3, shape).astype(np.float32))
+    images = operator.random_domain(torch.Generator().manual_seed(2))
+    diagonal = ifft2c(weights * fft2c(images))
+    assert torch.allclose(diagonal, operator.normal(images), atol=1e-5)
 
 
 def test_support_mask_initialisations_and_domain_of_each_operator():
@@ -481,7 +532,7 @@ def test_measurements_build_the_operator_of_their_modality():
         m = simulate(phantom, frames=4, size=16)
         assert m.operator_class is cls
         operator = m.operator()
-        assert type(operator) is cls and operator.range_shape == m.data.shape
+        assert type(operator) is cls and operator.measured(m.data).shape == operator.range_shape
 
 
 def test_operator_of_selected_frames_is_those_frames_of_the_operator():
@@ -524,7 +575,7 @@ def test_shape_and_dtype_errors():
     assert tomo.forward(x).dtype == torch.float32
     assert torch.equal(tomo.forward(x), tomo.forward(x.float()))
 
-    mri = DynamicMRI(_mask(2, (8, 8)))
+    mri = DynamicMRI(_point_mask(2, (8, 8)))
     with pytest.raises(ValueError, match="takes real images"):
         mri.forward(torch.zeros(2, 8, 8, dtype=torch.complex64))
     with pytest.raises(ValueError, match=r"adjoint expects a tensor of shape \(2, 1, 8, 8\)"):

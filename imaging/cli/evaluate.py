@@ -33,6 +33,7 @@ def _load_reference(path):
     from ..io import HDF5_SUFFIXES, NPZ_SUFFIXES, TIFF_SUFFIXES, load_measurements, load_reconstruction
     from ..io.files import image_stack
     from ..io.safe import load_npy
+    from ..results import magnitude_image
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -46,7 +47,7 @@ def _load_reference(path):
             raise CommandError(f"{path} is a measurement file without 'ground_truth'; nothing to compare with")
         return measurements.ground_truth
     if suffix in NPZ_SUFFIXES + TIFF_SUFFIXES:
-        return load_reconstruction(path).reconstruction
+        return magnitude_image(load_reconstruction(path).reconstruction)
     raise CommandError(
         f"reference {path} must be a measurement file ({', '.join(NPZ_SUFFIXES + HDF5_SUFFIXES)}), a reconstruction "
         f"file ({', '.join(NPZ_SUFFIXES + TIFF_SUFFIXES)}) or a .npy array"
@@ -65,6 +66,7 @@ def run(args):
     from .. import metrics
     from .._limits import check_memory
     from ..io import load_reconstruction
+    from ..results import magnitude_image
 
     if args.json:
         refuse_overwriting_inputs(args.json, [*args.reconstructions, args.reference])
@@ -74,7 +76,8 @@ def run(args):
     score = metrics.evaluate_volume if reference.ndim == 4 else metrics.evaluate
     rows = {}
     for path in args.reconstructions:
-        estimate = load_reconstruction(path).reconstruction
+        # Complex images (MRI) are scored by their magnitude.
+        estimate = magnitude_image(load_reconstruction(path).reconstruction)
         if estimate.shape != reference.shape:
             raise CommandError(f"{path} has shape {estimate.shape} but the reference has {reference.shape}")
         rows[path] = score(estimate, reference)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import sys
@@ -21,6 +22,8 @@ _SLICE_SUFFIX = len(".z0000")
 
 
 def add_parser(sub):
+    from ..operators.coils import ESTIMATORS as COIL_ESTIMATORS
+
     p = sub.add_parser("reconstruct", help="reconstruct a measurement file")
     p.add_argument("input", help="measurement file (.npz or .h5)")
     p.add_argument("--method", default="red-psm", help="red-psm (default), psm, fbp-window or td-dip")
@@ -31,6 +34,18 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, help="seed of the run (default: the method's)")
     p.add_argument("--threads", type=int, help="CPU threads (default: the cores idle when the run starts)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override one parameter")
+    p.add_argument(
+        "--coil-maps",
+        metavar="FILE",
+        help="mri: coil maps to use, from a reconstruction file (its extras/coil_maps) or a measurement file",
+    )
+    p.add_argument(
+        "--coil-estimator",
+        choices=COIL_ESTIMATORS,
+        default="auto",
+        help="mri: how coil maps missing from the file are estimated (default auto: ESPIRiT, or low-resolution "
+        "coil images when the sampled k-space centre is too small)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt if an earlier run left one")
     p.add_argument("--checkpoint-every", type=int, default=10, help="iterations between checkpoints (default 10)")
     p.add_argument("-o", "--output", required=True, help="reconstruction file to write (.npz, or .tif)")
@@ -55,7 +70,7 @@ def checkpoint_path(output: Path) -> Path:
 
 
 def run(args):
-    from ..io import load_measurements, save_reconstruction
+    from ..io import load_coil_maps, load_measurements, save_reconstruction
     from ..run import iterate, slice_checkpoint
 
     output = Path(args.output)
@@ -73,6 +88,10 @@ def run(args):
     if args.seed is not None:
         params["seed"] = args.seed
     measurements = load_measurements(args.input)
+    if args.coil_maps:
+        if measurements.modality != "mri":
+            raise CommandError("--coil-maps applies to MRI measurements only")
+        measurements = dataclasses.replace(measurements, coil_maps=load_coil_maps(args.coil_maps))
     checkpoint = checkpoint_path(output)
     # A volume checkpoints every slice on its own; a single slice uses the plain name.
     checkpoints = (
@@ -87,6 +106,7 @@ def run(args):
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         threads=args.threads,
+        coil_estimator=args.coil_estimator,
         **params,
     )
     bar, callback = progress_callback(params.get("max_iter", 1), args.method)

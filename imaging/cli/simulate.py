@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+
 
 def add_parser(sub):
     from ..schedules import MASK_PATTERNS, SCHEDULES
+    from ..simulate import TRAJECTORIES
 
     p = sub.add_parser("simulate", help="simulate a dynamic phantom acquisition into a measurement file")
     p.add_argument("--phantom", required=True, help="walnut, shepp_logan, material or cardiac")
@@ -12,7 +15,10 @@ def add_parser(sub):
     p.add_argument("--size", type=int, default=128, help="image size N (default 128)")
     p.add_argument("--modality", choices=("tomography", "mri"), help="default: mri for cardiac, else tomography")
     p.add_argument("--views-per-frame", type=int, default=1, help="tomography: views per frame V (default 1)")
-    p.add_argument("--schedule", choices=SCHEDULES, default="bit-reversal", help="tomography view order")
+    p.add_argument(
+        "--schedule", choices=SCHEDULES, help="tomography view order (default bit-reversal), radial spoke order "
+        "(default golden-angle)"
+    )
     p.add_argument("--geometry", choices=("parallel", "fan"), default="parallel", help="tomography beam geometry")
     p.add_argument(
         "--center-offset",
@@ -33,7 +39,12 @@ def add_parser(sub):
     p.add_argument("--lines-per-frame", type=int, default=8, help="mri: k-space lines per frame (default 8)")
     p.add_argument("--mask-pattern", choices=MASK_PATTERNS, default="variable-density", help="mri k-t pattern")
     p.add_argument("--center-lines", type=int, default=4, help="mri: always-sampled centre lines (default 4)")
-    p.add_argument("--coils", type=int, default=1, help="mri: number of coils (default 1)")
+    p.add_argument("--coils", type=int, help="mri: number of receive coils (default 8)")
+    p.add_argument("--trajectory", choices=TRAJECTORIES, default="cartesian", help="mri: k-space sampling")
+    p.add_argument("--spokes-per-frame", type=int, default=8, help="radial mri: spokes per frame (default 8)")
+    p.add_argument("--readout-samples", type=int, help="radial mri: samples per spoke (default 2 N)")
+    p.add_argument("--phase", action=argparse.BooleanOptionalAction, default=True,
+                   help="mri: complex images with the phantom's smooth drifting phase (default; --no-phase: real)")
     p.add_argument("--noise", type=float, default=5e-3, help="relative noise std (default 5e-3, the paper's)")
     p.add_argument("--seed", type=int, default=0, help="seed of phantom, schedule and noise (default 0)")
     p.add_argument("--slices", type=int, help="simulate a dynamic volume of this many slices Z")
@@ -77,6 +88,10 @@ def run(args):
         arc=None if args.arc is None else math.radians(args.arc),
         turns=args.turns,
         protocol=args.protocol,
+        trajectory=args.trajectory,
+        spokes_per_frame=args.spokes_per_frame,
+        readout_samples=args.readout_samples,
+        phase=args.phase,
     )
     save_measurements(args.output, measurements)
     shape = measurements.data.shape

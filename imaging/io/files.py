@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..measurements import MODALITIES, MeasurementError, Measurements
-from ..results import ReconstructionResult
+from ..results import ReconstructionResult, magnitude_image
 from .atomic import write_atomic
 from .safe import (
     _READ_ERRORS,
@@ -62,11 +62,11 @@ _CONTRACT_KEYS = {
         "origin_detector",
     ),
     # Measurements.to_dict holds detector_spacing (1.0) for MRI too, so MRI files carry it.
-    "mri": ("image_shape", "kspace", "mask", "coil_maps", "ground_truth", "noise_std", "detector_spacing"),
+    "mri": ("image_shape", "kspace", "mask", "trajectory", "coil_maps", "ground_truth", "noise_std", "detector_spacing"),
 }
 _REQUIRED_KEYS = {
     "tomography": ("modality", "image_shape", "sinogram", "angles"),
-    "mri": ("modality", "image_shape", "kspace", "mask"),
+    "mri": ("modality", "image_shape", "kspace"),  # and 'mask' or 'trajectory'
 }
 
 #: Prefix of a solver's extra arrays (e.g. the PSM factors) in a reconstruction file.
@@ -168,6 +168,7 @@ _MEASUREMENT_DTYPES = {
     "detector_spacing": np.dtype(np.float64),
     "kspace": np.dtype(np.complex64),
     "mask": np.dtype(bool),
+    "trajectory": np.dtype(np.float64),
     "coil_maps": np.dtype(np.complex64),
     "ground_truth": np.dtype(np.float32),
     "noise_std": np.dtype(np.float64),
@@ -389,6 +390,8 @@ def load_measurements(path, *, max_bytes: int | None = None) -> Measurements:
     contract = _Keys({name: _MEASUREMENT_DTYPES[name] for name in _CONTRACT_KEYS[modality]})
     path, values, _ = _read_arrays(path, contract, max_bytes, "measurement file", suffixes)
     missing = [key for key in _REQUIRED_KEYS[modality] if key not in values and key != "modality"]
+    if modality == "mri" and "mask" not in values and "trajectory" not in values:
+        missing.append("mask (Cartesian) or trajectory (non-Cartesian)")
     if missing:
         raise FileFormatError(f"{path}: {modality} file is missing required key(s): {', '.join(missing)}")
     fields: dict[str, Any] = {"modality": modality}
@@ -425,21 +428,23 @@ def _json_default(value):
 
 def _reconstruction_array(reconstruction) -> np.ndarray:
     array = np.asarray(reconstruction)
-    if array.ndim not in (3, 4) or array.dtype.kind not in "biuf":
+    if array.ndim not in (3, 4) or array.dtype.kind not in "biufc":
         raise ValueError(
-            f"'reconstruction' must be a real (P, N, N) or (P, Z, N, N) array, got {array.dtype} of shape {array.shape}"
+            f"'reconstruction' must be a real or complex (P, N, N) or (P, Z, N, N) array, got {array.dtype} of shape "
+            f"{array.shape}"
         )
-    return array.astype(np.float32, copy=False)
+    return array.astype(np.complex64 if array.dtype.kind == "c" else np.float32, copy=False)
 
 
 def save_reconstruction(path, result) -> Path:
     """Write a reconstruction result atomically: ``.npz`` (all of it) or ``.tif`` (images).
 
-    ``.npz`` keys: ``reconstruction`` float32 (P, N, N), ``method`` str, ``params`` JSON
-    str, ``history`` JSON str, ``elapsed_seconds`` float64, ``stop_reason`` str, and each
-    solver extra ``name`` as ``extras/name``. ``.tif``/``.tiff``: the (P, N, N) float32
-    stack as an ImageJ hyperstack (axes TYX) whose ``Info`` property holds the other
-    fields as JSON.
+    ``.npz`` keys: ``reconstruction`` float32 (P, N, N) (complex64 for complex images,
+    MRI), ``method`` str, ``params`` JSON str, ``history`` JSON str, ``elapsed_seconds``
+    float64, ``stop_reason`` str, and each solver extra ``name`` as ``extras/name``.
+    ``.tif``/``.tiff``: the (P, N, N) float32 stack (the magnitude of complex images, with
+    ``"values": "magnitude"`` in the metadata) as an ImageJ hyperstack (axes TYX) whose
+    ``Info`` property holds the other fields as JSON.
 
     Parameters
     ----------
@@ -465,10 +470,14 @@ def save_reconstruction(path, result) -> Path:
     if suffix in TIFF_SUFFIXES:
         import tifffile
 
+        if reconstruction.dtype.kind == "c":
+            metadata["values"] = "magnitude"
+        shown = magnitude_image(reconstruction)
+
         def write(temporary: str) -> None:
             tifffile.imwrite(
                 temporary,
-                reconstruction,
+                shown,
                 imagej=True,
                 metadata={"axes": "TYX" if reconstruction.ndim == 3 else "TZYX", "Info": json.dumps(metadata)},
             )
@@ -526,7 +535,9 @@ def load_reconstruction(path, *, max_bytes: int | None = None):
     Returns
     -------
     imaging.ReconstructionResult
-        ``reconstruction`` float32 (P, N, N); ``extras`` the ``extras/`` arrays.
+        ``reconstruction`` float32 (P, N, N), complex64 when the file holds complex
+        images (``.npz`` only: a ``.tif`` holds their magnitude); ``extras`` the
+        ``extras/`` arrays.
 
     Raises
     ------
@@ -563,24 +574,63 @@ def load_reconstruction(path, *, max_bytes: int | None = None):
         extras = {
             name[len(EXTRAS_PREFIX) :]: value for name, value in values.items() if name.startswith(EXTRAS_PREFIX)
         }
-    reconstruction = image_stack(path, "reconstruction", reconstruction)
+    reconstruction = image_stack(path, "reconstruction", reconstruction, allow_complex=True)
     return ReconstructionResult(reconstruction=reconstruction, extras=extras, **fields)
 
 
-def image_stack(path, name: str, array: np.ndarray) -> np.ndarray:
+def image_stack(path, name: str, array: np.ndarray, allow_complex: bool = False) -> np.ndarray:
     """``array`` as a float32 (P, N, N) or (P, Z, N, N) image stack, or :class:`FileFormatError`
-    when it is not a finite real stack that fits float32 (``path`` and ``name`` name it)."""
-    if array.ndim not in (3, 4) or array.dtype.kind not in "biuf":
+    when it is not a finite real stack that fits float32 (``path`` and ``name`` name it);
+    with ``allow_complex`` a complex stack is kept, as complex64."""
+    kinds = "biufc" if allow_complex else "biuf"
+    if array.ndim not in (3, 4) or array.dtype.kind not in kinds:
         raise FileFormatError(
-            f"{path}: {name!r} must be a real (P, N, N) or (P, Z, N, N) array, got {array.dtype} of shape {array.shape}"
+            f"{path}: {name!r} must be a real{' or complex' if allow_complex else ''} (P, N, N) or (P, Z, N, N) "
+            f"array, got {array.dtype} of shape {array.shape}"
         )
-    if not np.all(np.isfinite(array)) or (array.size and float(np.abs(array).max()) > np.finfo(np.float32).max):
+    parts = (array.real, array.imag) if array.dtype.kind == "c" else (array,)
+    limit = np.finfo(np.float32).max
+    if not all(np.all(np.isfinite(part)) and (not part.size or float(np.abs(part).max()) <= limit) for part in parts):
         raise FileFormatError(f"{path}: {name!r} contains NaN or infinite values (or values beyond float32)")
-    return array.astype(np.float32, copy=False)
+    return array.astype(np.complex64 if array.dtype.kind == "c" else np.float32, copy=False)
+
+
+def load_coil_maps(path, *, max_bytes: int | None = None) -> np.ndarray:
+    """Coil maps kept in a file, for reuse in another reconstruction.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A reconstruction file (``.npz``) whose ``extras/coil_maps`` the runner stored
+        when it estimated the maps, or a measurement file (``.npz``, ``.h5``) with
+        ``coil_maps``; nothing else of the file is read.
+    max_bytes : int, optional
+        As :func:`load_measurements`.
+
+    Returns
+    -------
+    numpy.ndarray
+        complex64 (C, H, W) or, from a volume, (Z, C, H, W); finite.
+    """
+    names = (EXTRAS_PREFIX + "coil_maps", "coil_maps")
+    keys = _Keys(dict.fromkeys(names, np.dtype(np.complex64)))
+    path, values, _ = _read_arrays(path, keys, max_bytes, "coil-map file", NPZ_SUFFIXES + HDF5_SUFFIXES)
+    found = [values[name] for name in names if name in values]
+    if not found:
+        raise FileFormatError(f"{path} holds no coil maps (neither 'extras/coil_maps' nor 'coil_maps')")
+    maps = found[0]
+    if maps.ndim not in (3, 4) or maps.dtype.kind not in "fc":
+        raise FileFormatError(
+            f"{path}: coil maps must be a complex (C, H, W) or (Z, C, H, W) array, got {maps.dtype} of shape {maps.shape}"
+        )
+    if not np.all(np.isfinite(maps)):
+        raise FileFormatError(f"{path}: the coil maps contain NaN or infinite values")
+    return maps.astype(np.complex64, copy=False)
 
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "load_coil_maps",
     "FileFormatError",
     "load_measurements",
     "save_measurements",

@@ -97,17 +97,17 @@ def synthesize(spatial: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     spatial : torch.Tensor
-        (r, N, M) spatial bases.
+        (r, N, M) spatial bases, real or complex.
     temporal : torch.Tensor
-        (P, r) temporal bases.
+        (P, r) real temporal bases.
 
     Returns
     -------
     torch.Tensor
-        (P, N, M) frames.
+        (P, N, M) frames, of the dtype of ``spatial``.
     """
     r, n, m = spatial.shape
-    return (temporal @ spatial.reshape(r, n * m)).reshape(temporal.shape[0], n, m)
+    return (temporal.to(spatial.dtype) @ spatial.reshape(r, n * m)).reshape(temporal.shape[0], n, m)
 
 
 def project_frames(frames: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
@@ -116,17 +116,17 @@ def project_frames(frames: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor
     Parameters
     ----------
     frames : torch.Tensor
-        (P, N, M).
+        (P, N, M), real or complex.
     temporal : torch.Tensor
-        (P, r).
+        (P, r) real.
 
     Returns
     -------
     torch.Tensor
-        (r, N, M).
+        (r, N, M), of the dtype of ``frames``.
     """
     p, n, m = frames.shape
-    return (temporal.T @ frames.reshape(p, n * m)).reshape(temporal.shape[1], n, m)
+    return (temporal.T.to(frames.dtype) @ frames.reshape(p, n * m)).reshape(temporal.shape[1], n, m)
 
 
 def fit_knots(temporal: torch.Tensor, interpolation: torch.Tensor) -> torch.Tensor:
@@ -182,12 +182,13 @@ def psm_from_frames(frames: torch.Tensor, rank: int, interpolation: torch.Tensor
     subspace). The temporal bases come out orthonormal and, when ``rank`` exceeds the
     rank of the frames, are completed by further orthonormal directions of the
     subspace (never zero), so that every basis function can still be updated by a
-    solver.
+    solver. Complex frames (MRI) get real temporal bases, those of the frames' real and
+    imaginary parts together, and complex spatial bases.
 
     Parameters
     ----------
     frames : torch.Tensor
-        (P, N, M) frames.
+        (P, N, M) frames, real or complex.
     rank : int
         Number of basis functions r = K + 1, at most d (the columns of ``interpolation``).
     interpolation : torch.Tensor
@@ -207,16 +208,23 @@ def psm_from_frames(frames: torch.Tensor, rank: int, interpolation: torch.Tensor
     if not 1 <= rank <= d:
         raise ValueError(f"rank must be between 1 and the number of knots ({d}), got {rank}")
     matrix = frames.reshape(p, n * m)
+    # Complex frames: real and imaginary parts are pixels of their own for the (real)
+    # temporal subspace (a view, no copy).
+    real_matrix = torch.view_as_real(matrix).reshape(p, -1) if matrix.is_complex() else matrix
     basis, _ = torch.linalg.qr(interpolation.double())  # (P, d) orthonormal span of U
-    coefficients = _double_product(basis.T, matrix)  # (d, N M)
+    coefficients = _double_product(basis.T, real_matrix)  # (d, N M) or (d, 2 N M)
     eigenvalues, eigenvectors = torch.linalg.eigh(coefficients @ coefficients.T)
     order = torch.argsort(eigenvalues, descending=True)[:rank]
     temporal = basis @ eigenvectors[:, order]  # (P, r)
     peak = temporal.gather(0, temporal.abs().argmax(dim=0, keepdim=True))
     temporal = temporal * torch.where(peak < 0, -1.0, 1.0)
-    spatial = _double_product(temporal.T, matrix).reshape(rank, n, m).to(frames.dtype)
-    knots = fit_knots(temporal, interpolation.double()).to(frames.dtype)
-    return PSMFactors(spatial.contiguous(), knots.contiguous(), interpolation.to(frames.dtype))
+    spatial = _double_product(temporal.T, real_matrix)  # (r, N M) or (r, 2 N M)
+    if matrix.is_complex():
+        spatial = torch.view_as_complex(spatial.reshape(rank, n * m, 2))
+    spatial = spatial.reshape(rank, n, m).to(frames.dtype)
+    real_dtype = frames.real.dtype
+    knots = fit_knots(temporal, interpolation.double()).to(real_dtype)
+    return PSMFactors(spatial.contiguous(), knots.contiguous(), interpolation.to(real_dtype))
 
 
 @dataclasses.dataclass
@@ -226,9 +234,9 @@ class PSMFactors:
     Attributes
     ----------
     spatial : torch.Tensor
-        (r, N, M) spatial bases ``Lambda``.
+        (r, N, M) spatial bases ``Lambda``, real, or complex for complex images (MRI).
     knots : torch.Tensor
-        (r, d) knot values ``z``.
+        (r, d) real knot values ``z``.
     interpolation : torch.Tensor
         (P, d) fixed interpolation matrix ``U``.
     """
@@ -263,7 +271,7 @@ class PSMFactors:
     def penalty(self, xi: float, chi: float) -> float:
         """``(xi/2) ||Psi||_F^2 + (chi/2) ||Lambda||_F^2`` (Frobenius penalties of the factors)."""
         return 0.5 * xi * float(self.temporal().double().square().sum()) + 0.5 * chi * float(
-            self.spatial.double().square().sum()
+            self.spatial.abs().double().square().sum()
         )
 
     def normalized(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 
@@ -115,6 +116,16 @@ class LinearOperator:
         """
         return None
 
+    def measured(self, data) -> torch.Tensor:
+        """The measured data of a file (``Measurements.data``) in this operator's range layout.
+
+        The default is the array itself as a tensor on the operator's device; an operator
+        whose range keeps only part of the file's layout (line-sampled Cartesian MRI)
+        overrides it.
+        """
+        data = data if isinstance(data, torch.Tensor) else torch.as_tensor(np.asarray(data))
+        return self._check_input(data, self.range_shape, "measured")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -180,6 +191,33 @@ class LinearOperator:
                 sigma2 = new_sigma2
         self._norm_cache = math.sqrt(sigma2)
         return self._norm_cache
+
+
+class _LinearMap(torch.autograd.Function):
+    """``product(x)`` for a linear ``product`` computed outside autograd, with gradient ``adjoint(grad)``."""
+
+    @staticmethod
+    def forward(ctx, x, product, adjoint):
+        ctx.adjoint = adjoint
+        return product(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.adjoint(grad), None, None
+
+
+def linear_map(x: torch.Tensor, product, adjoint) -> torch.Tensor:
+    """Apply a linear map that autograd cannot see through (NumPy, SciPy, a C library).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+    product : callable
+        Tensor -> tensor, the linear map (computed without autograd).
+    adjoint : callable
+        Its adjoint, which back-propagates the gradient.
+    """
+    return _LinearMap.apply(x, product, adjoint)
 
 
 def _randn(shape, dtype, generator):

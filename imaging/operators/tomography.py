@@ -38,7 +38,7 @@ import torch
 
 from .._limits import DETECTOR_SPACING_RANGE, MAX_ABS_ANGLE
 from ._pool import run_on_threads
-from .base import LinearOperator, resolve_device
+from .base import LinearOperator, linear_map, resolve_device
 from .geometry import ProjectionGeometry
 from .tomography_matrix_free import FrameProjectors, choose_projector_backend
 
@@ -205,28 +205,6 @@ def block_diagonal_matrix(blocks: list[FrameBlock]) -> sp.csr_matrix:
     columns = np.concatenate([b.matrix.indices.astype(index_dtype) + b.first_frame * cols_per_frame for b in blocks])
     data = np.concatenate([b.matrix.data for b in blocks])
     return sp.csr_matrix((data, columns, indptr.astype(index_dtype)), shape=(n_frames * rows_per_frame, n_cols))
-
-
-class _Project(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x_flat, op):
-        ctx.op = op
-        return op._matvec(x_flat)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return ctx.op._rmatvec(grad), None
-
-
-class _BackProject(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y_flat, op):
-        ctx.op = op
-        return op._rmatvec(y_flat)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return ctx.op._matvec(grad), None
 
 
 class DynamicTomography(LinearOperator):
@@ -417,9 +395,9 @@ class DynamicTomography(LinearOperator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Project: (P, N, N) -> (P, V, D)."""
         x = self._check_input(x, self.domain_shape, "forward").to(torch.float32)
-        return _Project.apply(x.reshape(-1), self).reshape(self.range_shape)
+        return linear_map(x.reshape(-1), self._matvec, self._rmatvec).reshape(self.range_shape)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """Back-project: (P, V, D) -> (P, N, N)."""
         y = self._check_input(y, self.range_shape, "adjoint").to(torch.float32)
-        return _BackProject.apply(y.reshape(-1), self).reshape(self.domain_shape)
+        return linear_map(y.reshape(-1), self._rmatvec, self._matvec).reshape(self.domain_shape)

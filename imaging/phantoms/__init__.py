@@ -11,13 +11,14 @@ array (P, N, N) with values in [0, 1], deterministic for a given seed::
 
 The tomography phantoms (walnut, shepp_logan, material) are zero outside the circle
 inscribed in the N x N grid (``imaging.operators.disk_mask``); cardiac is an MRI
-magnitude image and is not masked.
+magnitude image and is not masked; ``cardiac_phase`` gives it a smooth, drifting phase
+(complex frames ``cardiac(...) * exp(1j * cardiac_phase(...))``).
 """
 
-from ._cardiac import cardiac
+from ._cardiac import cardiac, cardiac_phase
 from ._material import material
 from ._registry import PHANTOMS, animate, get_phantom, volume
 from ._shepp_logan import shepp_logan
 from ._walnut import walnut
 
-__all__ = ["walnut", "shepp_logan", "material", "cardiac", "PHANTOMS", "animate", "get_phantom", "volume"]
+__all__ = ["walnut", "shepp_logan", "material", "cardiac", "cardiac_phase", "PHANTOMS", "animate", "get_phantom", "volume"]

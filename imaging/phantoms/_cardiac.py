@@ -219,3 +219,49 @@ def cardiac(frames: int = 64, size: int = 128, seed: int = 0) -> np.ndarray:
         If frames < 1, size < 8 or seed < 0, or an argument is not an integer.
     """
     return render(frames, size, seed, [0.0])[:, 0]
+
+
+# Smooth image phase of the cardiac phantom (radians), the kind a scanner's images carry:
+# an off-resonance background of low spatial order, plus a slow drift over the scan
+# (field drift and breathing) that changes the background's offset and gradients.
+BACKGROUND_GRADIENT = 1.0  # largest linear phase across the half field of view
+BACKGROUND_CURVATURE = 0.6  # largest quadratic phase at the edge of the half field of view
+DRIFT_OFFSET = 1.0  # largest change of the global phase over the scan
+DRIFT_GRADIENT = 0.4  # largest change of the linear phase over the scan
+BREATHING_PHASE = 0.15  # largest phase modulation by breathing
+
+
+def cardiac_phase(frames: int = 64, size: int = 128, seed: int = 0) -> np.ndarray:
+    """Smooth, slowly drifting image phase for the cardiac phantom (radians).
+
+    ``phi(y, x, t) = b(y, x) + (t + BREATHING_PHASE * sin(2 pi (t + t0))) * d(y, x)`` on
+    normalised coordinates ``y, x`` in [-1, 1] and times ``t = p / P``: ``b`` is a random
+    second-order polynomial (an off-resonance background: a global phase in [0, 2 pi),
+    gradients up to ``BACKGROUND_GRADIENT`` and curvatures up to ``BACKGROUND_CURVATURE``
+    radians), ``d`` a random first-order polynomial (the drift: global up to
+    ``DRIFT_OFFSET``, gradients up to ``DRIFT_GRADIENT``). The complex frames are
+    ``cardiac(...) * exp(1j * cardiac_phase(...))`` (what ``imaging simulate`` measures
+    for MRI).
+
+    Parameters
+    ----------
+    frames, size, seed : int
+        As :func:`cardiac`; the phase has its own random stream of ``seed``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (P, N, N).
+    """
+    frames, size, seed = check_arguments(frames, size, seed)
+    rng = np.random.default_rng([seed, 2])
+    y, x = pixel_grid(size)
+    background = (
+        rng.uniform(0.0, 2.0 * np.pi)
+        + BACKGROUND_GRADIENT * (rng.uniform(-1, 1) * x + rng.uniform(-1, 1) * y)
+        + BACKGROUND_CURVATURE * (rng.uniform(-1, 1) * (x**2 - y**2) + rng.uniform(-1, 1) * x * y)
+    )
+    drift = DRIFT_OFFSET * rng.uniform(-1, 1) + DRIFT_GRADIENT * (rng.uniform(-1, 1) * x + rng.uniform(-1, 1) * y)
+    times = frame_times(frames, periodic=True)
+    progress = times + BREATHING_PHASE * np.sin(2.0 * np.pi * (BREATHS * times + rng.uniform(0.0, 1.0)))
+    return (background[None] + progress[:, None, None] * drift[None]).astype(np.float32)

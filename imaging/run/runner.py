@@ -25,7 +25,8 @@ import torch
 from ..io.atomic import write_atomic
 from ..io.safe import first_line
 from ..measurements import MeasurementError, Measurements
-from ..results import ReconstructionResult
+from ..operators.coils import ESTIMATORS as COIL_ESTIMATORS
+from ..results import ReconstructionResult, magnitude_image
 from ..solvers.base import ParameterError, Solver
 from ..solvers.registry import get_solver
 from .threads import choose_threads, thread_budget
@@ -232,12 +233,13 @@ def _restored_state(checkpoint_path: Path | None):
 
 
 def _checked_estimate(solver: Solver, expected_shape: tuple[int, ...], resumed_from: Path | None) -> np.ndarray:
-    """The solver's estimate, refused when it is not a float32 (P, N, N) array."""
+    """The solver's estimate, refused when it is not a float32 (or complex64) (P, N, N) array."""
     with _restored_state(resumed_from):
         estimate = solver.estimate()
-        if estimate.shape != expected_shape or estimate.dtype != np.float32:
+        if estimate.shape != expected_shape or estimate.dtype not in (np.float32, np.complex64):
             raise ValueError(
-                f"the estimate is {estimate.dtype} of shape {estimate.shape}, expected float32 {expected_shape}"
+                f"the estimate is {estimate.dtype} of shape {estimate.shape}, expected float32 or complex64 "
+                f"{expected_shape}"
             )
     return estimate
 
@@ -329,6 +331,7 @@ def iterate(
     metrics_every: int = 10,
     slices: Sequence[int] | None = None,
     threads: int | None = None,
+    coil_estimator: str = "auto",
     **params,
 ) -> Generator[IterationInfo, Any, ReconstructionResult]:
     """Run a reconstruction step by step, of one slice or of a volume.
@@ -368,6 +371,12 @@ def iterate(
     threads : int, optional
         CPU threads of the run (PyTorch and the tomography pool together; see
         :mod:`imaging.run.threads`). Default: the cores idle when the run starts.
+    coil_estimator : {"auto", "espirit", "lowres"}
+        Multi-coil MRI without ``coil_maps``: how each slice's maps are estimated from
+        its data (:meth:`Measurements.estimate_coil_maps`, counted in the run's time).
+        The result's ``extras`` then hold ``coil_maps`` (C, H, W) (volume: (Z, C, H, W))
+        and ``coil_maps_estimator``, the estimator used; reuse the maps by setting them
+        as the measurements' ``coil_maps``.
     **params
         The method's parameters (see ``get_solver(method).describe_params()``).
     """
@@ -378,16 +387,20 @@ def iterate(
     _check_settings(checkpoint_every, metrics_every)
     device = str(resolve_device(device))
     budget = choose_threads(threads)
+    if coil_estimator not in COIL_ESTIMATORS:
+        raise ParameterError(f"unknown coil_estimator {coil_estimator!r}; choose one of: {', '.join(COIL_ESTIMATORS)}")
     with thread_budget(budget):
         return (yield from _iterate(measurements, method, solver_cls, solver_params, checkpoint, slices, device=device,
-                                    checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every))
+                                    checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every,
+                                    coil_estimator=coil_estimator))
 
 
 def _iterate(measurements, method, solver_cls, solver_params, checkpoint, slices, *, device, checkpoint_every, resume,
-             metrics_every):
+             metrics_every, coil_estimator):
     """:func:`iterate` once its arguments are checked: one slice, or the chosen slices of a volume."""
     settings = dict(
-        device=device, checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every
+        device=device, checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every,
+        coil_estimator=coil_estimator,
     )
     if not measurements.is_volume:
         if slices is not None and list(slices) != [0]:
@@ -424,6 +437,7 @@ def _iterate_slice(
     checkpoint_every: int,
     resume: bool,
     metrics_every: int,
+    coil_estimator: str,
 ) -> Generator[IterationInfo, Any, ReconstructionResult]:
     """The loop of :func:`iterate` on one 2D slice."""
     params_dict = dataclasses.asdict(solver_params)
@@ -431,6 +445,11 @@ def _iterate_slice(
     torch.manual_seed(solver_params.seed)
     np.random.seed(solver_params.seed % (2**32))
     start = time.perf_counter()
+    coil_extras: dict[str, np.ndarray] = {}
+    if measurements.needs_coil_maps:
+        maps, used = measurements.estimate_coil_maps(coil_estimator)
+        measurements = dataclasses.replace(measurements, coil_maps=maps)
+        coil_extras = {"coil_maps": maps, "coil_maps_estimator": np.array(used, dtype=np.str_)}
     solver = solver_cls(measurements, solver_params, device=device)
     history: list[dict[str, Any]] = []
     elapsed_before = 0.0
@@ -467,7 +486,7 @@ def _iterate_slice(
         resumed_from = None
         if scorer is not None:
             with_ssim = finished or solver.iteration % metrics_every == 0
-            entry.update(scorer.score(estimate, with_ssim))
+            entry.update(scorer.score(magnitude_image(estimate), with_ssim))
         history.append(entry)
         if save:
             _save_checkpoint(
@@ -499,7 +518,7 @@ def _iterate_slice(
         history=history,
         elapsed_seconds=elapsed(),
         stop_reason=stop_reason,
-        extras=solver.extras(),
+        extras={**solver.extras(), **coil_extras},
     )
 
 

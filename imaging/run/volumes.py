@@ -75,7 +75,7 @@ def assemble_volume(slice_results: Sequence[ReconstructionResult], n_slices: int
         raise ValueError(f"got {len(slice_results)} slice results for a volume of {n_slices} slices")
     first = slice_results[0]
     frames, height, width = first.reconstruction.shape
-    reconstruction = np.zeros((frames, n_slices, height, width), dtype=np.float32)
+    reconstruction = np.zeros((frames, n_slices, height, width), dtype=first.reconstruction.dtype)
     history: list[dict[str, Any]] = []
     reasons: list[str] = []
     for z, result in enumerate(slice_results):

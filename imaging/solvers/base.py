@@ -15,6 +15,7 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from .memory import ProblemSize, measurement_bytes, operator_bytes  # noqa: F401  (measurement_bytes: kept here)
 
@@ -32,6 +33,11 @@ HEAP_STACK_LIMIT = 32 * 2**20
 
 class ParameterError(ValueError):
     """An impossible or unknown solver parameter."""
+
+
+def image_array(frames: torch.Tensor) -> np.ndarray:
+    """Frames as the numpy array a solver's estimate is: float32, or complex64 for complex images."""
+    return frames.detach().cpu().numpy().astype(np.complex64 if frames.is_complex() else np.float32, copy=False)
 
 
 def _coerce(name: str, value, default):
@@ -329,7 +335,7 @@ class Solver:
         return False
 
     def estimate(self) -> np.ndarray:
-        """Current reconstruction, numpy float32 (P, N, N)."""
+        """Current reconstruction, numpy float32 (P, N, N), complex64 for complex images (MRI)."""
         raise NotImplementedError
 
     def extras(self) -> dict[str, np.ndarray]:

@@ -34,6 +34,13 @@ FFT and are combined as ``sum_c conj(S_c) x_c / sum_c |S_c|^2`` (plain ``conj(S)
 maps normalised to ``sum |S|^2 = 1``); the real part is the frame. With full sampling and
 ``W = 1`` this is the exact inverse.
 
+Radial MRI (sliding-window gridding). Frame ``p`` is the density-compensated adjoint
+NUFFT of the spokes of the ``W`` frames nearest in time, ``A^H (w * y)``, with the radial
+quadrature weights of those spokes together (``|k|`` times the angular interval of each
+spoke; :func:`imaging.operators.nufft.radial_density_weights`), coil-combined as above.
+The automatic window holds ``pi/2 N`` spokes, the angular Nyquist rate of an ``N x N``
+image.
+
 The method is not iterative: one :meth:`FBPWindow.step` computes every frame.
 """
 
@@ -48,13 +55,15 @@ import numpy as np
 import torch
 
 from ..operators import DynamicMRI, DynamicTomography, LinearOperator, ifft2c
+from ..operators.nufft import DynamicNonCartesianMRI, radial_density_weights
+from ..schedules import MAX_INTERVAL_RATIO, angular_weights  # noqa: F401  (MAX_INTERVAL_RATIO: importable from here as before)
 from .registry import register
-from .base import ParameterError, Solver, SolverParams, param
+from .base import ParameterError, Solver, SolverParams, image_array, param
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hann")
 
-#: Largest angular interval a view may stand for, relative to the median interval.
-MAX_INTERVAL_RATIO = 3.0
+#: Frames gridded at once by the radial MRI baseline (bounds the windowed samples' memory).
+_GRIDDING_CHUNK_FRAMES = 8
 
 #: Views per window when ``window`` is 0 (tomography).
 DEFAULT_TOMOGRAPHY_WINDOW = 32
@@ -70,7 +79,8 @@ class FBPWindowParams(SolverParams):
     window: int = param(
         0,
         "views (tomography) or frames (MRI) nearest in time combined into each frame; 0 = automatic: "
-        f"{DEFAULT_TOMOGRAPHY_WINDOW} views, or for MRI the frames needed to fill k-space once on average",
+        f"{DEFAULT_TOMOGRAPHY_WINDOW} views, or for MRI the frames needed to fill k-space once on average "
+        "(radial: pi/2 N spokes, the angular Nyquist rate)",
         minimum=0,
         basic=True,
     )
@@ -99,42 +109,6 @@ def window_starts(n_frames: int, window_frames: int) -> np.ndarray:
     """
     window_frames = min(max(1, window_frames), n_frames)
     return np.clip(np.arange(n_frames) - window_frames // 2, 0, n_frames - window_frames)
-
-
-def angular_weights(angles: np.ndarray, period: float = np.pi) -> np.ndarray:
-    """Quadrature weights of views at ``angles`` (radians) for back-projection.
-
-    Each distinct angle (modulo ``period``: pi for parallel beam, whose views repeat
-    after half a turn, 2 pi for a fan beam) stands for half of the gaps to its two
-    neighbours on the circle of circumference ``period``, capped at three times the
-    median such interval (so the two end views of a limited arc do not stand for the
-    whole missing arc); views that repeat an angle share its interval; the weights are
-    then scaled to sum to pi, so that the reconstruction keeps the object's mean value
-    (over a full circle every ray is measured twice, hence FBP's factor 1/2). ``M``
-    equispaced views get ``pi / M`` each.
-
-    Parameters
-    ----------
-    angles : numpy.ndarray
-        (M,) float.
-    period : float
-        The rotation after which views repeat the same rays.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64 (M,), positive, summing to pi.
-    """
-    folded = np.mod(np.asarray(angles, dtype=np.float64), period)
-    distinct, inverse, counts = np.unique(folded, return_inverse=True, return_counts=True)
-    if distinct.size == 1:
-        cells = np.array([period])
-    else:
-        gaps = np.diff(np.concatenate([distinct, [distinct[0] + period]]))
-        cells = 0.5 * (gaps + np.roll(gaps, 1))
-    cells = np.minimum(cells, MAX_INTERVAL_RATIO * np.median(cells))
-    weights = cells[inverse] / counts[inverse]
-    return weights * (np.pi / weights.sum())
 
 
 def ramp_filter_response(n_detectors: int, kind: str = "ramp") -> tuple[np.ndarray, int]:
@@ -345,23 +319,58 @@ class SlidingZeroFilling(SlidingWindowMethod):
         m = measurements
         window_frames = min(m.n_frames, window)
         combined = torch.from_numpy(window_average_kspace(m.kspace, m.mask, window_frames)).to(device)
-        coil_images = ifft2c(combined)
-        if m.coil_maps is None:
-            frames = coil_images[:, 0].real
-        else:
-            maps = torch.from_numpy(m.coil_maps).to(device)
-            sensitivity = maps.abs().square().sum(dim=0)
-            combined_image = torch.sum(maps.conj()[None] * coil_images, dim=1)
-            frames = torch.where(sensitivity > 0, combined_image.real / sensitivity.clamp_min(1e-30), 0.0)
-        frames = frames.float().contiguous()
-        kspace = torch.from_numpy(m.kspace).to(device)
-        return frames, _relative_residual(m.operator(device=device).forward(frames), kspace)
+        return _coil_combined(m, ifft2c(combined), device)
+
+
+class SlidingGridding(SlidingWindowMethod):
+    """Radial MRI: every frame is the density-compensated gridding of the spokes of the ``window`` nearest frames."""
+
+    def default_window(self, measurements) -> int:
+        # The frames that hold pi/2 N spokes, the angular Nyquist rate.
+        spokes_per_frame = measurements.trajectory.shape[1]
+        return max(1, math.ceil(0.5 * math.pi * max(measurements.image_shape) / spokes_per_frame))
+
+    def reconstruct(self, measurements, window, filter_kind, device):
+        m = measurements
+        n_frames, n_coils, n_shots, n_samples = m.kspace.shape
+        window_frames = min(n_frames, window)
+        frames_in_window = window_starts(n_frames, window_frames)[:, None] + np.arange(window_frames)  # (P, F)
+        gridded = []
+        # A few frames at a time: the windowed samples are F times the data.
+        for first in range(0, n_frames, _GRIDDING_CHUNK_FRAMES):
+            chunk = frames_in_window[first : first + _GRIDDING_CHUNK_FRAMES]
+            trajectory = m.trajectory[chunk].reshape(len(chunk), window_frames * n_shots, n_samples, 2)
+            samples = np.moveaxis(m.kspace[chunk], 2, 1).reshape(len(chunk), n_coils, window_frames * n_shots, n_samples)
+            weights = radial_density_weights(trajectory, m.image_shape)[:, None]
+            per_coil = DynamicNonCartesianMRI(trajectory, m.image_shape, device=device, complex_image=True)
+            coil_samples = torch.from_numpy((samples * weights).astype(np.complex64)).to(device)
+            gridded.append(torch.stack([per_coil.adjoint(coil_samples[:, c : c + 1]) for c in range(n_coils)], dim=1))
+        return _coil_combined(m, torch.cat(gridded), device)
+
+
+def _coil_combined(measurements, coil_images: torch.Tensor, device) -> tuple[torch.Tensor, float]:
+    """Frames from coil images (P, C, H, W), ``sum_c conj(S_c) x_c / sum_c |S_c|^2``, and their data residual.
+
+    The frames are complex when the operator's images are (MRI), else the real part.
+    """
+    m = measurements
+    operator = m.operator(device=device)
+    if m.coil_maps is None:
+        frames = coil_images[:, 0]
+    else:
+        maps = torch.from_numpy(m.coil_maps).to(device)
+        sensitivity = maps.abs().square().sum(dim=0)
+        combined_image = torch.sum(maps.conj()[None] * coil_images, dim=1)
+        frames = torch.where(sensitivity > 0, combined_image / sensitivity.clamp_min(1e-30), 0.0)
+    frames = (frames.to(torch.complex64) if operator.is_complex_domain else frames.real.float()).contiguous()
+    return frames, _relative_residual(operator.forward(frames), operator.measured(m.kspace))
 
 
 #: The sliding-window method of each operator class (a subclass inherits its base's).
 WINDOW_METHODS: dict[type[LinearOperator], SlidingWindowMethod] = {
     DynamicTomography: SlidingFBP(),
     DynamicMRI: SlidingZeroFilling(),
+    DynamicNonCartesianMRI: SlidingGridding(),
 }
 
 
@@ -428,7 +437,7 @@ class FBPWindow(Solver):
         return self._estimate
 
     def estimate(self) -> np.ndarray:
-        return self.frames().cpu().numpy().astype(np.float32, copy=False)
+        return image_array(self.frames())
 
     def state_dict(self):
         state = super().state_dict()

@@ -52,8 +52,8 @@ def measurement_bytes(measurements) -> int:
     and the ground truth, whichever are present; a slice or a volume.
     """
     arrays = (
-        measurements.sinogram, measurements.angles, measurements.kspace,
-        measurements.mask, measurements.coil_maps, measurements.ground_truth,
+        measurements.sinogram, measurements.angles, measurements.kspace, measurements.mask,
+        measurements.trajectory, measurements.coil_maps, measurements.ground_truth,
     )
     return int(sum(array.nbytes for array in arrays if array is not None))
 
@@ -119,8 +119,9 @@ class ProblemSize:
 
     @property
     def stack_bytes(self) -> int:
-        """Bytes of one float32 (P, N, N) image stack."""
-        return 4 * self.n_frames * self.pixels
+        """Bytes of one (P, N, N) image stack: float32, complex64 for MRI (complex images; the
+        fitted copies counts were measured on real stacks and are applied to these as is)."""
+        return (8 if self.modality == "mri" else 4) * self.n_frames * self.pixels
 
     @property
     def measured_values(self) -> int:

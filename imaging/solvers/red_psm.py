@@ -75,7 +75,7 @@ from ..denoisers.inference import denoise_layout, exact_patch_overlap, working_b
 from ..denoisers.weights import SHIPPED_DENOISERS
 from ..models.psm import synthesize
 from .registry import register
-from .base import ParameterError, param
+from .base import ParameterError, image_array, param
 from .psm import PSMFamilySolver, PSMParams
 
 #: Bytes of one float32 block of frames in the f and dual updates (the block's f_PSM,
@@ -96,7 +96,7 @@ def f_step_block_frames(stride: int, batch: int, frame_bytes: int) -> int:
 
 def _squared_norm(x: torch.Tensor) -> float:
     """``||x||^2`` accumulated in double precision."""
-    return float(torch.linalg.vector_norm(x, dtype=torch.float64)) ** 2
+    return float(torch.linalg.vector_norm(x, dtype=torch.complex128 if x.is_complex() else torch.float64)) ** 2
 
 
 def _ratio(numerator_sq: float, denominator_sq: float) -> float:
@@ -106,6 +106,9 @@ def _ratio(numerator_sq: float, denominator_sq: float) -> float:
 
 
 NONNEGATIVE_CHOICES = ("auto", "on", "off")
+
+#: How RED-PSM applies its (real-image) denoiser to complex frames (see :meth:`RedPSMSolver._denoise`).
+COMPLEX_DENOISING = ("smooth-phase", "real-imag", "magnitude")
 
 
 @dataclasses.dataclass
@@ -148,6 +151,16 @@ class RedPSMParams(PSMParams):
         "project f onto f >= 0 in the f step: auto (where the modality's images are non-negative), on, off",
         choices=NONNEGATIVE_CHOICES,
     )
+    complex_denoising: str = param(
+        "smooth-phase",
+        "complex images (MRI): remove the frame's smoothed phase and denoise the real part (smooth-phase), "
+        "denoise the real and imaginary parts as two images (real-imag), or the magnitude keeping the phase "
+        "(magnitude)",
+        choices=COMPLEX_DENOISING,
+    )
+    phase_smoothing: float = param(
+        2.0, "smooth-phase: Gaussian width of the phase removed before denoising", unit="pixels", minimum=0.0
+    )
     tol: float = param(4e-3, "stop when relative change of f and primal residual are both below tol")
     min_iter: int = param(5, "iterations before the stopping rule may stop the run", minimum=0)
 
@@ -186,6 +199,22 @@ class RedPSMParams(PSMParams):
             raise ParameterError(f"nonnegative must be one of {', '.join(NONNEGATIVE_CHOICES)}, got {self.nonnegative!r}")
         if self.min_iter < 0:
             raise ParameterError(f"min_iter must be >= 0, got {self.min_iter}")
+        if not math.isfinite(self.phase_smoothing) or self.phase_smoothing <= 0:
+            raise ParameterError(f"phase_smoothing must be a positive number of pixels, got {self.phase_smoothing}")
+        if self.complex_denoising not in COMPLEX_DENOISING:
+            raise ParameterError(
+                f"complex_denoising must be one of {', '.join(COMPLEX_DENOISING)}, got {self.complex_denoising!r}"
+            )
+
+
+def smooth_phase(frames: torch.Tensor, width: float) -> torch.Tensor:
+    """Unit-modulus phase of the Gaussian-smoothed frames (complex (P, H, W)), width in pixels."""
+    height, columns = frames.shape[-2:]
+    frequencies = [torch.fft.fftfreq(n, device=frames.device) for n in (height, columns)]
+    response = torch.exp(-2.0 * (math.pi * width) ** 2 * (frequencies[0][:, None] ** 2 + frequencies[1][None, :] ** 2))
+    smoothed = torch.fft.ifft2(torch.fft.fft2(frames) * response)
+    magnitude = smoothed.abs()
+    return torch.where(magnitude > 0, smoothed / magnitude.clamp_min(1e-30), torch.ones_like(smoothed))
 
 
 def _denoiser_for_estimate(params: RedPSMParams) -> nn.Module | None:
@@ -266,6 +295,8 @@ class RedPSMSolver(PSMFamilySolver):
         self.nonnegative = params.nonnegative == "on" or (
             params.nonnegative == "auto" and self.operator.nonnegative_images
         )
+        if self.nonnegative and self.operator.is_complex_domain:
+            raise ParameterError("nonnegative='on' does not apply to complex images (MRI); use 'auto' or 'off'")
         self.f: torch.Tensor | None = None
         self.dual: torch.Tensor | None = None
         self.denoised: torch.Tensor | None = None
@@ -296,17 +327,41 @@ class RedPSMSolver(PSMFamilySolver):
         return x if self.support is None else x * self.support
 
     def _denoise(self, frames: torch.Tensor) -> torch.Tensor:
-        return denoise_frames(
-            self.denoiser,
-            frames,
-            patch_size=self.denoise_patch,
-            patch_overlap=exact_patch_overlap(self.denoiser),
-            batch_size=self.denoise_batch,
-        )
+        """The denoiser on (B, N, N) frames; complex frames as ``complex_denoising`` says.
+
+        ``smooth-phase`` (default) removes the phase of the frames smoothed by a Gaussian of
+        ``phase_smoothing`` pixels, denoises the real part and restores the phase (the
+        imaginary remainder is treated as noise); ``real-imag`` denoises the two parts as
+        images; ``magnitude`` the magnitude, keeping the phase. The shipped denoiser is
+        trained on non-negative images: the real and imaginary parts of a phase-wrapped
+        image are not, and ``real-imag`` does poorly (docs/design.md, complex images).
+        """
+
+        def denoise(images: torch.Tensor) -> torch.Tensor:
+            return denoise_frames(
+                self.denoiser,
+                images,
+                patch_size=self.denoise_patch,
+                patch_overlap=exact_patch_overlap(self.denoiser),
+                batch_size=self.denoise_batch,
+            )
+
+        if not frames.is_complex():
+            return denoise(frames)
+        if self.params.complex_denoising == "smooth-phase":
+            phase = smooth_phase(frames, self.params.phase_smoothing)
+            return denoise((frames * phase.conj()).real.contiguous()) * phase
+        if self.params.complex_denoising == "magnitude":
+            magnitude = frames.abs()
+            phase = torch.where(magnitude > 0, frames / magnitude.clamp_min(1e-30), torch.ones_like(frames))
+            return denoise(magnitude.contiguous()) * phase
+        # The real and imaginary parts as images of their own, in one batch.
+        parts = denoise(torch.cat([frames.real, frames.imag]).contiguous())
+        return torch.complex(parts[: len(frames)], parts[len(frames) :])
 
     def _block_frames(self) -> int:
         """Frames per block of the f and dual updates (:func:`f_step_block_frames`)."""
-        return f_step_block_frames(self.params.denoise_stride, self.denoise_batch, 4 * self.f[0].numel())
+        return f_step_block_frames(self.params.denoise_stride, self.denoise_batch, self.f[0].numel() * self.f.element_size())
 
     def _f_and_dual_step(self) -> tuple[float, float, float]:
         """The f step and the dual step, one block of frames at a time (in place).
@@ -401,7 +456,7 @@ class RedPSMSolver(PSMFamilySolver):
 
     def estimate(self) -> np.ndarray:
         self._ensure_initialised()
-        return (self.f * self.scale).cpu().numpy().astype(np.float32, copy=False)
+        return image_array(self.f * self.scale)
 
     def state_dict(self) -> dict:
         state = super().state_dict()
@@ -415,6 +470,13 @@ class RedPSMSolver(PSMFamilySolver):
         super().load_state_dict(state)
         if "f" in state:
             device = self.operator.device
+            frames_shape, frames_dtype = self.operator.domain_shape, self.operator.domain_dtype
+            for name in ("f", "dual", "denoised"):
+                if name in state and (tuple(state[name].shape) != frames_shape or state[name].dtype != frames_dtype):
+                    raise ValueError(
+                        f"{name!r} is {state[name].dtype} {tuple(state[name].shape)}, this run's frames are "
+                        f"{frames_dtype} {frames_shape}"
+                    )
             self.f = state["f"].to(device)
             self.dual = state["dual"].to(device)
             # Kept only where a strided schedule reuses it (older checkpoints hold it always).

@@ -71,7 +71,7 @@ from torch import nn
 
 from .._deprecation import moved_attribute
 from .registry import register
-from .base import ParameterError, Solver, SolverParams, param
+from .base import ParameterError, Solver, SolverParams, image_array, param
 
 #: Side of the generator's first feature map (the mapping network's 64 outputs as 8 x 8).
 BASE_SIZE = 8
@@ -194,11 +194,15 @@ class TDDIPNetwork(nn.Module):
         centre ``H x W``.
     channels : int
         Feature channels of every generator layer.
+    complex_output : bool
+        Two output channels, the real and imaginary parts of complex frames (MRI), as
+        the published network for MRI; one real channel otherwise.
     """
 
-    def __init__(self, image_shape: tuple[int, int], channels: int):
+    def __init__(self, image_shape: tuple[int, int], channels: int, complex_output: bool = False):
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
+        self.complex_output = bool(complex_output)
         upsamplings = max(0, math.ceil(math.log2(max(self.image_shape) / BASE_SIZE)))
         self.generated_size = BASE_SIZE * 2**upsamplings
         self.mapping = nn.Sequential(
@@ -208,7 +212,7 @@ class TDDIPNetwork(nn.Module):
         for _ in range(upsamplings):
             layers += [nn.Upsample(scale_factor=2, mode="nearest")]
             layers += _conv_norm_relu(channels, channels) + _conv_norm_relu(channels, channels)
-        layers += [nn.Conv2d(channels, 1, kernel_size=3, padding=1, bias=False)]
+        layers += [nn.Conv2d(channels, 2 if self.complex_output else 1, kernel_size=3, padding=1, bias=False)]
         self.generator = nn.Sequential(*layers)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
@@ -222,10 +226,11 @@ class TDDIPNetwork(nn.Module):
         Returns
         -------
         torch.Tensor
-            float32 (B, H, W).
+            float32 (B, H, W), complex64 with ``complex_output``.
         """
         seed_images = self.mapping(latent).reshape(-1, 1, BASE_SIZE, BASE_SIZE)
-        frames = self.generator(seed_images)[:, 0]
+        channels = self.generator(seed_images)
+        frames = torch.complex(channels[:, 0], channels[:, 1]) if self.complex_output else channels[:, 0]
         height, width = self.image_shape
         top = (self.generated_size - height) // 2
         left = (self.generated_size - width) // 2
@@ -304,6 +309,7 @@ class TDDIP(Solver):
         self.scale = math.sqrt(data_energy / ones_energy) if data_energy > 0 and ones_energy > 0 else 1.0
         self._data = data / self.scale
         self._frame_energy = _squared_magnitude(self._data).reshape(self.n_frames, -1).sum(1).double().cpu()
+        self._entries_per_frame = math.prod(self._data.shape[1:])
         mean_square = float(_squared_magnitude(self._data).mean())
         self._mean_square = mean_square if mean_square > 0 else 1.0
 
@@ -312,7 +318,7 @@ class TDDIP(Solver):
         # global random state was.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(params.seed)
-            self.network = TDDIPNetwork(measurements.image_shape, params.channels)
+            self.network = TDDIPNetwork(measurements.image_shape, params.channels, first_frame.is_complex_domain)
         self.network.to(device).train()
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=params.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
@@ -325,12 +331,22 @@ class TDDIP(Solver):
         self._cached_estimate: tuple[int, np.ndarray] | None = None
 
     # -- forward model on a subset of frames ------------------------------------------------
-    def _apply(self, indices: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """Measurements of ``frames`` (B, H, W), which are the frames ``indices`` (B,)."""
+    def _apply(self, indices: torch.Tensor, frames: torch.Tensor, data: torch.Tensor | None = None) -> torch.Tensor:
+        """Measurements of ``frames`` (B, H, W), the frames ``indices`` (B,), in range layout.
+
+        With ``data`` (B, ...) of those frames in the file's layout, the residual instead.
+        """
         if self._frame_operators is not None:
             operators = [self._frame_operators[p] for p in indices.tolist()]
-            return torch.cat([op.forward(frames[i : i + 1]) for i, op in enumerate(operators)])
-        return self.measurements.select_frames(indices.tolist()).operator(self.device).forward(frames)
+        else:
+            operators = [self.measurements.select_frames(indices.tolist()).operator(self.device)]
+        per_operator = len(frames) // len(operators)
+        out = []
+        for i, op in enumerate(operators):
+            batch = slice(i * per_operator, (i + 1) * per_operator)
+            measured = op.forward(frames[batch])
+            out.append(measured if data is None else measured - op.measured(data[batch]))
+        return torch.cat(out)
 
     def _next_batch(self) -> torch.Tensor:
         if self._position >= self.n_frames:
@@ -352,8 +368,9 @@ class TDDIP(Solver):
         for _ in range(n_steps):
             indices = self._next_batch()
             frames = self.network(self._latent[indices.to(self._latent.device)])
-            residual = _squared_magnitude(self._apply(indices, frames) - self._data[indices.to(self._data.device)])
-            loss = residual.mean() / self._mean_square
+            residual = _squared_magnitude(self._apply(indices, frames, self._data[indices.to(self._data.device)]))
+            # The mean over the file's entries of these frames (unsampled ones fit exactly).
+            loss = residual.sum() / (len(indices) * self._entries_per_frame) / self._mean_square
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -376,7 +393,8 @@ class TDDIP(Solver):
         Returns
         -------
         numpy.ndarray
-            float32 (P, H, W); zero outside the tomographic field of view.
+            float32 (P, H, W), complex64 for complex images (MRI); zero outside the
+            tomographic field of view.
         """
         if self._cached_estimate is not None and self._cached_estimate[0] == self.steps_done:
             return self._cached_estimate[1].copy()
@@ -384,7 +402,7 @@ class TDDIP(Solver):
             frames = torch.cat([self.network(chunk) for chunk in self._latent.split(ESTIMATE_CHUNK)])
             if self._support is not None:
                 frames = frames * self._support
-            result = (frames * self.scale).cpu().numpy().astype(np.float32)
+            result = image_array(frames * self.scale)
         self._cached_estimate = (self.steps_done, result)
         return result.copy()
 

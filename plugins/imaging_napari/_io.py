@@ -26,11 +26,14 @@ from typing import Any
 
 import numpy as np
 
+from imaging.results import magnitude_image
+
 from ._layers import (
     MEASUREMENTS_KEY,
     RESULT_KEY,
     image_layer,
     measurement_layer,
+    phase_layer,
     reconstruction_layer,
 )
 
@@ -181,7 +184,8 @@ def read_reconstruction_file(path: str) -> list:
         if np.asarray(result.reconstruction).size == 0:
             raise ValueError(f"its reconstruction is empty (shape {np.shape(result.reconstruction)})")
         name = f"{Path(path).stem} ({result.method})" if result.method else Path(path).stem
-        return [reconstruction_layer(result, name)]
+        phase = phase_layer(result, name)
+        return [reconstruction_layer(result, name)] + ([phase] if phase is not None else [])
 
     return _read_or_notify(path, "reconstruction file", read)
 
@@ -206,6 +210,9 @@ def _result_of_layer(data: np.ndarray, meta: dict[str, Any]):
     stack = stack.astype(np.float32, copy=False)
     result = meta.get("metadata", {}).get(RESULT_KEY)
     if result is not None:
+        # A complex result's layer shows its magnitude: unchanged, the complex images are saved.
+        if np.iscomplexobj(result.reconstruction) and np.array_equal(magnitude_image(result.reconstruction), stack):
+            return result
         return dataclasses.replace(result, reconstruction=stack)
     return ReconstructionResult(
         reconstruction=stack,

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from imaging.results import magnitude_image
+
 #: Layer metadata key of the :class:`imaging.Measurements` behind a measurement layer.
 MEASUREMENTS_KEY = "imaging_measurements"
 #: Layer metadata key of the :class:`imaging.ReconstructionResult` behind a reconstruction layer.
@@ -251,7 +253,8 @@ def reconstruction_layer(
     Parameters
     ----------
     result : imaging.ReconstructionResult
-        Its ``reconstruction`` (P, N, N) or (P, Z, N, N) becomes the layer data; the
+        Its ``reconstruction`` (P, N, N) or (P, Z, N, N) becomes the layer data (the
+        magnitude of complex images; :func:`phase_layer` shows their phase); the
         result itself is kept in the metadata (history for convergence plots, parameters
         for the writer), and for a volume :func:`slice_status` as ``"slice_status"``.
     name : str
@@ -266,4 +269,14 @@ def reconstruction_layer(
     status = slice_status(result)
     if status is not None:
         metadata["slice_status"] = status
-    return image_layer(result.reconstruction, name, contrast_limits, metadata)
+    return image_layer(magnitude_image(result.reconstruction), name, contrast_limits, metadata)
+
+
+def phase_layer(result, name: str) -> LayerDataTuple | None:
+    """Layer-data tuple of the phase (radians, in [-pi, pi]) of complex reconstructions, else None."""
+    if np.asarray(result.reconstruction).dtype.kind != "c":
+        return None
+    phase = np.angle(result.reconstruction).astype(np.float32)
+    meta = {"name": f"{name} phase", "colormap": "twilight", "contrast_limits": (-np.pi, np.pi),
+            "metadata": {"kind": "phase"}, "visible": False}
+    return phase, meta, "image"

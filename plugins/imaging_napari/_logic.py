@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from imaging.results import magnitude_image
+
 MODALITIES = ("tomography", "mri")
 
 
@@ -376,12 +378,13 @@ def reconstruction_job(
             z = info.slice_index
             if volume is not None and previous is not None and previous.slice_index != z:
                 # The previous slice has finished: its solver still holds its last estimate.
-                volume[:, previous.slice_index] = previous.estimate()
+                volume[:, previous.slice_index] = magnitude_image(previous.estimate())
             previous = info
             wants_preview = info.iteration % max(1, int(preview_every)) == 0 or (info.iteration == 1 and z > 0)
             # No preview where the result follows at once: the last iteration of the last slice.
             result_follows = info.iteration >= info.max_iter and z == info.n_slices - 1
-            preview = info.estimate() if wants_preview and not result_follows else None
+            # Complex images (MRI) preview as their magnitude.
+            preview = magnitude_image(info.estimate()) if wants_preview and not result_follows else None
             if contrast_limits is None:
                 contrast_limits = robust_contrast_limits(info.estimate() if preview is None else preview)
             if preview is not None and volume is not None:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from imaging.results import magnitude_image
+
 from ._logic import convergence_curves
 
 if TYPE_CHECKING:
@@ -146,7 +148,8 @@ def plot_factors(
     bases = np.asarray(temporal_bases, dtype=float)
     if bases.ndim != 2:
         raise ValueError(f"temporal bases must have shape (P, K+1), got {bases.shape}")
-    images = None if spatial_bases is None else np.asarray(spatial_bases, dtype=np.float32)
+    # Complex bases (MRI) are drawn as their magnitude.
+    images = None if spatial_bases is None else magnitude_image(spatial_bases)
     if images is not None and (images.ndim != 3 or len(images) != bases.shape[1]):
         raise ValueError(f"spatial bases must have shape (K+1, N, N) with K+1 = {bases.shape[1]}, got {images.shape}")
     import matplotlib

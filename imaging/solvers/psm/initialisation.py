@@ -269,9 +269,9 @@ def kspace_centre_frames(measurements, device="cpu") -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        float32 (P, H, W): real part of the coil-combined inverse FFT of the k-space
-        restricted to the common locations (or, when no location is sampled in every
-        frame, of the zero-filled k-space).
+        complex64 (P, H, W): the coil-combined inverse FFT of the k-space restricted to
+        the common locations (or, when no location is sampled in every frame, of the
+        zero-filled k-space).
     """
     mask = np.asarray(measurements.mask)
     common = mask.all(axis=0)
@@ -279,10 +279,10 @@ def kspace_centre_frames(measurements, device="cpu") -> torch.Tensor:
     kspace = torch.from_numpy(np.asarray(measurements.kspace)).to(device) * keep[:, None]
     coil_images = ifft2c(kspace)
     if measurements.coil_maps is None:
-        return coil_images[:, 0].real.float().contiguous()
+        return coil_images[:, 0].to(torch.complex64).contiguous()
     maps = torch.from_numpy(np.asarray(measurements.coil_maps)).to(device)
     combined = (maps.conj()[None] * coil_images).sum(dim=1) / (maps.abs().square().sum(dim=0) + 1e-12)
-    return combined.real.float().contiguous()
+    return combined.to(torch.complex64).contiguous()
 
 
 def fbp_window_frames(measurements, device="cpu") -> torch.Tensor:

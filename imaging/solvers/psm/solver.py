@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ...models.psm import INTERPOLATIONS, PSMFactors, interpolation_matrix, psm_from_frames
-from ..base import HEAP_STACK_LIMIT, ParameterError, Solver, SolverParams, param
+from ..base import HEAP_STACK_LIMIT, ParameterError, Solver, SolverParams, image_array, param
 from ..registry import register
 from .initialisation import INITIALISATIONS, amplitude_scale, initial_frames
 from .subproblem import PSMSubproblem, data_weight
@@ -112,7 +112,7 @@ class PSMFamilySolver(Solver):
                 f"init {params.init!r} does not apply to {measurements.modality} data (use: {', '.join(suitable)})"
             )
         self.operator = measurements.operator(device)
-        self.raw_data = torch.from_numpy(np.asarray(measurements.data)).to(self.operator.device)
+        self.raw_data = self.operator.measured(measurements.data)
         self.support = self.operator.support_mask()
         self.interpolation = interpolation_matrix(n_frames, params.knots, params.interpolation).to(self.operator.device)
         self.scale: float | None = None
@@ -171,12 +171,13 @@ class PSMFamilySolver(Solver):
 
     # -- results ----------------------------------------------------------------------------
     def extras(self) -> dict[str, np.ndarray]:
-        """``spatial_bases`` (K+1, N, N) in data units and unit-norm ``temporal_bases`` (P, K+1)."""
+        """``spatial_bases`` (K+1, N, N) in data units (complex64 for complex images) and unit-norm
+        ``temporal_bases`` (P, K+1)."""
         self._ensure_initialised()
         spatial, temporal = self.factors.normalized()
         return {
-            "spatial_bases": (spatial * self.scale).cpu().numpy().astype(np.float32),
-            "temporal_bases": temporal.cpu().numpy().astype(np.float32),
+            "spatial_bases": image_array(spatial * self.scale),
+            "temporal_bases": image_array(temporal),
         }
 
     def state_dict(self) -> dict:
@@ -246,4 +247,4 @@ class PSMSolver(PSMFamilySolver):
     def estimate(self) -> np.ndarray:
         self._ensure_initialised()
         with torch.no_grad():
-            return (self.factors.frames() * self.scale).cpu().numpy().astype(np.float32)
+            return image_array(self.factors.frames() * self.scale)

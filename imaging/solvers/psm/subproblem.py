@@ -36,6 +36,14 @@ average curvature the two agree within a factor 1.5.
   unchanged frames (:meth:`PSMSubproblem.rebalance`), which removes the slow valley of
   the bilinear scale ambiguity.
 
+Complex images (MRI): the spatial bases ``Lambda`` are complex and the temporal bases
+``Psi`` stay real; every inner product is the real part of the complex one (the real
+inner product of real and imaginary parts), so the z step is the same real least-squares
+problem and the ``Lambda`` step the same CG on twice the unknowns. Real temporal bases
+keep the spline temporal model and its penalty unchanged and add no phase ambiguity
+between the factors (complex ``Psi`` would allow ``Lambda_k e^{i t}, psi_k e^{-i t}``); a
+phase that drifts in time costs one more basis pair (``cos`` and ``sin`` of it).
+
 Why not gradient steps: measured on the walnut (N=128, P=256, one view per frame,
 seed 1; ``beta = 0.8``, ``xi = chi = 0.2``; ``benchmarks/tune_red_psm.py psm-solvers``,
 one thread on a shared 2-core machine), the subproblem objective falls from 56301 to
@@ -61,6 +69,13 @@ GRAM_FROM_PROJECTIONS_ENTRIES = 16_000_000
 
 #: Floor of the preconditioner's Fourier symbol, relative to its peak.
 SYMBOL_FLOOR = 0.05
+
+
+def _real_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``Re(a b^H)`` in float64: the real inner products of the rows of ``a`` (m, n) and ``b`` (k, n)."""
+    if a.is_complex() or b.is_complex():
+        return (a.to(torch.complex128) @ b.to(torch.complex128).conj().T).real
+    return (a @ b.T).double()
 
 
 class PSMSubproblem:
@@ -165,7 +180,7 @@ class PSMSubproblem:
         gram = torch.empty((n_frames, rank, rank), dtype=torch.float64, device=spatial.device)
         for l in range(rank):
             response = self.normal(spatial[l].expand(n_frames, *spatial.shape[1:]).contiguous())
-            gram[:, :, l] = (response.reshape(n_frames, -1) @ flat.T).double()
+            gram[:, :, l] = _real_products(response.reshape(n_frames, -1), flat)
         return 0.5 * (gram + gram.transpose(1, 2))
 
     def update_knots(self, factors: PSMFactors, beta: float = 0.0, target: torch.Tensor | None = None) -> None:
@@ -178,19 +193,18 @@ class PSMSubproblem:
             # gram[p, k, l] = w <Lambda_k, A_p^T A_p Lambda_l> + beta <Lambda_k, Lambda_l>
             gram = self._data_gram(spatial)
             # linear[p, k] = <w A_p^T g_p + beta M target_p, Lambda_k>, without a stack temporary.
-            linear = self.weighted_backprojection.reshape(n_frames, -1) @ flat.T  # (P, r)
+            linear = _real_products(self.weighted_backprojection.reshape(n_frames, -1), flat)  # (P, r)
             if beta > 0:
-                gram += beta * (flat @ flat.T).double()
+                gram += beta * _real_products(flat, flat)
                 masked = flat if self.support is None else (spatial * self.support).reshape(rank, -1)
-                linear += beta * (target.reshape(n_frames, -1) @ masked.T)
-            linear = linear.double()
+                linear += beta * _real_products(target.reshape(n_frames, -1), masked)
             eye = torch.eye(rank, dtype=torch.float64, device=spatial.device)
             gram += self.xi * eye
             u = self.interpolation.double()
             if self.direct:
                 jitter = 1e-12 * gram.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30)
                 temporal = torch.linalg.solve(gram + jitter[:, None, None] * eye, linear[:, :, None])[:, :, 0]
-                factors.knots = temporal.T.to(spatial.dtype).contiguous()
+                factors.knots = temporal.T.to(factors.knots.dtype).contiguous()
                 return
             d = u.shape[1]
             hessian = torch.einsum("pi,pj,pkl->kilj", u, u, gram).reshape(rank * d, rank * d)
@@ -198,11 +212,12 @@ class PSMSubproblem:
             jitter = 1e-12 * float(hessian.diagonal().mean().clamp_min(1e-30))
             hessian += jitter * torch.eye(rank * d, dtype=torch.float64, device=spatial.device)
             solution = torch.linalg.solve(hessian, rhs)
-            factors.knots = solution.reshape(rank, d).to(spatial.dtype).contiguous()
+            factors.knots = solution.reshape(rank, d).to(factors.knots.dtype).contiguous()
 
     # -- Lambda step ------------------------------------------------------------------------
     def _normal_symbol(self) -> torch.Tensor:
-        """Fourier symbol (N, N//2+1) of the frame-averaged ``w A_p^T A_p`` (measured once)."""
+        """Fourier symbol (N, N) of the frame-averaged ``w A_p^T A_p`` (measured once; real, also
+        for complex images, where the normal operator is Hermitian)."""
         if self._symbol is None:
             n_frames, height, width = self.operator.domain_shape
             impulse = torch.zeros(self.operator.domain_shape, device=self.data.device)
@@ -212,7 +227,7 @@ class PSMSubproblem:
                 del impulse  # one (P, N, N) stack at a time
                 kernel = self.operator.adjoint(projections).mean(dim=0).mul_(self.data_weight)
             kernel = torch.fft.ifftshift(kernel, dim=(-2, -1))
-            symbol = torch.fft.rfft2(kernel).real
+            symbol = torch.fft.fft2(kernel).real
             # The convolution model of the frame-averaged normal operator is crude where the
             # data see little (one view per frame); a floor keeps the preconditioner from
             # amplifying those frequencies (measured on the walnut, N=128, P=256: 0.05 x the
@@ -228,16 +243,23 @@ class PSMSubproblem:
         symbol = self._normal_symbol()
         inverse = 1.0 / (eigenvalues[:, None, None] * (symbol + beta)[None] + self.chi + 1e-12)
         shape = self.operator.domain_shape[1:]
+        half_inverse = inverse[..., : shape[1] // 2 + 1].contiguous()  # real images: the rfft half
 
         def apply(x: torch.Tensor) -> torch.Tensor:
             # In place where possible: few (r, N, N) temporaries per CG iteration.
             rank = x.shape[0]
-            rotated = (eigenvectors.T @ x.reshape(rank, -1)).reshape(x.shape)
-            spectrum = torch.fft.rfft2(rotated)
-            del rotated
-            filtered = torch.fft.irfft2(spectrum.mul_(inverse), s=shape)
+            rotation = eigenvectors.to(x.dtype)
+            rotated = (rotation.T @ x.reshape(rank, -1)).reshape(x.shape)
+            if x.is_complex():
+                spectrum = torch.fft.fft2(rotated)
+                del rotated
+                filtered = torch.fft.ifft2(spectrum.mul_(inverse))
+            else:
+                spectrum = torch.fft.rfft2(rotated)
+                del rotated
+                filtered = torch.fft.irfft2(spectrum.mul_(half_inverse), s=shape)
             del spectrum
-            out = (eigenvectors @ filtered.reshape(rank, -1)).reshape(x.shape)
+            out = (rotation @ filtered.reshape(rank, -1)).reshape(x.shape)
             return out if self.support is None else out.mul_(self.support)
 
         return apply
@@ -261,7 +283,7 @@ class PSMSubproblem:
                 factors.spatial = self._solve_spatial_in_kspace(rhs, temporal, beta)
                 return
 
-            coupling = (beta * gram).T.contiguous()
+            coupling = (beta * gram).T.contiguous().to(factors.spatial.dtype)
 
             def hessian(x: torch.Tensor) -> torch.Tensor:
                 # In place: (w Psi^T A^T A Psi + beta Psi^T Psi + chi) x, masked.
@@ -294,7 +316,8 @@ class PSMSubproblem:
         parts = torch.stack([spectra.real, spectra.imag], dim=-1).double()  # (N^2, r, 2)
         solution = torch.linalg.solve(matrices, parts).float()
         spectra = torch.complex(solution[..., 0], solution[..., 1]).T.reshape(rhs.shape)
-        return ifft2c(spectra).real.contiguous()
+        spatial = ifft2c(spectra)
+        return (spatial if self.operator.is_complex_domain else spatial.real).contiguous()
 
     def sweep(
         self,
@@ -325,10 +348,10 @@ class PSMSubproblem:
             return
         with torch.no_grad():
             temporal_sq = factors.temporal().double().square().sum(dim=0)
-            spatial_sq = factors.spatial.double().reshape(factors.rank, -1).square().sum(dim=1)
+            spatial_sq = factors.spatial.abs().double().reshape(factors.rank, -1).square().sum(dim=1)
             valid = (temporal_sq > 0) & (spatial_sq > 0)
             ratio = torch.where(valid, self.xi * temporal_sq / (self.chi * spatial_sq).clamp_min(1e-300), 1.0)
-            a = ratio.pow(0.25).to(factors.spatial.dtype)
+            a = ratio.pow(0.25).to(factors.knots.dtype)
             factors.spatial = (factors.spatial * a[:, None, None]).contiguous()
             factors.knots = (factors.knots / a[:, None]).contiguous()
 

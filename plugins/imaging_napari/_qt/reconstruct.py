@@ -16,6 +16,7 @@ from .._jobs import Job, JobStopped
 from .._layers import (
     MEASUREMENTS_KEY,
     image_layer,
+    phase_layer,
     reconstruction_layer,
     result_layer_name,
     slice_status,
@@ -354,6 +355,12 @@ class ReconstructWidget(ScrollingContainer):
             if preview is not None:
                 self._viewer.layers.remove(preview)
             self._viewer.add_image(data, **meta)
+        phase = phase_layer(result, name)  # complex images (MRI): their phase, hidden
+        if phase is not None:
+            phase_data, phase_meta, _ = phase
+            if phase_meta["name"] in self._viewer.layers:
+                self._viewer.layers.remove(phase_meta["name"])
+            self._viewer.add_image(phase_data, **phase_meta)
         self._last_result = name
         iterations = len(result.history)
         self._progress.value = min(iterations, self._progress.max)
