@@ -161,3 +161,27 @@ def test_fastmri_style_file(cartesian, tmp_path):
         handle["images"] = np.zeros((2, 4, 4), np.complex64)
     with pytest.raises(FileFormatError, match="no 'kspace' dataset"):
         read_fastmri(path)
+
+
+def test_imaging_import_reads_ismrmrd_and_fastmri(cartesian, tmp_path, capsys):
+    from imaging import load_measurements
+    from imaging.cli import EXIT_BAD_INPUT, main
+
+    _, _, height, width = cartesian.kspace.shape
+    raw, out = tmp_path / "cine.h5", tmp_path / "cine.npz"
+    _write(raw, _header(height, width, cartesian.n_frames, "phase"), list(_lines(cartesian, "phase")))
+    assert main(["import", str(raw), "-o", str(out)]) == 0  # the format is detected
+    imported = load_measurements(out)
+    np.testing.assert_array_equal(imported.kspace, cartesian.kspace)
+    assert "5 frames" in capsys.readouterr().out
+    assert main(["import", str(raw), "--format", "ismrmrd", "--frames-from", "phase", "-o", str(out)]) == 0
+    fastmri = tmp_path / "fastmri.h5"
+    with h5py.File(fastmri, "w") as handle:
+        handle["kspace"] = np.swapaxes(cartesian.kspace, -1, -2)
+    assert main(["import", str(fastmri), "-o", str(out)]) == 0
+    np.testing.assert_array_equal(load_measurements(out).mask, cartesian.mask)
+    # CT options and the wrong counter are refused with one line.
+    assert main(["import", str(raw), "--bin", "2", "-o", str(out)]) == EXIT_BAD_INPUT
+    assert "--bin describe(s) a CT import" in capsys.readouterr().err
+    assert main(["import", str(raw), "--frames-from", "repetition", "-o", str(out)]) == EXIT_BAD_INPUT
+    assert "the phase counter varies too" in capsys.readouterr().err

@@ -1,14 +1,28 @@
-"""``imaging import``: a raw CT acquisition (counts, flats, darks, angles) to a measurement file."""
+"""``imaging import``: a raw acquisition to a measurement file.
+
+CT: counts, flats, darks and angles (Data Exchange, NXtomo, TIFF stack). MRI: k-space
+(ISMRMRD, fastMRI-style HDF5), read by :mod:`imaging.io.mri_raw`.
+"""
 
 from __future__ import annotations
 
 
+#: The CT options and their defaults: an MRI import refuses any that is set.
+_CT_DEFAULTS = {
+    "center": None, "views_per_frame": 1, "frame_time": None, "rows": None, "crop": None, "binning": 1,
+    "ring_filter": 0, "size": None, "angle_unit": None, "flats": None, "darks": None, "angles": None, "entry": None,
+    "geometry": "parallel", "pixel_size": None, "source_origin": None, "origin_detector": None,
+}
+
+
 def add_parser(sub):
+    from ..io.mri_raw import MRI_FORMATS
     from ..io.raw import ANGLE_UNITS, FORMATS
 
     p = sub.add_parser(
         "import",
-        help="convert a raw CT acquisition (Data Exchange, NXtomo, TIFF stack) into a measurement file",
+        help="convert a raw acquisition (CT: Data Exchange, NXtomo, TIFF stack; MRI: ISMRMRD, fastMRI-style HDF5) "
+        "into a measurement file",
         description=(
             "Flat/dark correction with averaged flats and darks, -log (values at or below the dark level are "
             "clipped and counted), optional ring suppression, row selection, cropping and binning, streamed in "
@@ -17,7 +31,13 @@ def add_parser(sub):
     )
     p.add_argument("source", help="raw acquisition: .h5/.nx file, multi-page .tif, or a folder of .tif files")
     p.add_argument("-o", "--output", required=True, help="measurement file to write (.npz or .h5)")
-    p.add_argument("--format", choices=FORMATS, help="raw format (default: detected)")
+    p.add_argument("--format", choices=FORMATS + MRI_FORMATS, help="raw format (default: detected)")
+    p.add_argument(
+        "--frames-from",
+        choices=("auto", "repetition", "phase"),
+        default="auto",
+        help="ISMRMRD: the counter that numbers the frames (default: the one that varies)",
+    )
     p.add_argument(
         "--center",
         default=None,
@@ -71,11 +91,37 @@ def _reader_options(args, format: str) -> dict:
     return options
 
 
+def _import_mri(args, format: str) -> int:
+    from ..io import save_measurements
+    from ..io.mri_raw import read_mri_raw
+    from ._common import CommandError
+
+    given = [name for name, default in _CT_DEFAULTS.items() if getattr(args, name) != default]
+    if given:
+        options = ", ".join("--bin" if name == "binning" else "--" + name.replace("_", "-") for name in given)
+        raise CommandError(f"{options} describe(s) a CT import, not a {format} MRI file")
+    measurements = read_mri_raw(args.source, format, frames=args.frames_from)
+    save_measurements(args.output, measurements)
+    coils = "no coil maps (estimated when reconstructing)" if measurements.coil_maps is None else "coil maps"
+    print(
+        f"wrote {args.output}: mri, {measurements.n_frames} frames, kspace {measurements.kspace.shape}, "
+        f"{measurements.mask.mean():.3f} of k-space sampled, {coils}"
+    )
+    return 0
+
+
 def run(args):
     from ..io import save_measurements
     from ..io.importer import detect_format, import_raw
+    from ..io.mri_raw import MRI_FORMATS, detect_mri_format
+    from ._common import CommandError
 
-    format = args.format or detect_format(args.source)
+    format = args.format or detect_mri_format(args.source)
+    if format in MRI_FORMATS:
+        return _import_mri(args, format)
+    if args.frames_from != "auto":
+        raise CommandError("--frames-from applies to ISMRMRD files")
+    format = format or detect_format(args.source)
     result = import_raw(
         args.source,
         format,
