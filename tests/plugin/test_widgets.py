@@ -6,6 +6,7 @@ children rather than simulated clicks.
 """
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -427,6 +428,19 @@ def test_simulate_runs_in_a_worker_and_cancel_stops_it(make_napari_viewer_proxy,
     monkeypatch.delenv("IMAGING_NAPARI_NOTHREADS", raising=False)
     # Four view angles per chunk of projections: many progress reports, each a chance to stop.
     monkeypatch.setattr(imaging.simulate, "_MATRIX_ENTRIES_PER_CHUNK", 2 * 32 * 32 * 4)
+    # On a fast machine the whole simulation can end before the GUI thread sees a report:
+    # from the third chunk on, the worker waits until Cancel has been pressed.
+    cancel_pressed = threading.Event()
+    build_matrix = imaging.simulate.astra_projection_matrix
+    chunks_built = []
+
+    def build_matrix_after_cancel(*args, **kwargs):
+        chunks_built.append(1)
+        if len(chunks_built) > 2:
+            cancel_pressed.wait(timeout=20)
+        return build_matrix(*args, **kwargs)
+
+    monkeypatch.setattr(imaging.simulate, "astra_projection_matrix", build_matrix_after_cancel)
     viewer = make_napari_viewer_proxy()
     _add(viewer, phantom_layer("walnut", frames=16, size=32))
     simulate = _dock(viewer, "Simulate acquisition")
@@ -438,6 +452,7 @@ def test_simulate_runs_in_a_worker_and_cancel_stops_it(make_napari_viewer_proxy,
     assert simulate.running  # the call returned at once: the simulation is in a worker thread
     qtbot.waitUntil(lambda: simulate.progress.value >= 8, timeout=20000)
     simulate.cancel()
+    cancel_pressed.set()
     qtbot.waitUntil(lambda: not simulate.running, timeout=20000)
     assert simulate.status.value == "cancelled" and simulate.last_measurement is None
     assert simulate.progress.value < simulate.progress.max == 16 * 51
