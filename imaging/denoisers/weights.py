@@ -41,11 +41,12 @@ WEIGHTS_VERSION = 1
 
 #: Names accepted by :func:`load_denoiser` instead of a path, mapped to files in
 #: :func:`data_directory`.
-SHIPPED_DENOISERS = {"default": "dncnn_default.pt"}
+SHIPPED_DENOISERS = {"default": "dncnn_v1.pt", "dncnn-v1": "dncnn_v1.pt"}
 
 #: SHA-256 of each shipped weights file, checked on every load (a provenance file beside
 #: the weights could be replaced together with them).
-SHIPPED_SHA256 = {"default": "96c8acc95adcbe405dd3836024b599f01e74796d28b0805147989f87dcd40a76"}
+_V1_SHA256 = "96c8acc95adcbe405dd3836024b599f01e74796d28b0805147989f87dcd40a76"
+SHIPPED_SHA256 = {"default": _V1_SHA256, "dncnn-v1": _V1_SHA256}
 
 
 def data_directory() -> Path:
