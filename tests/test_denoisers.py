@@ -284,7 +284,36 @@ def test_shipped_default_denoises_and_keeps_clean_images():
     noisy = clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
     denoised = denoise_frames(model, noisy)
     assert _psnr(denoised, clean) > _psnr(noisy, clean) + 4.0
-    assert _psnr(denoise_frames(model, clean), clean) > 35.0
+    assert _psnr(denoise_frames(model, clean), clean) > 45.0
+
+
+def _solver_scaled(frames: np.ndarray) -> torch.Tensor:
+    """Frames divided by their 0.999 quantile of |x|, as RED-PSM normalises its estimate."""
+    return torch.from_numpy(frames / np.quantile(np.abs(frames), 0.999)).float()
+
+
+@pytest.mark.parametrize("phantom", ["walnut", "material", "shepp_logan", "cardiac"])
+def test_shipped_default_keeps_clean_frames_clean_also_when_applied_again(phantom):
+    """Issue 10's targets at the benchmark size N=128: PSNR(D(x), x) >= 45 dB on clean frames
+    the denoiser was not trained on (the training used generated objects only), >= 40 dB after
+    ten applications (benchmarks/denoiser.py measures the same on 16 frames)."""
+    from imaging.phantoms import get_phantom
+
+    model = load_denoiser("default")
+    clean = _solver_scaled(get_phantom(phantom)(frames=2, size=128, seed=0))
+    data_range = float(clean.max() - clean.min())
+
+    def psnr(estimate):
+        return 10 * math.log10(data_range**2 / float(torch.mean((estimate - clean) ** 2)))
+
+    repeated = denoise_frames(model, clean)
+    assert psnr(repeated) >= 45.0
+    for _ in range(9):
+        repeated = denoise_frames(model, repeated)
+    assert psnr(repeated) >= 40.0
+    # Bias-free: the same at any intensity scale, so the solver's normalisation does not matter.
+    torch.testing.assert_close(denoise_frames(model, 3.0 * clean), 3.0 * denoise_frames(model, clean),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_training_on_reconstruction_pairs_learns_their_degradation(tmp_path):
