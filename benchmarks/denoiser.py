@@ -131,13 +131,16 @@ def main(argv=None) -> int:
                 lines.append("| frames | " + " | ".join(header) + " |")
                 lines.append("|---" * (len(header) + 1) + "|")
             lines.append(f"| {set_name} | " + " | ".join(f"{row[k]:.2f}" for k in header) + " |")
+            size = set_name.rpartition("N=")[2]
             for key in ("clean", f"clean x{REPEATS}"):
-                worst[key] = min(worst.get(key, math.inf), row[key])
-        lines.append(
-            f"\nworst clean PSNR {worst['clean']:.2f} dB (target >= 45), "
-            f"after {REPEATS} applications {worst[f'clean x{REPEATS}']:.2f} dB (target >= 40)"
-        )
-        print("\n".join(lines[-(len(sets) + 4):]), flush=True)
+                worst[size, key] = min(worst.get((size, key), math.inf), row[key])
+        lines.append("")
+        for size in dict.fromkeys(size for size, _ in worst):
+            lines.append(
+                f"- N={size}: worst clean PSNR {worst[size, 'clean']:.2f} dB (target >= 45), "
+                f"after {REPEATS} applications {worst[size, f'clean x{REPEATS}']:.2f} dB (target >= 40)"
+            )
+        print("\n".join(lines[-(len(sets) + 6):]), flush=True)
     if args.output:
         text = "# Denoiser properties\n\nCommand: `python benchmarks/denoiser.py " + " ".join(
             argv if argv is not None else sys.argv[1:]

@@ -173,10 +173,14 @@ def test_train_denoiser_writes_weights_that_load(tmp_path):
 
     out = tmp_path / "tiny.pt"
     args = ["train-denoiser", "-o", str(out), "--images", "6", "--size", "32", "--epochs", "1"]
-    assert main([*args, "--depth", "3", "--width", "4", "--patch-size", "16", "--batch-size", "4"]) == 0
+    # Generated objects bring reconstruction pairs by default; two small dynamic objects here.
+    pairs = ["--reconstruction-pairs", "2", "--pair-size", "32", "--pair-frames", "16"]
+    assert main([*args, *pairs, "--depth", "3", "--width", "4", "--patch-size", "16", "--batch-size", "4"]) == 0
     assert out.exists() and out.with_suffix(".json").exists()
     model = load_denoiser(str(out))
     assert sum(p.numel() for p in model.parameters()) > 0
+    provenance = json.loads(out.with_suffix(".json").read_text())
+    assert provenance["data"]["pairs"]["n_objects"] == 2 and provenance["architecture"]["bias"] is False
 
 
 def test_train_denoiser_rejects_bad_output_name(tmp_path, capsys):

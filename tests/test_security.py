@@ -492,7 +492,8 @@ def test_unreadable_weights_give_one_line(tmp_path, capsys, walnut, content):
 # -- 9. training on a folder -------------------------------------------------------------------------
 
 
-TINY_TRAINING = ("--depth", 2, "--width", 2, "--epochs", 1, "--batch-size", 2, "--patch-size", 16, "--threads", 1)
+TINY_TRAINING = ("--depth", 2, "--width", 2, "--epochs", 1, "--batch-size", 2, "--patch-size", 16, "--threads", 1,
+                 "--reconstruction-pairs", 0)
 
 
 def test_train_denoiser_on_a_folder_a_glob_and_a_file_list(tmp_path, capsys):

@@ -29,6 +29,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -231,18 +232,18 @@ def train_denoiser(
     depth: int = 5,
     width: int = 24,
     residual: bool = True,
-    bias: bool = True,
+    bias: bool = False,
     dilations: list[int] | None = None,
-    epochs: int = 55,
+    epochs: int = 800,
     batch_size: int = 16,
     patch_size: int = 32,
     noise_range: tuple[float, float] = (0.0, 0.1),
-    noise_sampling: str = "uniform",
-    clean_fraction: float = 0.05,
+    noise_sampling: str = "log-uniform",
+    clean_fraction: float = 0.25,
     streak_fraction: float = 0.25,
-    pairs: ImagePairs | None = None,
+    pairs: ImagePairs | Callable[[], ImagePairs] | None = None,
     pair_fraction: float = 0.0,
-    loss_floor: float | None = 0.05,
+    loss_floor: float | None = 0.005,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
     val_fraction: float = 0.1,
@@ -254,8 +255,10 @@ def train_denoiser(
 ) -> dict:
     """Train a DnCNN denoiser and save its weights and provenance.
 
-    The defaults are the settings of the shipped ``imaging/data/denoiser/dncnn_default.pt``
-    (trained with ``threads=1``; about 10 minutes on one CPU core).
+    The defaults are the settings of the shipped default ``imaging/data/denoiser/dncnn_v2.pt``
+    except its second data source, the reconstruction pairs (``imaging train-denoiser``
+    makes them by default; see its provenance JSON for the exact command; about 15 CPU
+    minutes with ``threads=1``).
 
     Parameters
     ----------
@@ -288,10 +291,12 @@ def train_denoiser(
     streak_fraction : float
         Fraction of noisy training images that also get streak noise with a standard
         deviation drawn from ``noise_range``.
-    pairs : ImagePairs, optional
+    pairs : ImagePairs or callable, optional
         A second source: (degraded input, clean target) pairs, e.g. intermediate
         reconstructions of dynamic objects (:func:`imaging.run.training_pairs.reconstruction_pairs`);
-        their groups are split into training and validation like the images.
+        their groups are split into training and validation like the images. A function
+        returning the pairs is called once the other arguments and the images have been
+        checked (so a mistake is reported before the pairs' cost is spent).
     pair_fraction : float
         Expected fraction of each batch drawn from ``pairs`` (0 without pairs).
     loss_floor : float or None
@@ -341,12 +346,8 @@ def train_denoiser(
     pair_fraction = _check_fraction("pair_fraction", pair_fraction, low_open=False)
     if pair_fraction > 0 and pairs is None:
         raise ValueError("pair_fraction > 0 needs pairs")
-    if pairs is not None and not isinstance(pairs, ImagePairs):
-        raise TypeError(f"pairs must be an ImagePairs, got {type(pairs).__name__}")
-    if pairs is not None and len(np.unique(pairs.groups)) < 2:
-        raise ValueError("pairs need at least 2 groups (one for validation)")
-    if pairs is not None and min(pairs.inputs.shape[1:]) < patch_size:
-        raise ValueError(f"pairs of shape {pairs.inputs.shape[1:]} are smaller than patch_size={patch_size}")
+    if pairs is not None and not (isinstance(pairs, ImagePairs) or callable(pairs)):
+        raise TypeError(f"pairs must be an ImagePairs or a function making one, got {type(pairs).__name__}")
     clean_fraction = _check_fraction("clean_fraction", clean_fraction, low_open=False)
     streak_fraction = _check_fraction("streak_fraction", streak_fraction, low_open=False)
     val_fraction = _check_fraction("val_fraction", val_fraction, low_open=True)
@@ -393,6 +394,14 @@ def train_denoiser(
         raise ValueError("training needs at least 2 images (one for validation)")
     images = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays]
     _check_training_memory(depth, width, batch_size, patch_size)
+    if callable(pairs):  # made only once everything else has been checked
+        pairs = pairs()
+        if not isinstance(pairs, ImagePairs):
+            raise TypeError(f"the pairs function must return an ImagePairs, got {type(pairs).__name__}")
+    if pairs is not None and len(np.unique(pairs.groups)) < 2:
+        raise ValueError("pairs need at least 2 groups (one for validation)")
+    if pairs is not None and min(pairs.inputs.shape[1:]) < patch_size:
+        raise ValueError(f"pairs of shape {pairs.inputs.shape[1:]} are smaller than patch_size={patch_size}")
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))

@@ -41,11 +41,16 @@ WEIGHTS_VERSION = 1
 
 #: Names accepted by :func:`load_denoiser` instead of a path, mapped to files in
 #: :func:`data_directory`.
-SHIPPED_DENOISERS = {"default": "dncnn_default.pt"}
+SHIPPED_DENOISERS = {"default": "dncnn_v2.pt", "dncnn-v2": "dncnn_v2.pt", "dncnn-v1": "dncnn_v1.pt"}
 
 #: SHA-256 of each shipped weights file, checked on every load (a provenance file beside
 #: the weights could be replaced together with them).
-SHIPPED_SHA256 = {"default": "96c8acc95adcbe405dd3836024b599f01e74796d28b0805147989f87dcd40a76"}
+_V2_SHA256 = "751955ed00635b5822a1e290347c4fc6313e176535e6a85839f85eb7e4856c8a"
+SHIPPED_SHA256 = {
+    "default": _V2_SHA256,
+    "dncnn-v2": _V2_SHA256,
+    "dncnn-v1": "96c8acc95adcbe405dd3836024b599f01e74796d28b0805147989f87dcd40a76",
+}
 
 
 def data_directory() -> Path:
@@ -151,9 +156,13 @@ def _verify_integrity(path: Path) -> str | None:
     """Check the SHA-256 of a weights file: the digest pinned in :data:`SHIPPED_SHA256` for
     the shipped weights, else the one its provenance JSON records. Returns the warning to
     give once the weights have loaded when there is no digest to check, else None."""
-    shipped = {(data_directory() / name).resolve(): key for key, name in SHIPPED_DENOISERS.items()}
-    if path.resolve() in shipped:
-        expected, source = SHIPPED_SHA256[shipped[path.resolve()]], "the digest pinned for the shipped weights"
+    # Several shipped names may point at one file ("default" and its versioned name): every
+    # digest pinned for it must match.
+    pinned = {SHIPPED_SHA256[key] for key, name in SHIPPED_DENOISERS.items()
+              if (data_directory() / name).resolve() == path.resolve()}
+    if pinned:
+        expected = sorted(pinned, key=lambda digest: digest == file_sha256(path))[0]  # a mismatch first
+        source = "the digest pinned for the shipped weights"
     else:
         prov_file = provenance_path(path)
         if not prov_file.is_file():
@@ -245,7 +254,8 @@ def load_denoiser(name_or_path: str | os.PathLike = "default", device: str | tor
     Parameters
     ----------
     name_or_path : str or os.PathLike
-        ``"default"`` for the shipped weights ``imaging/data/denoiser/dncnn_default.pt``, or the
+        ``"default"`` for the shipped weights ``imaging/data/denoiser/dncnn_v2.pt`` (also
+        ``"dncnn-v2"``; ``"dncnn-v1"`` is the earlier default, with biases), or the
         path of a weights file written by :func:`save_denoiser` /
         :func:`~imaging.denoisers.train_denoiser`.
     device : str or torch.device

@@ -263,6 +263,22 @@ class RedPSMSolver(PSMFamilySolver):
         # Five denoiser passes' worth of work (half the frames per iteration): 0.3 dB below
         # the default on the tuning walnut (benchmarks/tune_red_psm.py).
         "fast": {"max_iter": 10, "denoise_stride": 2},
+        # The defaults of imaging 0.1 (the v1 denoiser with biases, K+1 = d = 11, lam 2.4,
+        # beta 0.8, xi = chi = 0.2, no non-negativity, tol 4e-3 within 30 iterations), kept
+        # so that benchmarks measure the old and the new defaults in one run.
+        "previous": {
+            "denoiser": "dncnn-v1",
+            "order": 10,
+            "knots": 11,
+            "lam": 2.4,
+            "beta": 0.8,
+            "xi": 0.2,
+            "chi": 0.2,
+            "nonnegative": "off",
+            "max_iter": 30,
+            "tol": 4e-3,
+            "min_iter": 5,
+        },
         # The official walnut P=256 configuration translated to the normalised objective
         # (see the module docstring): K=10, d=11, lam/beta = 0.5, negligible Frobenius
         # penalties, a fixed count of 100 outer iterations, one RED iteration, 25 inner

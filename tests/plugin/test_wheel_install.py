@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from imaging.denoisers.weights import SHIPPED_DENOISERS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
@@ -58,8 +60,8 @@ def test_red_psm_runs_from_an_installed_wheel(tmp_path):
     wheel = _build_wheel(tmp_path, env)
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {
-        "imaging/data/denoiser/dncnn_default.pt",
-        "imaging/data/denoiser/dncnn_default.json",
+        *(f"imaging/data/denoiser/{name}" for name in SHIPPED_DENOISERS.values()),
+        *(f"imaging/data/denoiser/{Path(name).with_suffix('.json')}" for name in SHIPPED_DENOISERS.values()),
         "imaging_napari/napari.yaml",
     } <= names
     assert not any(name.startswith(("tests/", "data/")) for name in names)
