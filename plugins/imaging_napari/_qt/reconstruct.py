@@ -15,6 +15,7 @@ from .. import _logic
 from .._jobs import Job, JobStopped
 from .._layers import (
     MEASUREMENTS_KEY,
+    OBJECT_OFFSET_KEY,
     image_layer,
     phase_layer,
     reconstruction_layer,
@@ -242,6 +243,8 @@ class ReconstructWidget(ScrollingContainer):
             "preset": preset,
             "baseline": _logic.baseline_params(method, preset),
             "source": self._measurement.value,
+            # Previews and the result go over the measured object (its ground truth).
+            "offset": self._viewer.layers[self._measurement.value].metadata.get(OBJECT_OFFSET_KEY, (0.0, 0.0)),
             "contrast_limits": None,
             "followed_slice": 0,
         }
@@ -317,22 +320,25 @@ class ReconstructWidget(ScrollingContainer):
             return
         name = self._preview_name
         layer = self._viewer.layers[name] if name in self._viewer.layers else None
-        if layer is not None and layer.ndim != progress.preview.ndim:  # left by a run on other data
+        data, meta, _ = image_layer(progress.preview, name, progress.contrast_limits, offset=self._run_context["offset"])
+        if layer is not None and layer.ndim != data.ndim:  # left by a run on other data
             self._viewer.layers.remove(layer)
             layer = None
-        if layer is not None:
-            layer.data = progress.preview
-        else:
-            data, meta, _ = image_layer(progress.preview, name, progress.contrast_limits)
+        if layer is None:
             self._viewer.add_image(data, **meta)
+        else:
+            if tuple(layer.translate) != meta["translate"]:  # left by a run on another object
+                layer.translate = meta["translate"]
+            layer.data = data
         if progress.n_slices > 1:
             self._follow_slice(progress.slice_index)
 
     def _follow_slice(self, z: int) -> None:
         """Move the z slider to slice ``z``, unless the user moved it off the slice it followed."""
         followed = self._run_context["followed_slice"]
-        # napari aligns trailing axes: the z axis of the (T, Z, Y, X) preview is third from last.
-        axis = self._viewer.dims.ndim - 3
+        # napari aligns trailing axes: the viewer's z axis of a (T, Z, Y, X) preview shown on
+        # (z, t, y, x) is fourth from last.
+        axis = self._viewer.dims.ndim - 4
         if z != followed and self._viewer.dims.current_step[axis] == followed:
             self._viewer.dims.set_current_step(axis, z)
         self._run_context["followed_slice"] = z
@@ -340,7 +346,9 @@ class ReconstructWidget(ScrollingContainer):
     def _on_result(self, result) -> None:
         context = self._run_context
         name = result_layer_name(result, context["baseline"], context["preset"])
-        data, meta, _ = reconstruction_layer(result, name, context["contrast_limits"], source=context["source"])
+        data, meta, _ = reconstruction_layer(
+            result, name, context["contrast_limits"], source=context["source"], offset=context["offset"]
+        )
         preview = self._viewer.layers[self._preview_name] if self._preview_name in self._viewer.layers else None
         if name in self._viewer.layers and self._viewer.layers[name] is not preview:
             self._viewer.layers.remove(name)  # an earlier run of the same name: the new one replaces it
@@ -355,7 +363,7 @@ class ReconstructWidget(ScrollingContainer):
             if preview is not None:
                 self._viewer.layers.remove(preview)
             self._viewer.add_image(data, **meta)
-        phase = phase_layer(result, name)  # complex images (MRI): their phase, hidden
+        phase = phase_layer(result, name, context["offset"])  # complex images (MRI): their phase, hidden
         if phase is not None:
             phase_data, phase_meta, _ = phase
             if phase_meta["name"] in self._viewer.layers:

@@ -12,7 +12,7 @@ from napari.utils.notifications import show_error
 
 from .. import _logic
 from .._jobs import Job, JobStopped
-from .._layers import measurement_layer
+from .._layers import MEASUREMENTS_KEY, frame_marker_layer, free_x, measurement_layer
 from ._common import (
     INT32_MAX,
     ScrollingContainer,
@@ -171,13 +171,15 @@ class SimulateAcquisitionWidget(ScrollingContainer):
             source.name, settings["modality"], settings["schedule"], settings["per_frame"]
         )
         images = source.data
+        object_offset = (float(source.translate[-2]), float(source.translate[-1]))
 
         def work(report):
             report((0, 1))
             measurements = _logic.simulate_from_image(
                 images, **settings, progress=lambda done, total: report((done, total))
             )
-            return measurement_layer(measurements, name)  # its picture is computed here, off the GUI thread
+            # Its picture is computed here, off the GUI thread.
+            return measurement_layer(measurements, name, object_offset)
 
         self._progress.max, self._progress.value = 0, 0  # busy until the first report
         self._status.value = "simulating..."
@@ -212,12 +214,18 @@ class SimulateAcquisitionWidget(ScrollingContainer):
     def _on_simulated(self, layer_data) -> None:
         data, meta, _ = layer_data
         name = meta["name"]
-        if name not in self._viewer.layers:
+        if name in self._viewer.layers:
+            layer = add_or_update(self._viewer, (data, meta, "image"))
+        else:
             # To the right of everything in the viewer: the measurement lives in another space.
-            right_edge = self._viewer.layers.extent.world[1][-1] if len(self._viewer.layers) else 0.0
-            margin = 0.1 * data.shape[-1]
-            meta["translate"] = (*meta["translate"][:-1], right_edge + margin)
-        layer = add_or_update(self._viewer, (data, meta, "image"))
+            meta["translate"] = (*meta["translate"][:-1], free_x(self._viewer, data.shape[-1]))
+            layer = add_or_update(self._viewer, (data, meta, "image"))
+            measurements = meta["metadata"][MEASUREMENTS_KEY]
+            marker = frame_marker_layer(measurements, name, meta["translate"])
+            if marker is not None:
+                marker_data, marker_meta, _ = marker
+                self._viewer.add_shapes(marker_data, **marker_meta)
+            self._viewer.layers.selection.active = layer
         self._last_measurement = name
         self._viewer.reset_view()  # show the object and its measurement
         self._progress.value = self._progress.max
