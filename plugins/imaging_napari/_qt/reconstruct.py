@@ -8,7 +8,7 @@ however the rows scroll.
 """
 
 import napari
-from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import ComboBox, PushButton, SpinBox
 from napari.utils.notifications import show_error
 
 from .. import _logic
@@ -23,13 +23,13 @@ from .._layers import (
     slice_status,
 )
 from .._plots import factors_figure_height, new_figure, plot_factors, render
-from ._common import INT32_MAX, PlotView, ScrollingContainer, compact_layer_chooser, on_destroyed, save_layer
+from ._common import INT32_MAX, JobDock, PlotView, compact_layer_chooser, on_destroyed, save_layer
 from .parameters import ParameterPanel
 
 _NO_PRESET = "method defaults"
 
 
-class ReconstructWidget(ScrollingContainer):
+class ReconstructWidget(JobDock):
     """Reconstruct a measurement layer with any registered method, with live preview and cancel.
 
     A volume measurement is reconstructed slice by slice by the runner
@@ -52,7 +52,6 @@ class ReconstructWidget(ScrollingContainer):
             "imaging.run", "imaging.metrics", "astra", "matplotlib.figure", "matplotlib.backends.backend_agg"
         )
         self._viewer = viewer
-        self._job = None
         self._plot_job = None
         self._run_context: dict = {}
         self._last_result: str | None = None
@@ -92,9 +91,7 @@ class ReconstructWidget(ScrollingContainer):
         self._restore = PushButton(
             text="Restore defaults", tooltip="set every parameter to the method's default with the chosen preset"
         )
-        self._progress = ProgressBar(name="progress", value=0, min=0, max=1, label="progress")
         self._progress.native.setFormat("iteration %v / %m")
-        self._status = Label(name="status", value="ready")
         self._save = PushButton(
             text="Save result…",
             enabled=False,
@@ -104,12 +101,7 @@ class ReconstructWidget(ScrollingContainer):
         self.extend(self._inputs)
         self._append_full_width(self._parameters)
         self._append_full_width(self._factors_plot)
-        self._append_footer(
-            Container(widgets=[self._run, self._cancel, self._restore], layout="horizontal", labels=False)
-        )
-        self._append_footer(self._progress)
-        self._append_footer(self._status)
-        self._append_footer(self._save)
+        self._add_job_footer([self._run, self._cancel, self._restore], "ready", self._save)
         self._measurement.changed.connect(self._on_measurement)
         self._method.changed.connect(self._on_method)
         self._preset.changed.connect(self._on_preset)
@@ -120,17 +112,7 @@ class ReconstructWidget(ScrollingContainer):
         on_destroyed(self, self._detach)
         self._on_method(self._method.value)
 
-    # -- the footer, for scripts and tests --------------------------------------------------
-    @property
-    def progress(self) -> ProgressBar:
-        """The progress bar (outer iterations of all slices)."""
-        return self._progress
-
-    @property
-    def status(self) -> Label:
-        """The status line."""
-        return self._status
-
+    # -- for scripts and tests --------------------------------------------------------------
     @property
     def factors_plot(self) -> PlotView:
         """The drawing of the last PSM run's factors."""
@@ -210,11 +192,6 @@ class ReconstructWidget(ScrollingContainer):
             fields[name].value = value
 
     # -- running --------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        """True while a reconstruction runs."""
-        return self._job is not None
-
     @property
     def last_result(self) -> str | None:
         """Name of the layer the last finished or stopped run added (``None`` before any)."""

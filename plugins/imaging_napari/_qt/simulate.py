@@ -7,7 +7,7 @@ has free.
 """
 
 import napari
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import ComboBox, FloatSpinBox, PushButton, SpinBox
 from napari.utils.notifications import show_error
 
 from .. import _logic
@@ -15,7 +15,7 @@ from .._jobs import Job, JobStopped
 from .._layers import MEASUREMENTS_KEY, frame_marker_layer, free_x, measurement_layer
 from ._common import (
     INT32_MAX,
-    ScrollingContainer,
+    JobDock,
     add_or_update,
     compact_layer_chooser,
     is_stack,
@@ -26,7 +26,7 @@ from ._common import (
 _READY = "ready: press Simulate"
 
 
-class SimulateAcquisitionWidget(ScrollingContainer):
+class SimulateAcquisitionWidget(JobDock):
     """Image layer (T, Y, X) or (T, Z, Y, X) -> measurement layer with the full data in its metadata.
 
     The measurement layer is placed to the right of everything already in the viewer, so
@@ -37,7 +37,6 @@ class SimulateAcquisitionWidget(ScrollingContainer):
         super().__init__()
         _logic.preload("imaging.simulate", "imaging.schedules", "astra")
         self._viewer = viewer
-        self._job = None
         self._last_measurement: str | None = None
         self._image = compact_layer_chooser(
             ComboBox(
@@ -75,8 +74,6 @@ class SimulateAcquisitionWidget(ScrollingContainer):
         )
         self._run = PushButton(text="Simulate")
         self._cancel = PushButton(text="Cancel", enabled=False, tooltip="stop the simulation")
-        self._progress = ProgressBar(name="progress", value=0, min=0, max=1, label="progress")
-        self._status = Label(name="status", value=_READY)
         self._save = PushButton(
             text="Save measurement…",
             enabled=False,
@@ -85,10 +82,7 @@ class SimulateAcquisitionWidget(ScrollingContainer):
         self._inputs = [self._image, self._modality, self._schedule, self._per_frame, self._noise, self._coils]
         self._inputs.append(self._seed)
         self.extend(self._inputs)
-        self._append_footer(Container(widgets=[self._run, self._cancel], layout="horizontal", labels=False))
-        self._append_footer(self._progress)
-        self._append_footer(self._status)
-        self._append_footer(self._save)
+        self._add_job_footer([self._run, self._cancel], _READY, self._save)
         self._modality.changed.connect(self._on_modality)
         self._image.changed.connect(self._update_bounds)
         for widget in self._inputs:
@@ -100,19 +94,6 @@ class SimulateAcquisitionWidget(ScrollingContainer):
         self._on_modality("tomography")
 
     # -- for scripts and tests ----------------------------------------------------------------
-    @property
-    def progress(self) -> ProgressBar:
-        return self._progress
-
-    @property
-    def status(self) -> Label:
-        return self._status
-
-    @property
-    def running(self) -> bool:
-        """True while a simulation runs."""
-        return self._job is not None
-
     @property
     def last_measurement(self) -> str | None:
         """Name of the measurement layer the last simulation added (``None`` before any)."""
