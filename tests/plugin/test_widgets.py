@@ -66,11 +66,18 @@ def test_samples_open_with_expected_shapes(make_napari_viewer_proxy):
 
 
 def _simulate_now(simulate):
-    """Run the Simulate widget synchronously (the plugin's test switch) and return its layer."""
+    """Run the Simulate widget synchronously (the plugin's test switch) and return its layer.
+
+    The events it posts (the sinogram's frame marker is added at the next turn of the
+    event loop) are processed before it returns.
+    """
+    from qtpy.QtWidgets import QApplication
+
     previous = os.environ.get("IMAGING_NAPARI_NOTHREADS")
     os.environ["IMAGING_NAPARI_NOTHREADS"] = "1"
     try:
         simulate.simulate()
+        QApplication.processEvents()
     finally:
         if previous is None:
             del os.environ["IMAGING_NAPARI_NOTHREADS"]

@@ -9,6 +9,7 @@ has free.
 import napari
 from magicgui.widgets import ComboBox, FloatSpinBox, PushButton, SpinBox
 from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer
 
 from .. import _logic
 from .._jobs import Job, JobStopped
@@ -35,7 +36,9 @@ class SimulateAcquisitionWidget(JobDock):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
-        _logic.preload("imaging.simulate", "imaging.schedules", "astra")
+        # pandas: napari's shapes layer (the sinogram's frame marker) imports it when the
+        # first one is made, 0.7 s of the GUI thread otherwise.
+        _logic.preload("imaging.simulate", "imaging.schedules", "astra", "pandas", "napari.layers.shapes")
         self._viewer = viewer
         self._last_measurement: str | None = None
         self._image = compact_layer_chooser(
@@ -201,16 +204,23 @@ class SimulateAcquisitionWidget(JobDock):
             # To the right of everything in the viewer: the measurement lives in another space.
             meta["translate"] = (*meta["translate"][:-1], free_x(self._viewer, data.shape[-1]))
             layer = add_or_update(self._viewer, (data, meta, "image"))
-            measurements = meta["metadata"][MEASUREMENTS_KEY]
-            marker = frame_marker_layer(measurements, name, meta["translate"])
+            marker = frame_marker_layer(meta["metadata"][MEASUREMENTS_KEY], name, meta["translate"])
             if marker is not None:
-                marker_data, marker_meta, _ = marker
-                self._viewer.add_shapes(marker_data, **marker_meta)
-            self._viewer.layers.selection.active = layer
+                # At the next turn of the event loop: each new napari layer costs the GUI
+                # thread 100-200 ms, and two in one turn would stall it for their sum.
+                QTimer.singleShot(0, lambda: self._add_marker(marker, layer))
         self._last_measurement = name
         self._viewer.reset_view()  # show the object and its measurement
         self._progress.value = self._progress.max
         self._status.value = layer.metadata["description"]
+
+    def _add_marker(self, marker: tuple, picture) -> None:
+        """Add the frame marker of the measurement layer ``picture`` (if still shown), keeping it selected."""
+        if picture not in self._viewer.layers:
+            return
+        data, meta, _ = marker
+        self._viewer.add_shapes(data, **meta)
+        self._viewer.layers.selection.active = picture
 
     def _on_error(self, exc: BaseException) -> None:
         if isinstance(exc, JobStopped):
