@@ -23,7 +23,7 @@ def test_measurement_layer_round_trip(tmp_path, tomography_measurements, suffix)
     assert reader is _io.read_measurement_file
     (data, meta, kind), (marker, marker_meta, marker_kind), (truth, truth_meta, _) = reader(str(path))
     loaded = meta["metadata"][MEASUREMENTS_KEY]
-    assert marker_kind == "shapes" and len(marker) == 8 and marker_meta["metadata"]["kind"] == "frame marker"
+    assert marker_kind == "vectors" and marker.shape == (2 * 8, 2, 3) and marker_meta["metadata"]["kind"] == "frame marker"
     assert kind == "image" and meta["name"] == "scan sinogram"
     np.testing.assert_array_equal(loaded.sinogram, tomography_measurements.sinogram)
     np.testing.assert_array_equal(loaded.angles, tomography_measurements.angles)
@@ -151,8 +151,8 @@ def test_volume_measurement_file_opens_as_volume_layers(tmp_path, tomography_vol
     save_measurements(path, measurements)
     (data, meta, _), *markers, (truth, truth_meta, _) = _io.get_reader(str(path))(str(path))
     assert meta["metadata"][MEASUREMENTS_KEY].image_shape == measurements.image_shape
-    # A sinogram picture holds the frames as rows: a shapes layer outlines the current one.
-    assert [kind for _, _, kind in markers] == (["shapes"] if modality == "tomography" else [])
+    # A sinogram picture holds the frames as rows: a vectors layer points at the current one.
+    assert [kind for _, _, kind in markers] == (["vectors"] if modality == "tomography" else [])
     frames, n_slices = measurements.ground_truth.shape[:2]
     # Both pictures are shown on the viewer's (z, t, y, x) axes, like the volume ground truth.
     views = measurements.sinogram.shape[1] if modality == "tomography" else None

@@ -736,18 +736,20 @@ def test_samples_of_different_sizes_and_their_measurements_sit_side_by_side(make
 def test_the_sinogram_marks_the_current_frame(make_napari_viewer_proxy):
     viewer = make_napari_viewer_proxy()
     _truth, sinogram, marker = viewer.open_sample(PLUGIN, "tomography_measurement")
-    frames = sinogram.data.shape[0]
+    frames, width = sinogram.data.shape
     t_axis = viewer.dims.axis_labels.index("t")
+    left, right = sinogram.translate[-1] - 0.5, sinogram.translate[-1] + width - 0.5  # the picture's edges
     for t in (0, 5, frames - 1):
         viewer.dims.set_current_step(t_axis, t)
-        [shown] = np.flatnonzero(marker._data_view._displayed)  # exactly one outline: the current frame's
-        rows = marker.data[shown][:, -2]
-        # It outlines row t of the picture (pixel edges t - 1/2 .. t + 1/2) over its whole width.
-        np.testing.assert_allclose(sinogram.world_to_data([0, rows.mean(), 0])[-2], t)
-        assert rows.max() - rows.min() == 1.0
-        columns = marker.data[shown][:, -1]
-        left = sinogram.translate[-1] - 0.5
-        np.testing.assert_allclose([columns.min(), columns.max()], [left, left + sinogram.data.shape[-1]], rtol=1e-6)
+        shown = marker.data[marker._view_indices]
+        assert len(shown) == 2  # two ticks, the current frame's only
+        starts, ends = shown[:, 0, -1], shown[:, 0, -1] + shown[:, 1, -1]
+        # Both point along row t of the picture, one ending at its left edge, one starting at its right.
+        for row in shown[:, 0, -2]:
+            np.testing.assert_allclose(sinogram.world_to_data([0, row, 0])[-2], t)
+        np.testing.assert_allclose(sorted(ends)[0], left, rtol=1e-6)
+        np.testing.assert_allclose(sorted(starts)[1], right, rtol=1e-6)
+        assert np.all(shown[:, 1, :-1] == 0)  # horizontal, within the frame
 
 
 def test_measurement_files_open_beside_what_is_shown(make_napari_viewer_proxy, tmp_path, tomography_measurements):

@@ -36,9 +36,9 @@ class SimulateAcquisitionWidget(JobDock):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
-        # pandas: napari's shapes layer (the sinogram's frame marker) imports it when the
+        # pandas: napari's vectors layer (the sinogram's frame marker) imports it when the
         # first one is made, 0.7 s of the GUI thread otherwise.
-        _logic.preload("imaging.simulate", "imaging.schedules", "astra", "pandas", "napari.layers.shapes")
+        _logic.preload("imaging.simulate", "imaging.schedules", "astra", "pandas", "napari.layers.vectors")
         self._viewer = viewer
         self._last_measurement: str | None = None
         self._image = compact_layer_chooser(
@@ -219,7 +219,7 @@ class SimulateAcquisitionWidget(JobDock):
         if picture not in self._viewer.layers:
             return
         data, meta, _ = marker
-        self._viewer.add_shapes(data, **meta)
+        self._viewer.add_vectors(data, **meta)
         self._viewer.layers.selection.active = picture
 
     def _on_error(self, exc: BaseException) -> None:
