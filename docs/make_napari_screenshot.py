@@ -1,11 +1,13 @@
-"""Write docs/napari-screenshot.png: a real run of the napari plugin on the walnut.
+"""Write docs/napari-screenshot.png and one picture per panel: a real run of the napari plugin on the walnut.
 
 The script drives the plugin the way a user does: it opens the walnut phantom,
 simulates one bit-reversal view per frame with 0.5% noise, reconstructs with
 fbp-window and with the best method available (RED-PSM, fast preset) in the plugin's
 worker thread, compares both to the phantom, and saves a screenshot of the whole
-window. It needs the plugin installed (``pip install -e .``) and a display; on a
-headless machine run it under Xvfb from the repository root::
+window, then a picture of each panel as it stands after its step
+(docs/napari-simulate.png, docs/napari-reconstruct.png, docs/napari-compare.png). It
+needs the plugin installed (``pip install -e .``) and a display; on a headless machine
+run it under Xvfb from the repository root::
 
     xvfb-run -a -s "-screen 0 1920x1280x24" python docs/make_napari_screenshot.py
 
@@ -55,6 +57,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=64, help="frames P of the walnut (default 64)")
     parser.add_argument("--size", type=int, default=64, help="grid size N of the walnut (default 64)")
     parser.add_argument("--preset", default="fast", help="preset of the best method (default fast)")
+    parser.add_argument(
+        "--panels", type=Path, default=Path(__file__).parent, help="folder of the panel pictures (default docs/)"
+    )
     args = parser.parse_args()
 
     viewer = napari.Viewer(title="napari - RED-PSM dynamic imaging")
@@ -62,12 +67,13 @@ def main() -> None:
     data, meta, _ = phantom_layer("walnut", frames=args.frames, size=args.size)
     phantom = viewer.add_image(data, **meta)
 
-    _, simulate = viewer.window.add_plugin_dock_widget(PLUGIN, "Simulate acquisition")
+    simulate_dock, simulate = viewer.window.add_plugin_dock_widget(PLUGIN, "Simulate acquisition")
     simulate.reset_choices()
     simulate.object.value = phantom.name
     simulate.simulate()
     wait_until_idle(simulate)
     measurement = viewer.layers[simulate.last_measurement]
+    panels = {"simulate": simulate_dock}
 
     reconstruct_dock, reconstruct_widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruct", tabify=True)
     baseline = reconstruct(reconstruct_widget, measurement.name, "fbp-window", None)
@@ -78,6 +84,7 @@ def main() -> None:
     compare.select(phantom.name, [result, baseline])
     compare.compare()
     wait_until_idle(compare)
+    panels.update(reconstruct=reconstruct_dock, compare=compare_dock)
 
     # Window layout (private Qt handles are fine in a docs script): both docks get room,
     # the Reconstruct panel is scrolled to its PSM factors (its Run/progress footer stays).
@@ -103,7 +110,25 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(args.output), canvas_only=False, flash=False)
     print(f"wrote {args.output}")
+    save_panels(panels, args.panels)
     viewer.close()
+
+
+def save_panels(docks: dict, folder: Path) -> None:
+    """Save a picture of each dock, undocked at the height of its content, as ``napari-<name>.png``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, dock in docks.items():
+        dock.setFloating(True)
+        body = dock.widget()
+        body.scroll_area.verticalScrollBar().setValue(0)
+        dock.resize(max(dock.width(), 440), min(body.sizeHint().height() + 40, 1200))
+        for _ in range(10):
+            QApplication.processEvents()
+            time.sleep(0.02)
+        path = folder / f"napari-{name}.png"
+        if not dock.grab().save(str(path)):
+            raise OSError(f"cannot write {path}")
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

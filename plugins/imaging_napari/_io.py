@@ -6,7 +6,9 @@ their metadata; any other file is left to other readers (``get_reader`` returns
 ``None``). A file of ours that fails validation, or one that cannot be opened at all,
 gives a plain notification and no layer instead of a traceback dialog. Volumes open as
 (T, Z, Y, X) layers: a (P, Z, N, N) reconstruction or ground truth as such, a volume
-measurement as the picture of :func:`._layers.measurement_image`.
+measurement as the picture of :func:`._layers.measurement_image`. A file's layers open
+right of what the viewer already shows (:func:`._layers.free_x`), the measurement's
+picture right of its ground truth.
 
 Writer: a measurement layer goes to a measurement file (``.npz``/``.h5``) or its picture
 to TIFF; any other (T, Y, X) or (T, Z, Y, X) image layer goes to a reconstruction file
@@ -31,8 +33,10 @@ from imaging.results import magnitude_image
 from ._layers import (
     MEASUREMENTS_KEY,
     RESULT_KEY,
+    current_viewer,
+    free_x,
     image_layer,
-    measurement_layer,
+    measurement_layers,
     phase_layer,
     reconstruction_layer,
 )
@@ -166,9 +170,10 @@ def read_measurement_file(path: str) -> list:
             raise ValueError(f"its {label} is empty (shape {data.shape})")
         stem = Path(path).stem
         label = "sinogram" if measurements.modality == "tomography" else "k-space"
-        layers = [measurement_layer(measurements, f"{stem} {label}")]
+        offset = (0.0, free_x(current_viewer(), measurements.image_shape[-1]))
+        layers = measurement_layers(measurements, f"{stem} {label}", offset)
         if measurements.ground_truth is not None:
-            layers.append(image_layer(measurements.ground_truth, f"{stem} ground truth"))
+            layers.append(image_layer(measurements.ground_truth, f"{stem} ground truth", offset=offset))
         return layers
 
     return _read_or_notify(path, "measurement file", read)
@@ -184,8 +189,9 @@ def read_reconstruction_file(path: str) -> list:
         if np.asarray(result.reconstruction).size == 0:
             raise ValueError(f"its reconstruction is empty (shape {np.shape(result.reconstruction)})")
         name = f"{Path(path).stem} ({result.method})" if result.method else Path(path).stem
-        phase = phase_layer(result, name)
-        return [reconstruction_layer(result, name)] + ([phase] if phase is not None else [])
+        offset = (0.0, free_x(current_viewer(), np.shape(result.reconstruction)[-1]))
+        phase = phase_layer(result, name, offset)
+        return [reconstruction_layer(result, name, offset=offset)] + ([phase] if phase is not None else [])
 
     return _read_or_notify(path, "reconstruction file", read)
 

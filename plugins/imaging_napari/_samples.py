@@ -4,11 +4,15 @@ acquisition per modality.
 Everything is generated on the spot (no downloads). Phantoms come at the paper's grid
 (N = 128) with 64 frames; the volume and the ready-made measurements are smaller
 (N = 64, 32 frames) so that a first reconstruction takes seconds on a laptop CPU.
+
+Each sample opens to the right of what the viewer already shows (:func:`._layers.free_x`),
+so that samples of different sizes sit side by side instead of covering each other;
+a measurement example's picture (and its frame marker) sits right of its ground truth.
 """
 
 from __future__ import annotations
 
-from ._layers import image_layer, measurement_layer
+from ._layers import current_viewer, free_x, image_layer, measurement_layers
 
 PHANTOM_FRAMES = 64
 PHANTOM_SIZE = 128
@@ -39,7 +43,8 @@ def phantom_layer(name: str, frames: int = PHANTOM_FRAMES, size: int = PHANTOM_S
 
     images = get_phantom(name)(frames=frames, size=size, seed=seed)
     title = PHANTOM_TITLES.get(name, f"{name} phantom")
-    return image_layer(images, title, contrast_limits=(0.0, 1.0), metadata={"phantom": name})
+    offset = (0.0, free_x(current_viewer(), size))
+    return image_layer(images, title, contrast_limits=(0.0, 1.0), metadata={"phantom": name}, offset=offset)
 
 
 def walnut() -> list[tuple]:
@@ -70,7 +75,12 @@ def walnut_volume() -> list[tuple]:
     from imaging.phantoms import volume
 
     images = volume("walnut", frames=MEASUREMENT_FRAMES, size=MEASUREMENT_SIZE, slices=VOLUME_SLICES)
-    return [image_layer(images, "walnut volume phantom", contrast_limits=(0.0, 1.0), metadata={"phantom": "walnut"})]
+    offset = (0.0, free_x(current_viewer(), MEASUREMENT_SIZE))
+    return [
+        image_layer(
+            images, "walnut volume phantom", contrast_limits=(0.0, 1.0), metadata={"phantom": "walnut"}, offset=offset
+        )
+    ]
 
 
 def _measurement_example(phantom: str, modality: str, title: str, **options) -> list[tuple]:
@@ -80,16 +90,17 @@ def _measurement_example(phantom: str, modality: str, title: str, **options) -> 
         phantom, frames=MEASUREMENT_FRAMES, size=MEASUREMENT_SIZE, modality=modality, seed=0, **options
     )
     truth_name = f"{PHANTOM_TITLES.get(phantom, phantom)} ground truth"
-    return [
-        image_layer(measurements.ground_truth, truth_name, contrast_limits=(0.0, 1.0), metadata={"phantom": phantom}),
-        measurement_layer(measurements, title),
-    ]
+    offset = (0.0, free_x(current_viewer(), MEASUREMENT_SIZE))
+    truth = image_layer(
+        measurements.ground_truth, truth_name, contrast_limits=(0.0, 1.0), metadata={"phantom": phantom}, offset=offset
+    )
+    return [truth, *measurement_layers(measurements, title, offset)]
 
 
 def tomography_measurement() -> list[tuple]:
     """Walnut, 32 frames of 64x64, one bit-reversal view per frame, 0.5% noise.
 
-    Returns the ground truth layer and the sinogram layer (32, 64).
+    Returns the ground truth layer, the sinogram layer (32, 64) and its frame marker.
     """
     return _measurement_example(
         "walnut", "tomography", "walnut sinogram (bit-reversal, 1 view/frame)", schedule="bit-reversal"

@@ -293,7 +293,11 @@ def test_psm_factors_of_a_volume_are_slice_0s():
 
 def test_image_layers_name_their_sliders():
     assert _layers.image_layer(np.zeros((4, 8, 8)), "stack")[1]["axis_labels"] == ("t", "y", "x")
-    assert _layers.image_layer(np.zeros((4, 2, 8, 8)), "volume")[1]["axis_labels"] == ("t", "z", "y", "x")
+    _, meta, _ = _layers.image_layer(np.zeros((4, 2, 8, 8)), "volume")
+    # The library's (T, Z, Y, X) data, shown on the viewer's (z, t, y, x) axes: time is third
+    # from last in every layer, where napari's trailing-axes alignment puts a stack's time.
+    assert meta["axis_labels"] == ("z", "t", "y", "x")
+    np.testing.assert_array_equal(meta["affine"] @ [1, 2, 3, 4, 1], [2, 1, 3, 4, 1])
     with pytest.raises(ValueError, match="got 5"):
         _layers.stack_axis_labels(5)
 
@@ -301,16 +305,18 @@ def test_image_layers_name_their_sliders():
 def test_volume_sinogram_picture_has_one_sinogram_image_per_slice(tomography_volume):
     image, meta, _ = _layers.measurement_layer(tomography_volume, "sino")
     frames, views, n_slices, bins = tomography_volume.sinogram.shape
-    assert image.shape == (n_slices, frames, views * bins)
-    np.testing.assert_array_equal(image[1, 5, bins:], tomography_volume.sinogram[5, 1, 1])
-    # The slice axis is third from last, like the z axis of the (T, Z, Y, X) ground truth.
-    assert meta["axis_labels"] == ("z", "t", "detector") and meta["translate"] == (0.0, 0.0, 17.6)
+    assert image.shape == (n_slices, 1, frames, views * bins)
+    np.testing.assert_array_equal(image[1, 0, 5, bins:], tomography_volume.sinogram[5, 1, 1])
+    # The slice axis is fourth from last, where the volume ground truth's z is shown; the one
+    # time step spans the frames (pixel centres 0 .. P-1), so the picture shows at every time.
+    assert meta["axis_labels"] == ("z", "t", "y", "x") and meta["translate"] == (0.0, 7.5, 0.0, 17.6)
+    assert meta["scale"] == (1.0, 16.0, 1.0, 1.0)
     assert meta["metadata"]["description"] == "tomography: 16 frames x 2 view(s) x 16 bins, 2 slices"
 
 
 def test_volume_kspace_picture_is_per_frame_and_slice(mri_volume):
     image, meta, _ = _layers.measurement_layer(mri_volume, "k")
-    assert image.shape == (8, 2, 16, 16) and meta["axis_labels"] == ("t", "z", "y", "x")
+    assert image.shape == (8, 2, 16, 16) and meta["axis_labels"] == ("z", "t", "y", "x") and "affine" in meta
     assert np.all(image[:, :, ~mri_volume.mask[0]][0] == 0)  # frame 0, unsampled rows
     assert np.all(image.max(axis=(2, 3)) > 0)  # every frame and slice has data
     assert meta["metadata"]["description"].endswith("~6 lines/frame, 2 slices")
@@ -332,7 +338,7 @@ def test_volume_result_name_and_slice_status():
     assert _layers.slice_status(stopped) == ("finished", "stopped", "not run")
     _, meta, _ = _layers.reconstruction_layer(stopped, "r")
     assert meta["metadata"]["slice_status"] == ("finished", "stopped", "not run")
-    assert meta["axis_labels"] == ("t", "z", "y", "x")
+    assert meta["axis_labels"] == ("z", "t", "y", "x")
     # Without slice entries (e.g. a layer saved from napari) nothing is claimed.
     assert _layers.slice_status(_volume_result("", 0)) is None
 

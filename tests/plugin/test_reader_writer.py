@@ -21,8 +21,9 @@ def test_measurement_layer_round_trip(tmp_path, tomography_measurements, suffix)
     assert _write(path, measurement_layer(tomography_measurements, "scan sinogram")) == [str(path)]
     reader = _io.get_reader(str(path))
     assert reader is _io.read_measurement_file
-    (data, meta, kind), (truth, truth_meta, _) = reader(str(path))
+    (data, meta, kind), (marker, marker_meta, marker_kind), (truth, truth_meta, _) = reader(str(path))
     loaded = meta["metadata"][MEASUREMENTS_KEY]
+    assert marker_kind == "vectors" and marker.shape == (2 * 8, 2, 3) and marker_meta["metadata"]["kind"] == "frame marker"
     assert kind == "image" and meta["name"] == "scan sinogram"
     np.testing.assert_array_equal(loaded.sinogram, tomography_measurements.sinogram)
     np.testing.assert_array_equal(loaded.angles, tomography_measurements.angles)
@@ -148,14 +149,16 @@ def test_volume_measurement_file_opens_as_volume_layers(tmp_path, tomography_vol
     measurements = tomography_volume if modality == "tomography" else mri_volume
     path = tmp_path / f"scan{suffix}"
     save_measurements(path, measurements)
-    (data, meta, _), (truth, truth_meta, _) = _io.get_reader(str(path))(str(path))
+    (data, meta, _), *markers, (truth, truth_meta, _) = _io.get_reader(str(path))(str(path))
     assert meta["metadata"][MEASUREMENTS_KEY].image_shape == measurements.image_shape
+    # A sinogram picture holds the frames as rows: a vectors layer points at the current one.
+    assert [kind for _, _, kind in markers] == (["vectors"] if modality == "tomography" else [])
     frames, n_slices = measurements.ground_truth.shape[:2]
-    # Both pictures put the slice axis third from last, where napari's z slider moves it.
+    # Both pictures are shown on the viewer's (z, t, y, x) axes, like the volume ground truth.
     views = measurements.sinogram.shape[1] if modality == "tomography" else None
-    expected = (n_slices, frames, views * 16) if modality == "tomography" else (frames, n_slices, 16, 16)
-    assert data.shape == expected and data.shape[-3] == n_slices
-    assert truth.shape == (frames, n_slices, 16, 16) and truth_meta["axis_labels"] == ("t", "z", "y", "x")
+    expected = (n_slices, 1, frames, views * 16) if modality == "tomography" else (frames, n_slices, 16, 16)
+    assert data.shape == expected and meta["axis_labels"] == ("z", "t", "y", "x")
+    assert truth.shape == (frames, n_slices, 16, 16) and truth_meta["axis_labels"] == ("z", "t", "y", "x")
     np.testing.assert_array_equal(truth, measurements.ground_truth)
 
 
@@ -173,7 +176,7 @@ def test_volume_reconstruction_round_trips_as_one_4d_layer(tmp_path, tomography_
     [(loaded, loaded_meta, kind)] = _io.get_reader(str(path))(str(path))
     assert kind == "image" and loaded.shape == (16, 2, 16, 16)
     np.testing.assert_array_equal(loaded, truth)
-    assert loaded_meta["axis_labels"] == ("t", "z", "y", "x") and loaded_meta["name"] == "volume (psm)"
+    assert loaded_meta["axis_labels"] == ("z", "t", "y", "x") and loaded_meta["name"] == "volume (psm)"
     assert loaded_meta["metadata"]["slice_status"] == ("finished", "stopped")
     assert loaded_meta["metadata"][RESULT_KEY].history[-1] == {"slice": 1, "iteration": 1}
 

@@ -54,22 +54,30 @@ def test_samples_open_with_expected_shapes(make_napari_viewer_proxy):
         [layer] = viewer.open_sample(PLUGIN, key)
         assert layer.data.shape == phantom and tuple(layer.contrast_limits) == (0.0, 1.0)
         assert key.replace("_", "-").split("-")[0] in layer.name.lower()
-    truth, sinogram = viewer.open_sample(PLUGIN, "tomography_measurement")
+    truth, sinogram, marker = viewer.open_sample(PLUGIN, "tomography_measurement")
     assert truth.data.shape == small and sinogram.data.shape == (small[0], small[1])
+    assert marker.metadata == {"kind": "frame marker", "measurement": sinogram.name}
     assert sinogram.metadata[MEASUREMENTS_KEY].sinogram.shape == (small[0], 1, small[1])
     truth, kspace = viewer.open_sample(PLUGIN, "mri_measurement")
     assert kspace.data.shape == small and kspace.metadata[MEASUREMENTS_KEY].modality == "mri"
     [volume] = viewer.open_sample(PLUGIN, "walnut_volume")
     assert volume.data.shape == (small[0], _samples.VOLUME_SLICES, small[1], small[2])
-    assert viewer.dims.axis_labels == ("t", "z", "y", "x")
+    assert viewer.dims.axis_labels == ("z", "t", "y", "x")
 
 
 def _simulate_now(simulate):
-    """Run the Simulate widget synchronously (the plugin's test switch) and return its layer."""
+    """Run the Simulate widget synchronously (the plugin's test switch) and return its layer.
+
+    The events it posts (the sinogram's frame marker is added at the next turn of the
+    event loop) are processed before it returns.
+    """
+    from qtpy.QtWidgets import QApplication
+
     previous = os.environ.get("IMAGING_NAPARI_NOTHREADS")
     os.environ["IMAGING_NAPARI_NOTHREADS"] = "1"
     try:
         simulate.simulate()
+        QApplication.processEvents()
     finally:
         if previous is None:
             del os.environ["IMAGING_NAPARI_NOTHREADS"]
@@ -255,7 +263,7 @@ def test_save_and_open_through_the_viewer(make_napari_viewer_proxy, tmp_path, to
     written = layer.save(str(tmp_path / "scan.h5"), plugin=PLUGIN)
     assert written == [str(tmp_path / "scan.h5")]
     opened = viewer.open(str(tmp_path / "scan.h5"), plugin=PLUGIN)
-    assert [layer.name for layer in opened] == ["scan sinogram", "scan ground truth"]
+    assert [layer.name for layer in opened] == ["scan sinogram", "scan sinogram frame", "scan ground truth"]
     np.testing.assert_array_equal(opened[0].metadata[MEASUREMENTS_KEY].sinogram, tomography_measurements.sinogram)
 
 
@@ -325,7 +333,7 @@ def _simulated_volume(viewer, frames=16, size=16, slices=2):
     simulate.per_frame.value = 2
     layer = _simulate_now(simulate)
     assert layer.metadata[MEASUREMENTS_KEY].sinogram.shape == (frames, 2, slices, size)
-    assert layer.data.shape == (slices, frames, 2 * size)
+    assert layer.data.shape == (slices, 1, frames, 2 * size)
     return layer
 
 
@@ -342,7 +350,7 @@ def test_volume_reconstructs_slice_by_slice_into_a_4d_layer(make_napari_viewer_p
     reconstruct_widget.preview_every.value = 1
     reconstruct_widget.run()
     [result] = _results(viewer)
-    assert result.data.shape == (16, 2, 16, 16) and result.axis_labels == ("t", "z", "y", "x")
+    assert result.data.shape == (16, 2, 16, 16) and result.axis_labels == ("z", "t", "y", "x")
     assert result.name.endswith("2 slices") and result.metadata["slice_status"] == ("finished", "finished")
     for z in range(2):
         single = reconstruct(measurements.slice(z), method, **parameters)
@@ -350,7 +358,7 @@ def test_volume_reconstructs_slice_by_slice_into_a_4d_layer(make_napari_viewer_p
     assert f"{method} preview" not in viewer.layers and not reconstruct_widget.running
     assert reconstruct_widget.progress.value == len(result.metadata[RESULT_KEY].history)
     assert "2 of 2 slices finished" in reconstruct_widget.status.value
-    assert viewer.dims.axis_labels == ("t", "z", "y", "x")
+    assert viewer.dims.axis_labels == ("z", "t", "y", "x")
 
 
 def test_cancelling_a_volume_keeps_the_finished_slices(make_napari_viewer_proxy, qtbot, landweber, monkeypatch):
@@ -361,7 +369,7 @@ def test_cancelling_a_volume_keeps_the_finished_slices(make_napari_viewer_proxy,
     reconstruct.measurement.value = measurement.name
     _choose_method(reconstruct, landweber.name, max_iter=20, step_delay=0.05)
     reconstruct.preview_every.value = 2
-    z_axis = viewer.dims.ndim - 3
+    z_axis = viewer.dims.axis_labels.index("z")
     reconstruct.run()
     assert reconstruct.progress.max == 3 * 20
     qtbot.waitUntil(lambda: reconstruct.progress.value >= 20 + 3, timeout=30000)  # in slice 1
@@ -411,11 +419,13 @@ def test_volume_files_open_as_4d_layers_in_the_viewer(make_napari_viewer_proxy, 
 
     viewer = make_napari_viewer_proxy()
     save_measurements(tmp_path / "volume.npz", tomography_volume)
-    sinogram, truth = viewer.open(str(tmp_path / "volume.npz"), plugin=PLUGIN)
-    assert truth.data.shape == (16, 2, 16, 16) and sinogram.data.shape == (2, 16, 32)
-    assert viewer.dims.axis_labels == ("t", "z", "y", "x")
-    viewer.dims.set_current_step(1, 1)  # the z slider moves both layers to slice 1
-    assert truth.world_to_data(viewer.dims.point)[1] == 1 and sinogram.world_to_data(viewer.dims.point)[0] == 1
+    sinogram, _marker, truth = viewer.open(str(tmp_path / "volume.npz"), plugin=PLUGIN)
+    assert truth.data.shape == (16, 2, 16, 16) and sinogram.data.shape == (2, 1, 16, 32)
+    assert viewer.dims.axis_labels == ("z", "t", "y", "x")
+    viewer.dims.set_current_step(0, 1)  # the z slider moves both layers to slice 1
+    viewer.dims.set_current_step(1, 9)  # the t slider moves the ground truth, not the sinogram picture
+    assert np.round(truth.world_to_data(viewer.dims.point)[:2]).tolist() == [9, 1]
+    assert np.round(sinogram.world_to_data(viewer.dims.point)[:2]).tolist() == [1, 0]
 
 
 # -- simulation in a worker ------------------------------------------------------------------
@@ -552,7 +562,9 @@ def test_psm_factors_are_drawn_in_the_panel_not_layered_on_the_time_slider(make_
     _choose_method(reconstruct, "psm", max_iter=1, order=2, knots=4)
     reconstruct.run()
     [result] = _results(viewer)
-    assert [layer.name for layer in viewer.layers] == ["walnut phantom", measurement.name, result.name]
+    assert [layer.name for layer in viewer.layers] == [
+        "walnut phantom", measurement.name, f"{measurement.name} frame", result.name
+    ]
     assert reconstruct.factors_plot.shown
     curves, *images = reconstruct.factors_plot.figure.axes
     assert len(curves.lines) == 3 and len(images) == 3  # K + 1 temporal curves and spatial images
@@ -678,3 +690,86 @@ def test_the_gui_thread_never_waits_long_during_simulate_reconstruct_and_compare
     # hold the GIL in the worker; the README workflow's figures come from
     # benchmarks/napari_responsiveness.py on a quiet machine.
     assert max(gaps.longest.values()) < 1000
+
+
+# -- placement: samples, measurements and axes -----------------------------------------------------
+
+
+def _x_span(layer):
+    return tuple(layer.extent.world[:, -1])
+
+
+def test_a_volume_sample_next_to_stacks_shares_their_time_slider_and_shows_at_every_slice(
+    make_napari_viewer_proxy,
+):
+    viewer = make_napari_viewer_proxy()
+    [walnut] = viewer.open_sample(PLUGIN, "walnut")
+    [volume] = viewer.open_sample(PLUGIN, "walnut_volume")
+    # The time slider keeps its name; the volume's slices get their own slider in front.
+    assert viewer.dims.axis_labels == ("z", "t", "y", "x")
+    z_axis, t_axis = 0, 1
+    for z, t in [(0, 0), (2, 10), (3, 31)]:
+        viewer.dims.set_current_step(z_axis, z)
+        viewer.dims.set_current_step(t_axis, t)
+        assert np.round(walnut.world_to_data(viewer.dims.point)[0]) == t  # the stack follows t at every z
+        assert np.round(volume.world_to_data(viewer.dims.point)[:2]).tolist() == [t, z]
+        for layer in (walnut, volume):  # a slice in range: drawn, not a black canvas
+            assert not layer._slice.empty and float(layer._slice.image.view.max()) > 0
+
+
+def test_samples_of_different_sizes_and_their_measurements_sit_side_by_side(make_napari_viewer_proxy):
+    viewer = make_napari_viewer_proxy()
+    viewer.open_sample(PLUGIN, "walnut")  # 128 x 128
+    viewer.open_sample(PLUGIN, "tomography_measurement")  # 64 x 64 ground truth, sinogram, frame marker
+    viewer.open_sample(PLUGIN, "mri_measurement")  # 64 x 64 ground truth, k-space
+    images = [layer for layer in viewer.layers if layer.__class__.__name__ == "Image"]
+    assert len(images) == 5
+    spans = sorted(_x_span(layer) for layer in images)
+    for (_, right), (next_left, _) in zip(spans, spans[1:]):
+        assert next_left > right  # no image covers another, whatever its size
+    # A measurement's picture sits right of its ground truth, at the same height.
+    truth, sinogram = viewer.layers["walnut phantom ground truth"], viewer.layers[images[2].name]
+    assert sinogram.metadata["object_offset"] == tuple(truth.translate[-2:])
+    assert _x_span(sinogram)[0] > _x_span(truth)[1] and sinogram.translate[-2] == truth.translate[-2]
+
+
+def test_the_sinogram_marks_the_current_frame(make_napari_viewer_proxy):
+    viewer = make_napari_viewer_proxy()
+    _truth, sinogram, marker = viewer.open_sample(PLUGIN, "tomography_measurement")
+    frames, width = sinogram.data.shape
+    t_axis = viewer.dims.axis_labels.index("t")
+    left, right = sinogram.translate[-1] - 0.5, sinogram.translate[-1] + width - 0.5  # the picture's edges
+    for t in (0, 5, frames - 1):
+        viewer.dims.set_current_step(t_axis, t)
+        shown = marker.data[marker._view_indices]
+        assert len(shown) == 2  # two ticks, the current frame's only
+        starts, ends = shown[:, 0, -1], shown[:, 0, -1] + shown[:, 1, -1]
+        # Both point along row t of the picture, one ending at its left edge, one starting at its right.
+        for row in shown[:, 0, -2]:
+            np.testing.assert_allclose(sinogram.world_to_data([0, row, 0])[-2], t)
+        np.testing.assert_allclose(sorted(ends)[0], left, rtol=1e-6)
+        np.testing.assert_allclose(sorted(starts)[1], right, rtol=1e-6)
+        assert np.all(shown[:, 1, :-1] == 0)  # horizontal, within the frame
+
+
+def test_measurement_files_open_beside_what_is_shown(make_napari_viewer_proxy, tmp_path, tomography_measurements):
+    from imaging import save_measurements
+
+    viewer = make_napari_viewer_proxy()
+    [walnut] = viewer.open_sample(PLUGIN, "walnut")
+    save_measurements(tmp_path / "scan.npz", tomography_measurements)
+    sinogram, _marker, truth = viewer.open(str(tmp_path / "scan.npz"), plugin=PLUGIN)
+    assert _x_span(truth)[0] > _x_span(walnut)[1] and _x_span(sinogram)[0] > _x_span(truth)[1]
+
+
+def test_reconstructions_land_over_their_object(make_napari_viewer_proxy, nothreads):
+    viewer = make_napari_viewer_proxy()
+    viewer.open_sample(PLUGIN, "walnut")
+    truth, sinogram, _marker = viewer.open_sample(PLUGIN, "tomography_measurement")
+    reconstruct = _dock(viewer, "Reconstruct")
+    reconstruct.measurement.value = sinogram.name
+    _choose_method(reconstruct, "fbp-window")
+    reconstruct.run()
+    [result] = _results(viewer)
+    assert tuple(result.translate) == tuple(truth.translate) != (0.0, 0.0, 0.0)
+    np.testing.assert_array_equal(result.extent.world, truth.extent.world)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import Container
+from magicgui.widgets import Container, Label, ProgressBar
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QElapsedTimer, QEvent, QSize, Qt, QTimer
 from qtpy.QtGui import QImage, QPixmap
@@ -164,6 +164,43 @@ class ScrollingContainer(Container):
         """Add a widget (magicgui or Qt) to the footer, below the scrolling rows."""
         self._body.footer.layout().addWidget(getattr(widget, "native", widget))
         self._body.footer.setVisible(True)
+
+
+class JobDock(ScrollingContainer):
+    """A dock that runs one job at a time, with the footer every such dock has.
+
+    The footer (:meth:`_add_job_footer`) holds a row of buttons (Run, Cancel ...), the
+    progress bar, the status line and a Save button, in that order. The subclass keeps
+    its running job (a :class:`.._jobs.Job`) in ``_job``.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._job = None
+        self._progress = ProgressBar(name="progress", value=0, min=0, max=1, label="progress")
+        self._status = Label(name="status", value="")
+
+    def _add_job_footer(self, buttons: list, status: str, save) -> None:
+        """Put ``buttons`` side by side, then the progress bar, the status line (``status``) and ``save``."""
+        self._status.value = status
+        self._append_footer(Container(widgets=buttons, layout="horizontal", labels=False))
+        for widget in (self._progress, self._status, save):
+            self._append_footer(widget)
+
+    @property
+    def progress(self) -> ProgressBar:
+        """The progress bar."""
+        return self._progress
+
+    @property
+    def status(self) -> Label:
+        """The status line."""
+        return self._status
+
+    @property
+    def running(self) -> bool:
+        """True while the dock's job runs."""
+        return self._job is not None
 
 
 def on_destroyed(container, callback) -> None:

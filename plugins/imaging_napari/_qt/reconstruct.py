@@ -8,13 +8,14 @@ however the rows scroll.
 """
 
 import napari
-from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import ComboBox, PushButton, SpinBox
 from napari.utils.notifications import show_error
 
 from .. import _logic
 from .._jobs import Job, JobStopped
 from .._layers import (
     MEASUREMENTS_KEY,
+    OBJECT_OFFSET_KEY,
     image_layer,
     phase_layer,
     reconstruction_layer,
@@ -22,13 +23,13 @@ from .._layers import (
     slice_status,
 )
 from .._plots import factors_figure_height, new_figure, plot_factors, render
-from ._common import INT32_MAX, PlotView, ScrollingContainer, compact_layer_chooser, on_destroyed, save_layer
+from ._common import INT32_MAX, JobDock, PlotView, compact_layer_chooser, on_destroyed, save_layer
 from .parameters import ParameterPanel
 
 _NO_PRESET = "method defaults"
 
 
-class ReconstructWidget(ScrollingContainer):
+class ReconstructWidget(JobDock):
     """Reconstruct a measurement layer with any registered method, with live preview and cancel.
 
     A volume measurement is reconstructed slice by slice by the runner
@@ -51,7 +52,6 @@ class ReconstructWidget(ScrollingContainer):
             "imaging.run", "imaging.metrics", "astra", "matplotlib.figure", "matplotlib.backends.backend_agg"
         )
         self._viewer = viewer
-        self._job = None
         self._plot_job = None
         self._run_context: dict = {}
         self._last_result: str | None = None
@@ -91,9 +91,7 @@ class ReconstructWidget(ScrollingContainer):
         self._restore = PushButton(
             text="Restore defaults", tooltip="set every parameter to the method's default with the chosen preset"
         )
-        self._progress = ProgressBar(name="progress", value=0, min=0, max=1, label="progress")
         self._progress.native.setFormat("iteration %v / %m")
-        self._status = Label(name="status", value="ready")
         self._save = PushButton(
             text="Save result…",
             enabled=False,
@@ -103,12 +101,7 @@ class ReconstructWidget(ScrollingContainer):
         self.extend(self._inputs)
         self._append_full_width(self._parameters)
         self._append_full_width(self._factors_plot)
-        self._append_footer(
-            Container(widgets=[self._run, self._cancel, self._restore], layout="horizontal", labels=False)
-        )
-        self._append_footer(self._progress)
-        self._append_footer(self._status)
-        self._append_footer(self._save)
+        self._add_job_footer([self._run, self._cancel, self._restore], "ready", self._save)
         self._measurement.changed.connect(self._on_measurement)
         self._method.changed.connect(self._on_method)
         self._preset.changed.connect(self._on_preset)
@@ -119,17 +112,7 @@ class ReconstructWidget(ScrollingContainer):
         on_destroyed(self, self._detach)
         self._on_method(self._method.value)
 
-    # -- the footer, for scripts and tests --------------------------------------------------
-    @property
-    def progress(self) -> ProgressBar:
-        """The progress bar (outer iterations of all slices)."""
-        return self._progress
-
-    @property
-    def status(self) -> Label:
-        """The status line."""
-        return self._status
-
+    # -- for scripts and tests --------------------------------------------------------------
     @property
     def factors_plot(self) -> PlotView:
         """The drawing of the last PSM run's factors."""
@@ -210,11 +193,6 @@ class ReconstructWidget(ScrollingContainer):
 
     # -- running --------------------------------------------------------------------------
     @property
-    def running(self) -> bool:
-        """True while a reconstruction runs."""
-        return self._job is not None
-
-    @property
     def last_result(self) -> str | None:
         """Name of the layer the last finished or stopped run added (``None`` before any)."""
         return self._last_result
@@ -242,6 +220,8 @@ class ReconstructWidget(ScrollingContainer):
             "preset": preset,
             "baseline": _logic.baseline_params(method, preset),
             "source": self._measurement.value,
+            # Previews and the result go over the measured object (its ground truth).
+            "offset": self._viewer.layers[self._measurement.value].metadata.get(OBJECT_OFFSET_KEY, (0.0, 0.0)),
             "contrast_limits": None,
             "followed_slice": 0,
         }
@@ -317,22 +297,25 @@ class ReconstructWidget(ScrollingContainer):
             return
         name = self._preview_name
         layer = self._viewer.layers[name] if name in self._viewer.layers else None
-        if layer is not None and layer.ndim != progress.preview.ndim:  # left by a run on other data
+        data, meta, _ = image_layer(progress.preview, name, progress.contrast_limits, offset=self._run_context["offset"])
+        if layer is not None and layer.ndim != data.ndim:  # left by a run on other data
             self._viewer.layers.remove(layer)
             layer = None
-        if layer is not None:
-            layer.data = progress.preview
-        else:
-            data, meta, _ = image_layer(progress.preview, name, progress.contrast_limits)
+        if layer is None:
             self._viewer.add_image(data, **meta)
+        else:
+            if tuple(layer.translate) != meta["translate"]:  # left by a run on another object
+                layer.translate = meta["translate"]
+            layer.data = data
         if progress.n_slices > 1:
             self._follow_slice(progress.slice_index)
 
     def _follow_slice(self, z: int) -> None:
         """Move the z slider to slice ``z``, unless the user moved it off the slice it followed."""
         followed = self._run_context["followed_slice"]
-        # napari aligns trailing axes: the z axis of the (T, Z, Y, X) preview is third from last.
-        axis = self._viewer.dims.ndim - 3
+        # napari aligns trailing axes: the viewer's z axis of a (T, Z, Y, X) preview shown on
+        # (z, t, y, x) is fourth from last.
+        axis = self._viewer.dims.ndim - 4
         if z != followed and self._viewer.dims.current_step[axis] == followed:
             self._viewer.dims.set_current_step(axis, z)
         self._run_context["followed_slice"] = z
@@ -340,7 +323,9 @@ class ReconstructWidget(ScrollingContainer):
     def _on_result(self, result) -> None:
         context = self._run_context
         name = result_layer_name(result, context["baseline"], context["preset"])
-        data, meta, _ = reconstruction_layer(result, name, context["contrast_limits"], source=context["source"])
+        data, meta, _ = reconstruction_layer(
+            result, name, context["contrast_limits"], source=context["source"], offset=context["offset"]
+        )
         preview = self._viewer.layers[self._preview_name] if self._preview_name in self._viewer.layers else None
         if name in self._viewer.layers and self._viewer.layers[name] is not preview:
             self._viewer.layers.remove(name)  # an earlier run of the same name: the new one replaces it
@@ -355,7 +340,7 @@ class ReconstructWidget(ScrollingContainer):
             if preview is not None:
                 self._viewer.layers.remove(preview)
             self._viewer.add_image(data, **meta)
-        phase = phase_layer(result, name)  # complex images (MRI): their phase, hidden
+        phase = phase_layer(result, name, context["offset"])  # complex images (MRI): their phase, hidden
         if phase is not None:
             phase_data, phase_meta, _ = phase
             if phase_meta["name"] in self._viewer.layers:

@@ -7,15 +7,16 @@ has free.
 """
 
 import napari
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import ComboBox, FloatSpinBox, PushButton, SpinBox
 from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer
 
 from .. import _logic
 from .._jobs import Job, JobStopped
-from .._layers import measurement_layer
+from .._layers import MEASUREMENTS_KEY, frame_marker_layer, free_x, measurement_layer
 from ._common import (
     INT32_MAX,
-    ScrollingContainer,
+    JobDock,
     add_or_update,
     compact_layer_chooser,
     is_stack,
@@ -26,7 +27,7 @@ from ._common import (
 _READY = "ready: press Simulate"
 
 
-class SimulateAcquisitionWidget(ScrollingContainer):
+class SimulateAcquisitionWidget(JobDock):
     """Image layer (T, Y, X) or (T, Z, Y, X) -> measurement layer with the full data in its metadata.
 
     The measurement layer is placed to the right of everything already in the viewer, so
@@ -35,9 +36,10 @@ class SimulateAcquisitionWidget(ScrollingContainer):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
-        _logic.preload("imaging.simulate", "imaging.schedules", "astra")
+        # pandas: napari's vectors layer (the sinogram's frame marker) imports it when the
+        # first one is made, 0.7 s of the GUI thread otherwise.
+        _logic.preload("imaging.simulate", "imaging.schedules", "astra", "pandas", "napari.layers.vectors")
         self._viewer = viewer
-        self._job = None
         self._last_measurement: str | None = None
         self._image = compact_layer_chooser(
             ComboBox(
@@ -75,8 +77,6 @@ class SimulateAcquisitionWidget(ScrollingContainer):
         )
         self._run = PushButton(text="Simulate")
         self._cancel = PushButton(text="Cancel", enabled=False, tooltip="stop the simulation")
-        self._progress = ProgressBar(name="progress", value=0, min=0, max=1, label="progress")
-        self._status = Label(name="status", value=_READY)
         self._save = PushButton(
             text="Save measurement…",
             enabled=False,
@@ -85,10 +85,7 @@ class SimulateAcquisitionWidget(ScrollingContainer):
         self._inputs = [self._image, self._modality, self._schedule, self._per_frame, self._noise, self._coils]
         self._inputs.append(self._seed)
         self.extend(self._inputs)
-        self._append_footer(Container(widgets=[self._run, self._cancel], layout="horizontal", labels=False))
-        self._append_footer(self._progress)
-        self._append_footer(self._status)
-        self._append_footer(self._save)
+        self._add_job_footer([self._run, self._cancel], _READY, self._save)
         self._modality.changed.connect(self._on_modality)
         self._image.changed.connect(self._update_bounds)
         for widget in self._inputs:
@@ -100,19 +97,6 @@ class SimulateAcquisitionWidget(ScrollingContainer):
         self._on_modality("tomography")
 
     # -- for scripts and tests ----------------------------------------------------------------
-    @property
-    def progress(self) -> ProgressBar:
-        return self._progress
-
-    @property
-    def status(self) -> Label:
-        return self._status
-
-    @property
-    def running(self) -> bool:
-        """True while a simulation runs."""
-        return self._job is not None
-
     @property
     def last_measurement(self) -> str | None:
         """Name of the measurement layer the last simulation added (``None`` before any)."""
@@ -171,13 +155,15 @@ class SimulateAcquisitionWidget(ScrollingContainer):
             source.name, settings["modality"], settings["schedule"], settings["per_frame"]
         )
         images = source.data
+        object_offset = (float(source.translate[-2]), float(source.translate[-1]))
 
         def work(report):
             report((0, 1))
             measurements = _logic.simulate_from_image(
                 images, **settings, progress=lambda done, total: report((done, total))
             )
-            return measurement_layer(measurements, name)  # its picture is computed here, off the GUI thread
+            # Its picture is computed here, off the GUI thread.
+            return measurement_layer(measurements, name, object_offset)
 
         self._progress.max, self._progress.value = 0, 0  # busy until the first report
         self._status.value = "simulating..."
@@ -212,16 +198,29 @@ class SimulateAcquisitionWidget(ScrollingContainer):
     def _on_simulated(self, layer_data) -> None:
         data, meta, _ = layer_data
         name = meta["name"]
-        if name not in self._viewer.layers:
+        if name in self._viewer.layers:
+            layer = add_or_update(self._viewer, (data, meta, "image"))
+        else:
             # To the right of everything in the viewer: the measurement lives in another space.
-            right_edge = self._viewer.layers.extent.world[1][-1] if len(self._viewer.layers) else 0.0
-            margin = 0.1 * data.shape[-1]
-            meta["translate"] = (*meta["translate"][:-1], right_edge + margin)
-        layer = add_or_update(self._viewer, (data, meta, "image"))
+            meta["translate"] = (*meta["translate"][:-1], free_x(self._viewer, data.shape[-1]))
+            layer = add_or_update(self._viewer, (data, meta, "image"))
+            marker = frame_marker_layer(meta["metadata"][MEASUREMENTS_KEY], name, meta["translate"])
+            if marker is not None:
+                # At the next turn of the event loop: each new napari layer costs the GUI
+                # thread 100-200 ms, and two in one turn would stall it for their sum.
+                QTimer.singleShot(0, lambda: self._add_marker(marker, layer))
         self._last_measurement = name
         self._viewer.reset_view()  # show the object and its measurement
         self._progress.value = self._progress.max
         self._status.value = layer.metadata["description"]
+
+    def _add_marker(self, marker: tuple, picture) -> None:
+        """Add the frame marker of the measurement layer ``picture`` (if still shown), keeping it selected."""
+        if picture not in self._viewer.layers:
+            return
+        data, meta, _ = marker
+        self._viewer.add_vectors(data, **meta)
+        self._viewer.layers.selection.active = picture
 
     def _on_error(self, exc: BaseException) -> None:
         if isinstance(exc, JobStopped):
