@@ -77,6 +77,8 @@ from ..models.psm import synthesize
 from .registry import register
 from .base import ParameterError, image_array, param
 from .psm import PSMFamilySolver, PSMParams
+from .psm.solver import norm_ratio, squared_norm
+from .psm.subproblem import StackDifference
 
 #: Bytes of one float32 block of frames in the f and dual updates (the block's f_PSM,
 #: denoiser output and update are a few such blocks).
@@ -92,17 +94,6 @@ def f_step_block_frames(stride: int, batch: int, frame_bytes: int) -> int:
     """
     unit = stride * batch
     return unit * max(1, F_STEP_BLOCK_BYTES // (unit * frame_bytes))
-
-
-def _squared_norm(x: torch.Tensor) -> float:
-    """``||x||^2`` accumulated in double precision."""
-    return float(torch.linalg.vector_norm(x, dtype=torch.complex128 if x.is_complex() else torch.float64)) ** 2
-
-
-def _ratio(numerator_sq: float, denominator_sq: float) -> float:
-    """``sqrt(numerator_sq / denominator_sq)`` (the numerator's root for a zero denominator),
-    as :func:`~imaging.solvers.psm.relative_norm` of the two norms."""
-    return math.sqrt(numerator_sq / denominator_sq) if denominator_sq > 0 else math.sqrt(numerator_sq)
 
 
 NONNEGATIVE_CHOICES = ("auto", "on", "off")
@@ -420,9 +411,9 @@ class RedPSMSolver(PSMFamilySolver):
                     selected = torch.arange((phase - first) % stride, f.shape[0], stride, device=f.device)
                     denoised[selected] = self._mask(self._denoise(f[selected].contiguous()))
                 f = self._f_step(denoised, anchor)
-            change_sq += _squared_norm(f - previous)
-            norm_sq += _squared_norm(f)
-            primal_sq += _squared_norm(psm - f)
+            change_sq += squared_norm(f - previous)
+            norm_sq += squared_norm(f)
+            primal_sq += squared_norm(psm - f)
             self.dual[frames] = self.dual[frames] + psm - f
             self.f[frames] = f
         return change_sq, norm_sq, primal_sq
@@ -444,15 +435,15 @@ class RedPSMSolver(PSMFamilySolver):
         entry = self._ensure_initialised()
         p = self.params
         start = time.perf_counter()
-        target = self.f - self.dual
+        # The target f - dual is used through its projections only: never formed as a stack.
+        target = StackDifference(self.f, self.dual)
         self.problem.sweep(self.factors, p.beta, target, p.sweeps, p.cg_iterations)
-        del target
         psm_seconds = time.perf_counter() - start
         start = time.perf_counter()
         change_sq, norm_sq, primal_sq = self._f_and_dual_step()
         denoiser_seconds = time.perf_counter() - start
-        self.previous_change = _ratio(change_sq, norm_sq)
-        self.primal_residual = _ratio(primal_sq, norm_sq)
+        self.previous_change = norm_ratio(change_sq, norm_sq)
+        self.primal_residual = norm_ratio(primal_sq, norm_sq)
         psm_frames = self.factors.frames()
         if self.support is not None:
             psm_frames.mul_(self.support)
