@@ -228,12 +228,16 @@ class RedPSMSolver(PSMFamilySolver):
     Params = RedPSMParams
     # Memory model (imaging/solvers/memory.py), fitted to benchmarks/memory_model.py: 40 MiB
     # fixed (denoiser, kernels' first-use buffers); the Lambda step's peak holds f, the
-    # dual and w A^T g, the target f - dual and the synthesised frames and their
-    # back-projection: 6 stacks once they are mapped, 18 while the allocator's heap
-    # serves them (below 32 MiB); a kept denoiser output adds one (denoise_stride > 1).
+    # dual and w A^T g, the synthesised frames and their back-projection (the target
+    # f - dual is never formed): 6 stacks once they are mapped (estimate / measured 1.07
+    # at N = 128, P = 1024), 16 while the allocator's heap serves them (below 32 MiB); a
+    # kept denoiser output adds one (denoise_stride > 1). Multi-coil MRI: coil-image
+    # stacks instead (multicoil_coil_copies, fitted on 8-coil complex data, N = 64-128).
     fixed_bytes = 40 * 2**20
     state_copies = 6
-    heap_state_copies = 18
+    heap_state_copies = 16
+    multicoil_includes_stacks = True
+    multicoil_coil_copies = {"cartesian": 0.9, "non-cartesian": 2.7}
 
     @classmethod
     def state_bytes(cls, size, params: RedPSMParams) -> int:
@@ -241,7 +245,7 @@ class RedPSMSolver(PSMFamilySolver):
         kept_denoised = size.stack_bytes if params.denoise_stride > 1 else 0
         patch, batch = denoise_layout(_denoiser_for_estimate(params), size.slice_shape, params.patch_size, params.denoise_batch)
         image_pixels = size.pixels if patch is None else min(patch, size.slice_shape[0]) * min(patch, size.slice_shape[1])
-        frame_bytes = 4 * size.pixels
+        frame_bytes = (8 if size.modality == "mri" else 4) * size.pixels
         block = min(size.n_frames, f_step_block_frames(params.denoise_stride, batch, frame_bytes))
         # f, dual, w A^T g, the kept output; per block: f_PSM, anchor, denoiser output, new f and temporaries.
         f_step = (

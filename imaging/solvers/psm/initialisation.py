@@ -59,7 +59,7 @@ from ...operators.geometry import shift_bins
 from ..fbp_window import FBPWindow
 
 #: Bytes of the k-space block whose coil images :func:`kspace_centre_frames` makes at once.
-KSPACE_CENTRE_BLOCK_BYTES = 16 * 2**20
+KSPACE_CENTRE_BLOCK_BYTES = 4 * 2**20
 
 #: Every initialisation; those that suit a modality, the default first, are its
 #: operator's ``initialisations`` (:class:`imaging.operators.LinearOperator`).

@@ -20,7 +20,7 @@ from ...models.psm import INTERPOLATIONS, PSMFactors, interpolation_matrix, psm_
 from ..base import HEAP_STACK_LIMIT, ParameterError, Solver, SolverParams, image_array, param
 from ..registry import register
 from .initialisation import INITIALISATIONS, amplitude_scale, initial_frames
-from .subproblem import PSMSubproblem, data_weight
+from .subproblem import GRAM_FROM_PROJECTIONS_ENTRIES, PSMSubproblem, data_weight
 
 
 def relative_norm(numerator: torch.Tensor, denominator: torch.Tensor) -> float:
@@ -121,10 +121,21 @@ class PSMFamilySolver(Solver):
 
     @classmethod
     def state_bytes(cls, size, params: PSMParams) -> int:
-        """The stacks (``state_copies``) plus the Lambda step's copies of the spatial bases."""
-        rank_bytes = 4 * (params.order + 1) * size.pixels
+        """The stacks (``state_copies``), the Lambda step's copies of the spatial bases
+        (complex64 for MRI) and the z step's projections of the bases (:meth:`gram_bytes`)."""
+        rank_bytes = (8 if size.modality == "mri" else 4) * (params.order + 1) * size.pixels
         copies = cls.heap_rank_copies if rank_bytes < HEAP_STACK_LIMIT else cls.rank_copies
-        return int(super().state_bytes(size, params) + copies * rank_bytes)
+        return int(super().state_bytes(size, params) + copies * rank_bytes + cls.gram_bytes(size, params))
+
+    @staticmethod
+    def gram_bytes(size, params: PSMParams) -> int:
+        """The z step's float32 projections of the K+1 bases, where it stores them
+        (:data:`~.subproblem.GRAM_FROM_PROJECTIONS_ENTRIES`); single-coil Cartesian MRI
+        takes its Gram matrices from the k-space weights instead."""
+        if size.modality == "mri" and size.coils == 1 and size.layout != "non-cartesian":
+            return 0
+        projection_bytes = (params.order + 1) * size.range_bytes
+        return projection_bytes if projection_bytes // 4 <= GRAM_FROM_PROJECTIONS_ENTRIES else 0
 
     def __init__(self, measurements, params: PSMParams, device="cpu"):
         super().__init__(measurements, params, device)
@@ -260,6 +271,8 @@ class PSMSolver(PSMFamilySolver):
     fixed_bytes = 20 * 2**20
     state_copies = 4
     heap_state_copies = 9
+    multicoil_includes_stacks = True
+    multicoil_coil_copies = {"cartesian": 1.1, "non-cartesian": 4.5}
 
     def step(self) -> dict[str, float]:
         entry = self._ensure_initialised()
