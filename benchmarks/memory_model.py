@@ -56,7 +56,7 @@ ITERATIONS = 3
 #: the model's multi-coil terms were fitted on these.
 MULTICOIL_CASES = [
     f"{method}:{size}:{frames}:mri:coils=8,phase{extra}"
-    for extra, sizes in (("", ((64, 32), (96, 64), (128, 32), (128, 64))), (",radial", ((64, 32), (128, 64))),
+    for extra, sizes in (("", ((48, 32), (64, 32), (96, 64), (128, 32), (128, 64))), (",radial", ((64, 32), (128, 64))),
                          (",no-maps", ((64, 32), (128, 64))))
     for size, frames in sizes
     for method in ("psm", "red-psm", "fbp-window")

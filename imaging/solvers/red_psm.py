@@ -238,6 +238,7 @@ class RedPSMSolver(PSMFamilySolver):
     heap_state_copies = 16
     multicoil_includes_stacks = True
     multicoil_coil_copies = {"cartesian": 0.9, "non-cartesian": 2.7}
+    multicoil_fixed_bytes = 24 * 2**20
 
     @classmethod
     def state_bytes(cls, size, params: RedPSMParams) -> int:
