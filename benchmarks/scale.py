@@ -6,12 +6,16 @@ is the reconstruction's alone (Python, PyTorch and ASTRA included, the simulatio
 not: the child's ``VmHWM``; ``ru_maxrss`` would report the parent's peak, see
 ``benchmarks/_memory.py``). Every case runs twice: on the file without its ground truth and with it (the
 runner then logs PSNR every iteration and a sampled SSIM), which measures what the
-logging costs. Cases that exceed ``--timeout`` are reported as such.
+logging costs (``--truth no`` or ``yes`` runs one of the two). Cases that exceed
+``--timeout`` are reported as such. ``--set KEY=VALUE`` overrides a method parameter
+(e.g. ``max_iter=2`` for a memory row at N=1024; the peak is reached in the first
+iterations); the overrides are stated in the table's header.
 
 Usage::
 
     python benchmarks/scale.py                                   # N sweep at P=256, P sweep at N=128
     python benchmarks/scale.py --sizes 64 128 --frame-counts 64 --preset fast   # a quick subset
+    python benchmarks/scale.py --sizes 1024 --frame-counts --truth no --set max_iter=2   # one memory row
     python benchmarks/scale.py --device cuda --output benchmarks/results/scale-cuda.md
 
 Writes a markdown table (default ``benchmarks/results/scale.md``) after every case.
@@ -35,15 +39,34 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._memory import peak_rss_bytes  # noqa: E402
 
 
-def run_child(data_path: str, method: str, preset: str | None, device: str, out_json: str) -> None:
-    """Child process: one reconstruction; wall time, iterations and its own peak RSS."""
+#: Which files each case runs on: without its ground truth, with it, or both.
+TRUTH_CHOICES = {"no": ("no",), "yes": ("yes",), "both": ("no", "yes")}
+
+
+def parse_settings(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` method parameters (values as text: the solver's parameters convert them)."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {pair!r}")
+        settings[key.strip().replace("-", "_")] = value.strip()
+    return settings
+
+
+def run_child(data_path: str, method: str, preset: str | None, device: str, out_json: str, settings: str) -> None:
+    """Child process: one reconstruction; wall time, iterations and its own peak RSS.
+
+    ``settings`` is the JSON object of the method parameters given with ``--set``.
+    """
     import torch
 
     import imaging
+    from imaging.io.atomic import write_text_atomic
 
     measurements = imaging.load_measurements(data_path)
     start = time.perf_counter()
-    result = imaging.reconstruct(measurements, method, preset=preset, device=device)
+    result = imaging.reconstruct(measurements, method, preset=preset, device=device, **json.loads(settings))
     if device == "cuda":
         torch.cuda.synchronize()
     row = {
@@ -55,22 +78,24 @@ def run_child(data_path: str, method: str, preset: str | None, device: str, out_
     }
     if device == "cuda":
         row["gpu_peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
-    Path(out_json).write_text(json.dumps(row))
+    write_text_atomic(out_json, json.dumps(row))
 
 
-def _case_files(size: int, frames: int, workdir: Path) -> tuple[Path, Path]:
-    """(file without ground truth, file with it) of the walnut case (size, frames)."""
+def _case_files(size: int, frames: int, workdir: Path, truths: tuple[str, ...]) -> dict[str, Path]:
+    """The walnut case (size, frames) saved with its ground truth ("yes") and without it ("no"),
+    as ``truths`` asks: {truth: path}."""
     from imaging import save_measurements
     from imaging.simulate import simulate
 
-    with_truth = workdir / f"walnut-N{size}-P{frames}-truth.npz"
-    without_truth = workdir / f"walnut-N{size}-P{frames}.npz"
-    if not with_truth.exists():
-        measurements = simulate("walnut", frames=frames, size=size, seed=0)
-        save_measurements(with_truth, measurements)
-        measurements.ground_truth = None
-        save_measurements(without_truth, measurements)
-    return without_truth, with_truth
+    measurements = simulate("walnut", frames=frames, size=size, seed=0)
+    files = {}
+    # The file with the ground truth first: the file without it drops it from these measurements.
+    for truth in sorted(truths, reverse=True):
+        files[truth] = workdir / f"walnut-N{size}-P{frames}{'-truth' if truth == 'yes' else ''}.npz"
+        if truth == "no":
+            measurements.ground_truth = None
+        save_measurements(files[truth], measurements)
+    return files
 
 
 def _format(rows: list[dict], args) -> str:
@@ -78,7 +103,8 @@ def _format(rows: list[dict], args) -> str:
         "# Scale: wall time and peak RSS against N and P",
         "",
         f"`python benchmarks/scale.py {' '.join(sys.argv[1:])}` — walnut, one view per frame, bit-reversal, "
-        f"noise 5e-3; method `{args.method}`{f' preset `{args.preset}`' if args.preset else ''}, device "
+        f"noise 5e-3; method `{args.method}`{f' preset `{args.preset}`' if args.preset else ''}, "
+        f"{_settings_text(args.settings)}, device "
         f"`{args.device}`; {platform.node() or 'this machine'}, {os.cpu_count()} cores. Load average at the start "
         f"{args.load_average}. Each run in its own process; RSS includes Python, PyTorch and ASTRA.",
         "",
@@ -97,6 +123,13 @@ def _format(rows: list[dict], args) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _settings_text(settings: dict[str, str]) -> str:
+    """The ``--set`` overrides as the table header states them."""
+    if not settings:
+        return "the method's parameters otherwise at their defaults"
+    return "parameters set: " + ", ".join(f"`{key}={value}`" for key, value in settings.items())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512, 1024], help="N at --frames")
@@ -106,27 +139,43 @@ def main() -> int:
     parser.add_argument("--method", default="red-psm")
     parser.add_argument("--preset")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a method parameter for every run (repeatable), e.g. max_iter=2")
+    parser.add_argument("--truth", choices=sorted(TRUTH_CHOICES), default="both",
+                        help="run the file without its ground truth (no), with it (yes) or both (default)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per run (default 3600)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "scale.md"))
-    parser.add_argument("--child", nargs=5, metavar=("DATA", "METHOD", "PRESET", "DEVICE", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=6, metavar=("DATA", "METHOD", "PRESET", "DEVICE", "OUT", "SETTINGS"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        data, method, preset, device, out = args.child
-        run_child(data, method, preset or None, device, out)
+        data, method, preset, device, out, settings = args.child
+        run_child(data, method, preset or None, device, out, settings)
         return 0
+    try:
+        args.settings = parse_settings(args.settings)
+        # Refused here, before any simulation, when the method has no such parameter.
+        from imaging.solvers import get_solver
+
+        get_solver(args.method).make_params(args.preset, **args.settings)
+    except (argparse.ArgumentTypeError, ValueError, KeyError) as exc:
+        parser.error(str(exc))
+    from imaging.io.atomic import write_text_atomic
+
     args.load_average = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     cases = list(dict.fromkeys([(n, args.frames) for n in args.sizes] + [(128, p) for p in args.frame_counts]))
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="imaging-scale-") as tmp:
         workdir = Path(tmp)
         for size, frames in cases:
-            files = _case_files(size, frames, workdir)
-            for truth, path in zip(("no", "yes"), files):
+            files = _case_files(size, frames, workdir, TRUTH_CHOICES[args.truth])
+            for truth in TRUTH_CHOICES[args.truth]:
+                path = files[truth]
                 out = workdir / "row.json"
                 out.unlink(missing_ok=True)
                 row = {"size": size, "frames": frames, "truth": truth}
                 command = [sys.executable, __file__, "--child", str(path), args.method, args.preset or "",
-                           args.device, str(out)]
+                           args.device, str(out), json.dumps(args.settings)]
                 try:
                     subprocess.run(command, check=True, timeout=args.timeout)
                     row.update(json.loads(out.read_text()))
@@ -136,7 +185,7 @@ def main() -> int:
                     row["error"] = f"failed (exit {exc.returncode})"
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-                Path(args.output).write_text(_format(rows, args))
+                write_text_atomic(args.output, _format(rows, args))
     print(f"wrote {args.output}")
     return 0
 

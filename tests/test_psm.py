@@ -169,6 +169,49 @@ def test_knot_update_is_the_exact_minimiser(subproblem):
         assert problem.terms(perturbed, beta, target)["total"] > after
 
 
+
+def test_data_gram_in_frame_blocks_equals_the_whole_products(monkeypatch):
+    import imaging.solvers.psm.subproblem as subproblem_module
+
+    m = simulate("cardiac", frames=6, size=16, lines_per_frame=4, coils=2, seed=0)
+    operator = m.operator()
+    problem = PSMSubproblem(operator, operator.measured(m.kspace), interpolation_matrix(6, 3), data_weight=0.5)
+    generator = torch.Generator().manual_seed(0)
+    spatial = torch.randn(3, 16, 16, dtype=torch.complex64, generator=generator)
+    projections = torch.stack([operator.forward(spatial[k].expand(6, 16, 16).contiguous()) for k in range(3)])
+    flat = torch.view_as_real(projections).reshape(3, 6, -1).double()
+    whole = 0.5 * torch.einsum("kpm,lpm->pkl", flat, flat)  # w Re<A_p Lambda_k, A_p Lambda_l>
+    monkeypatch.setattr(subproblem_module, "GRAM_BLOCK_ENTRIES", 1)  # one frame per block
+    assert torch.allclose(problem._data_gram(spatial), whole, rtol=1e-12, atol=0)
+    # The large-measurement path (applications of A^T A) agrees to float32 precision.
+    monkeypatch.setattr(subproblem_module, "GRAM_FROM_PROJECTIONS_ENTRIES", 0)
+    assert torch.allclose(problem._data_gram(spatial), whole, rtol=1e-5, atol=1e-5 * float(whole.abs().max()))
+
+
+def test_a_stack_difference_target_gives_the_sweep_of_the_formed_difference(subproblem):
+    from imaging.solvers.psm.subproblem import StackDifference
+
+    problem, start, target = subproblem
+    generator = torch.Generator().manual_seed(2)
+    dual = 0.1 * torch.randn(target.shape, generator=generator)
+    difference = StackDifference(target + dual, dual)
+    formed, lazy = _copy(start), _copy(start)
+    problem.sweep(formed, 0.1, target, cg_iterations=5)
+    problem.sweep(lazy, 0.1, difference, cg_iterations=5)
+    assert torch.allclose(lazy.frames(), formed.frames(), rtol=1e-4, atol=1e-4 * float(formed.frames().abs().max()))
+    assert problem.terms(lazy, 0.1, difference)["coupling"] == pytest.approx(problem.terms(lazy, 0.1, target)["coupling"], rel=1e-4)
+
+
+def test_model_change_in_frame_blocks_equals_the_whole_stacks(subproblem):
+    from imaging.solvers.psm.solver import model_change, relative_norm
+
+    _, start, _ = subproblem
+    moved = _copy(start)
+    moved.knots = moved.knots * 1.1 + 0.01
+    whole = relative_norm(moved.frames() - start.frames(), moved.frames())
+    frame_bytes = 32 * 32 * 4
+    assert model_change(moved, start, block_bytes=5 * frame_bytes) == pytest.approx(whole, rel=1e-5)  # blocks of 5 of 24
+
 def test_rebalance_keeps_the_frames_and_lowers_the_penalty(subproblem):
     problem, start, _ = subproblem
     factors = _copy(start)
@@ -209,6 +252,27 @@ def test_kspace_centre_initialisation_is_a_low_pass_of_the_frames():
     assert np.allclose(estimate.mean(axis=(1, 2)), m.ground_truth.mean(axis=(1, 2)), atol=1e-4)
     assert np.corrcoef(estimate.ravel(), m.ground_truth.ravel())[0, 1] > 0.8
 
+
+
+@pytest.mark.parametrize("common_centre", [True, False])
+def test_kspace_centre_frames_in_blocks_equal_the_whole_stack(monkeypatch, common_centre):
+    import imaging.solvers.psm.initialisation as initialisation
+    from imaging.operators import ifft2c
+
+    m = simulate("cardiac", frames=7, size=16, lines_per_frame=4, coils=3, seed=0)
+    if not common_centre:  # no location sampled in every frame: each frame's own mask
+        common = m.mask.all(axis=0)
+        m.mask[0][common] = False
+        m.kspace[0][:, common] = 0
+    assert m.mask.all(axis=0).any() == common_centre
+    keep = m.mask.all(axis=0) if common_centre else m.mask
+    coil_images = ifft2c(torch.from_numpy(m.kspace * np.broadcast_to(keep, m.mask.shape)[:, None]))
+    maps = torch.from_numpy(m.coil_maps)
+    whole = (maps.conj()[None] * coil_images).sum(dim=1) / (maps.abs().square().sum(dim=0) + 1e-12)
+    # Blocks of 2 frames (the last one of 1).
+    monkeypatch.setattr(initialisation, "KSPACE_CENTRE_BLOCK_BYTES", 2 * 8 * 3 * 16 * 16)
+    blocked = kspace_centre_frames(m)
+    assert torch.allclose(blocked, whole.to(torch.complex64), atol=1e-6)
 
 # -- the psm baseline ----------------------------------------------------------------------------
 

@@ -259,6 +259,13 @@ class DynamicMRI(LinearOperator):
         ])
 
 
+def sampled_line_count(mask) -> int | None:
+    """L, the phase-encode lines per frame of a line-sampled (P, H, W) mask (the
+    :attr:`DynamicMRI.line_sampled` layout), or None for any other mask."""
+    rows = _sampled_rows(np.asarray(mask, dtype=bool))
+    return None if rows is None else int(rows.shape[1])
+
+
 def _sampled_rows(mask: np.ndarray) -> torch.Tensor | None:
     """(P, L) int64 rows of a line-sampled mask (whole rows, L per frame, 0 < L < H), else None."""
     rows = mask.any(axis=2)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .memory import ProblemSize, measurement_bytes, operator_bytes  # noqa: F401  (measurement_bytes: kept here)
+from .memory import MULTICOIL_FIXED_BYTES, ProblemSize, coil_map_estimation_bytes, measurement_bytes, operator_bytes  # noqa: F401  (measurement_bytes: kept here)
 
 
 # -- memory model of one slice (imaging/solvers/memory.py; fitted to peak RSS on Linux) --
@@ -179,6 +179,19 @@ class Solver:
     state_copies: ClassVar[float] = 96
     #: The same for smaller stacks, served from the allocator's heap (None: ``state_copies``).
     heap_state_copies: ClassVar[float | None] = None
+    #: Multi-coil MRI (C > 1): the products' and the method's memory beyond the data is
+    #: ``multicoil_fixed_bytes`` plus this many complex64 coil-image stacks (P, C, N, N)
+    #: (:attr:`ProblemSize.coil_stack_bytes`), for Cartesian and non-Cartesian sampling:
+    #: the products build coil images (all frames' at once for the NUFFT, a few frames'
+    #: for Cartesian lines, whose freed blocks the allocator keeps) and the method's
+    #: stacks are an eighth of them. Each measured method sets the values fitted with
+    #: ``benchmarks/memory_model.py``; these generous defaults stand for the others, whose
+    #: multi-coil stacks also count ``state_copies``.
+    multicoil_coil_copies: ClassVar[dict[str, float]] = {"cartesian": 4.0, "non-cartesian": 6.0}
+    multicoil_fixed_bytes: ClassVar[int] = MULTICOIL_FIXED_BYTES
+    #: Whether ``multicoil_coil_copies`` include the method's image stacks (then
+    #: :meth:`state_bytes` counts none for multi-coil data).
+    multicoil_includes_stacks: ClassVar[bool] = False
 
     def __init__(self, measurements, params: SolverParams, device="cpu"):
         if measurements.modality not in self.modalities:
@@ -244,10 +257,12 @@ class Solver:
     ) -> int:
         """:meth:`estimate_bytes` of a problem given by its sizes.
 
-        The sum of ``fixed_bytes``, the measurements' arrays (``size.data_bytes``), the
-        operator (:meth:`operator_bytes`: the sparse tomography weights unless the
-        projector that ``"auto"`` chooses on a machine of ``memory_bytes`` is
-        matrix-free, the MRI FFT temporaries) and :meth:`state_bytes`.
+        The sum of ``fixed_bytes``, the measurements' arrays (``size.data_bytes``) and the
+        larger of the run's memory, the operator (:meth:`operator_bytes`: the sparse
+        tomography weights unless the projector that ``"auto"`` chooses on a machine of
+        ``memory_bytes`` is matrix-free, the MRI products and coil images) plus
+        :meth:`state_bytes`, and the coil-map estimation that precedes a multi-coil MRI
+        run without maps (:func:`~imaging.solvers.memory.coil_map_estimation_bytes`).
 
         Parameters
         ----------
@@ -261,17 +276,18 @@ class Solver:
             process's, :func:`imaging._limits.available_memory`).
         """
         params = params if params is not None else cls.make_params()
-        return int(
-            cls.fixed_bytes
-            + size.data_bytes
-            + cls.operator_bytes(size, device_type, memory_bytes)
-            + cls.state_bytes(size, params)
-        )
+        # Coil maps estimated before the run (multi-coil MRI without maps) peak on their own.
+        run = cls.operator_bytes(size, device_type, memory_bytes) + cls.state_bytes(size, params)
+        return int(cls.fixed_bytes + size.data_bytes + max(run, coil_map_estimation_bytes(size)))
 
     @classmethod
     def operator_bytes(cls, size: ProblemSize, device_type: str = "cpu", memory_bytes: int | None = None) -> int:
         """Peak bytes of the operator the method builds (:func:`imaging.solvers.memory.operator_bytes`
-        by default, the measurements' own operator)."""
+        by default, the measurements' own operator); for multi-coil MRI ``multicoil_fixed_bytes``
+        plus ``multicoil_coil_copies`` coil-image stacks."""
+        if size.multicoil:
+            copies = cls.multicoil_coil_copies["non-cartesian" if size.layout == "non-cartesian" else "cartesian"]
+            return int(cls.multicoil_fixed_bytes + copies * size.coil_stack_bytes)
         return operator_bytes(size, device_type, memory_bytes)
 
     @classmethod
@@ -279,12 +295,15 @@ class Solver:
         """Peak bytes of the solver's own state and temporaries for a problem of ``size``.
 
         By default ``state_copies`` (``heap_state_copies`` for stacks below
-        :data:`HEAP_STACK_LIMIT`) float32 (P, N, N) stacks plus :meth:`model_bytes`;
+        :data:`HEAP_STACK_LIMIT`) float32 (P, N, N) stacks (complex64 for MRI; none for
+        multi-coil MRI where ``multicoil_includes_stacks``) plus :meth:`model_bytes`;
         a method overrides it where its memory has other terms.
         """
         copies = cls.state_copies
         if cls.heap_state_copies is not None and size.stack_bytes < HEAP_STACK_LIMIT:
             copies = cls.heap_state_copies
+        if size.multicoil and cls.multicoil_includes_stacks:
+            copies = 0
         return int(copies * size.stack_bytes + cls.model_bytes(size, params))
 
     @classmethod

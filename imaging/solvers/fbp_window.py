@@ -400,7 +400,10 @@ class FBPWindow(Solver):
     # frames (7 stacks) besides the operator of its residual.
     fixed_bytes = 12 * 2**20
     state_copies = 3.2
-    mri_state_copies: ClassVar[float] = 7
+    mri_state_copies: ClassVar[float] = 3.5
+    multicoil_includes_stacks = True
+    multicoil_coil_copies = {"cartesian": 3.6, "non-cartesian": 4.5}
+    multicoil_fixed_bytes = 16 * 2**20
 
     @classmethod
     def operator_bytes(cls, size, device_type="cpu", memory_bytes=None) -> int:
@@ -408,6 +411,8 @@ class FBPWindow(Solver):
 
     @classmethod
     def state_bytes(cls, size, params) -> int:
+        if size.multicoil:
+            return 0  # in multicoil_coil_copies
         copies = cls.state_copies if size.modality == "tomography" else cls.mri_state_copies
         return int(copies * size.stack_bytes)
 

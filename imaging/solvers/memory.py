@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..operators.mri import sampled_line_count
 from ..operators.tomography_matrix_free import choose_projector_backend, sparse_weight_count
 
 #: Resident memory of a process that has imported ``imaging`` (Python, PyTorch, ASTRA):
@@ -41,8 +42,18 @@ SPARSE_OPERATOR_BYTES_PER_WEIGHT = 12
 CUDA_OPERATOR_BUILD_BYTES_PER_WEIGHT = 24
 
 #: Peak bytes per k-space sample of the MRI operator: three k-space sized complex64 FFT
-#: temporaries.
+#: temporaries. Fitted on single-coil line-sampled Cartesian data (multi-coil data: each
+#: method's ``multicoil_coil_copies``).
 MRI_OPERATOR_BYTES_PER_SAMPLE = 3 * 8
+
+#: Multi-coil MRI (C > 1): first-use memory of the products (FFT and NUFFT plans, the
+#: allocator's arenas) unless a method states its own ``multicoil_fixed_bytes``.
+MULTICOIL_FIXED_BYTES = 40 * 2**20
+#: ESPIRiT coil-map estimation (multi-coil data without maps, before the run): peak
+#: copies of its (C, C, N, N) complex128 operator (eigen-decomposition, eigenvectors),
+#: beyond :data:`ESPIRIT_FIXED_BYTES`.
+ESPIRIT_OPERATOR_COPIES = 4.5
+ESPIRIT_FIXED_BYTES = 24 * 2**20
 
 
 def measurement_bytes(measurements) -> int:
@@ -73,6 +84,13 @@ class ProblemSize:
         The data's shape: (P, V, D) sinogram or (P, C, H, W) k-space.
     data_bytes : int
         Bytes of every array the measurements hold (:func:`measurement_bytes`).
+    layout : {"tomography", "lines", "grid", "non-cartesian"}
+        The operator's range: a sinogram; the sampled k-space lines of every coil
+        (P, C, L, W); the full Cartesian grid (P, C, H, W); non-Cartesian samples.
+    range_values : int, optional
+        Values of the operator's range (default: :attr:`measured_values`).
+    estimates_coil_maps : bool
+        Multi-coil MRI without coil maps: the run estimates them first (ESPIRiT).
     """
 
     modality: str
@@ -80,18 +98,32 @@ class ProblemSize:
     slice_shape: tuple[int, int]
     measurement_shape: tuple[int, ...]
     data_bytes: int
+    layout: str = "tomography"
+    range_values: int | None = None
+    estimates_coil_maps: bool = False
 
     @classmethod
     def of(cls, measurements) -> "ProblemSize":
         """The size of single-slice ``measurements``."""
         if measurements.is_volume:
             raise ValueError("estimate_bytes takes the measurements of one slice: pass measurements.slice(z)")
-        return cls(
+        size = cls(
             measurements.modality,
             measurements.n_frames,
             tuple(measurements.slice_shape),
             tuple(measurements.data.shape),
             measurement_bytes(measurements),
+        )
+        if measurements.modality != "mri":
+            return size
+        if measurements.trajectory is not None:
+            layout, range_values = "non-cartesian", size.measured_values
+        else:
+            lines = sampled_line_count(measurements.mask)
+            layout = "grid" if lines is None else "lines"
+            range_values = size.measured_values if lines is None else size.measured_values // size.slice_shape[0] * lines
+        return dataclasses.replace(
+            size, layout=layout, range_values=range_values, estimates_coil_maps=measurements.needs_coil_maps
         )
 
     @classmethod
@@ -124,6 +156,27 @@ class ProblemSize:
         return (8 if self.modality == "mri" else 4) * self.n_frames * self.pixels
 
     @property
+    def coils(self) -> int:
+        """C, the receive coils (1 for tomography)."""
+        return self.measurement_shape[1] if self.modality == "mri" else 1
+
+    @property
+    def multicoil(self) -> bool:
+        """MRI with several receive coils."""
+        return self.modality == "mri" and self.coils > 1
+
+    @property
+    def coil_stack_bytes(self) -> int:
+        """Bytes of the complex64 coil images of every frame, (P, C, N, N)."""
+        return 8 * self.n_frames * self.coils * self.pixels
+
+    @property
+    def range_bytes(self) -> int:
+        """Bytes of one array of the operator's range (complex64 k-space, float32 sinogram)."""
+        values = self.measured_values if self.range_values is None else self.range_values
+        return (8 if self.modality == "mri" else 4) * values
+
+    @property
     def measured_values(self) -> int:
         """Values of the data (sinogram bins or k-space samples of all coils)."""
         count = 1
@@ -141,7 +194,9 @@ def operator_bytes(size: ProblemSize, device_type: str = "cpu", memory_bytes: in
     (:data:`SPARSE_OPERATOR_BYTES_PER_WEIGHT` per weight, about N per ray; on CUDA
     :data:`CUDA_OPERATOR_BUILD_BYTES_PER_WEIGHT` of host memory), or the matrix-free
     projector's per-thread images (negligible: 0). MRI:
-    :data:`MRI_OPERATOR_BYTES_PER_SAMPLE` per k-space sample.
+    :data:`MRI_OPERATOR_BYTES_PER_SAMPLE` per k-space sample (single coil; a method models
+    multi-coil data with its ``multicoil_coil_copies``, see
+    :meth:`~imaging.solvers.base.Solver.operator_bytes`).
     """
     if size.modality != "tomography":
         return MRI_OPERATOR_BYTES_PER_SAMPLE * size.measured_values
@@ -152,6 +207,15 @@ def operator_bytes(size: ProblemSize, device_type: str = "cpu", memory_bytes: in
         return 0
     per_weight = CUDA_OPERATOR_BUILD_BYTES_PER_WEIGHT if device_type == "cuda" else SPARSE_OPERATOR_BYTES_PER_WEIGHT
     return per_weight * sparse_weight_count(image_size, frames, views, detectors)
+
+
+def coil_map_estimation_bytes(size: ProblemSize) -> int:
+    """Peak bytes of estimating the coil maps before the run (0 when the data hold them):
+    ESPIRiT's (C, C, N, N) complex128 operator, :data:`ESPIRIT_OPERATOR_COPIES` times, plus
+    :data:`ESPIRIT_FIXED_BYTES`."""
+    if not size.estimates_coil_maps:
+        return 0
+    return int(ESPIRIT_FIXED_BYTES + ESPIRIT_OPERATOR_COPIES * 16 * size.coils**2 * size.pixels)
 
 
 def largest_fitting_size(

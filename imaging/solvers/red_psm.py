@@ -77,6 +77,8 @@ from ..models.psm import synthesize
 from .registry import register
 from .base import ParameterError, image_array, param
 from .psm import PSMFamilySolver, PSMParams
+from .psm.solver import norm_ratio, squared_norm
+from .psm.subproblem import StackDifference
 
 #: Bytes of one float32 block of frames in the f and dual updates (the block's f_PSM,
 #: denoiser output and update are a few such blocks).
@@ -92,17 +94,6 @@ def f_step_block_frames(stride: int, batch: int, frame_bytes: int) -> int:
     """
     unit = stride * batch
     return unit * max(1, F_STEP_BLOCK_BYTES // (unit * frame_bytes))
-
-
-def _squared_norm(x: torch.Tensor) -> float:
-    """``||x||^2`` accumulated in double precision."""
-    return float(torch.linalg.vector_norm(x, dtype=torch.complex128 if x.is_complex() else torch.float64)) ** 2
-
-
-def _ratio(numerator_sq: float, denominator_sq: float) -> float:
-    """``sqrt(numerator_sq / denominator_sq)`` (the numerator's root for a zero denominator),
-    as :func:`~imaging.solvers.psm.relative_norm` of the two norms."""
-    return math.sqrt(numerator_sq / denominator_sq) if denominator_sq > 0 else math.sqrt(numerator_sq)
 
 
 NONNEGATIVE_CHOICES = ("auto", "on", "off")
@@ -237,12 +228,17 @@ class RedPSMSolver(PSMFamilySolver):
     Params = RedPSMParams
     # Memory model (imaging/solvers/memory.py), fitted to benchmarks/memory_model.py: 40 MiB
     # fixed (denoiser, kernels' first-use buffers); the Lambda step's peak holds f, the
-    # dual and w A^T g, the target f - dual and the synthesised frames and their
-    # back-projection: 6 stacks once they are mapped, 18 while the allocator's heap
-    # serves them (below 32 MiB); a kept denoiser output adds one (denoise_stride > 1).
+    # dual and w A^T g, the synthesised frames and their back-projection (the target
+    # f - dual is never formed): 6 stacks once they are mapped (estimate / measured 1.07
+    # at N = 128, P = 1024), 16 while the allocator's heap serves them (below 32 MiB); a
+    # kept denoiser output adds one (denoise_stride > 1). Multi-coil MRI: coil-image
+    # stacks instead (multicoil_coil_copies, fitted on 8-coil complex data, N = 64-128).
     fixed_bytes = 40 * 2**20
     state_copies = 6
-    heap_state_copies = 18
+    heap_state_copies = 16
+    multicoil_includes_stacks = True
+    multicoil_coil_copies = {"cartesian": 0.9, "non-cartesian": 2.7}
+    multicoil_fixed_bytes = 24 * 2**20
 
     @classmethod
     def state_bytes(cls, size, params: RedPSMParams) -> int:
@@ -250,7 +246,7 @@ class RedPSMSolver(PSMFamilySolver):
         kept_denoised = size.stack_bytes if params.denoise_stride > 1 else 0
         patch, batch = denoise_layout(_denoiser_for_estimate(params), size.slice_shape, params.patch_size, params.denoise_batch)
         image_pixels = size.pixels if patch is None else min(patch, size.slice_shape[0]) * min(patch, size.slice_shape[1])
-        frame_bytes = 4 * size.pixels
+        frame_bytes = (8 if size.modality == "mri" else 4) * size.pixels
         block = min(size.n_frames, f_step_block_frames(params.denoise_stride, batch, frame_bytes))
         # f, dual, w A^T g, the kept output; per block: f_PSM, anchor, denoiser output, new f and temporaries.
         f_step = (
@@ -420,9 +416,9 @@ class RedPSMSolver(PSMFamilySolver):
                     selected = torch.arange((phase - first) % stride, f.shape[0], stride, device=f.device)
                     denoised[selected] = self._mask(self._denoise(f[selected].contiguous()))
                 f = self._f_step(denoised, anchor)
-            change_sq += _squared_norm(f - previous)
-            norm_sq += _squared_norm(f)
-            primal_sq += _squared_norm(psm - f)
+            change_sq += squared_norm(f - previous)
+            norm_sq += squared_norm(f)
+            primal_sq += squared_norm(psm - f)
             self.dual[frames] = self.dual[frames] + psm - f
             self.f[frames] = f
         return change_sq, norm_sq, primal_sq
@@ -444,15 +440,15 @@ class RedPSMSolver(PSMFamilySolver):
         entry = self._ensure_initialised()
         p = self.params
         start = time.perf_counter()
-        target = self.f - self.dual
+        # The target f - dual is used through its projections only: never formed as a stack.
+        target = StackDifference(self.f, self.dual)
         self.problem.sweep(self.factors, p.beta, target, p.sweeps, p.cg_iterations)
-        del target
         psm_seconds = time.perf_counter() - start
         start = time.perf_counter()
         change_sq, norm_sq, primal_sq = self._f_and_dual_step()
         denoiser_seconds = time.perf_counter() - start
-        self.previous_change = _ratio(change_sq, norm_sq)
-        self.primal_residual = _ratio(primal_sq, norm_sq)
+        self.previous_change = norm_ratio(change_sq, norm_sq)
+        self.primal_residual = norm_ratio(primal_sq, norm_sq)
         psm_frames = self.factors.frames()
         if self.support is not None:
             psm_frames.mul_(self.support)

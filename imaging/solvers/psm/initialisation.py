@@ -58,6 +58,9 @@ from ...operators import ifft2c
 from ...operators.geometry import shift_bins
 from ..fbp_window import FBPWindow
 
+#: Bytes of the k-space block whose coil images :func:`kspace_centre_frames` makes at once.
+KSPACE_CENTRE_BLOCK_BYTES = 4 * 2**20
+
 #: Every initialisation; those that suit a modality, the default first, are its
 #: operator's ``initialisations`` (:class:`imaging.operators.LinearOperator`).
 INITIALISATIONS = ("projection", "fbp-svd", "kspace-centre")
@@ -274,15 +277,26 @@ def kspace_centre_frames(measurements, device="cpu") -> torch.Tensor:
         zero-filled k-space).
     """
     mask = np.asarray(measurements.mask)
+    kspace = np.asarray(measurements.kspace)
+    n_frames, n_coils, height, width = kspace.shape
     common = mask.all(axis=0)
-    keep = torch.from_numpy(np.broadcast_to(common if common.any() else mask, mask.shape).copy()).to(device)
-    kspace = torch.from_numpy(np.asarray(measurements.kspace)).to(device) * keep[:, None]
-    coil_images = ifft2c(kspace)
-    if measurements.coil_maps is None:
-        return coil_images[:, 0].to(torch.complex64).contiguous()
-    maps = torch.from_numpy(np.asarray(measurements.coil_maps)).to(device)
-    combined = (maps.conj()[None] * coil_images).sum(dim=1) / (maps.abs().square().sum(dim=0) + 1e-12)
-    return combined.to(torch.complex64).contiguous()
+    # The common locations of every frame, or each frame's own when there are none.
+    keep = torch.from_numpy(common[None] if common.any() else mask).to(device)
+    maps = None if measurements.coil_maps is None else torch.from_numpy(np.asarray(measurements.coil_maps)).to(device)
+    if maps is not None:
+        conj_maps = maps.conj()
+        sensitivity = maps.abs().square().sum(dim=0) + 1e-12
+    frames = torch.empty((n_frames, height, width), dtype=torch.complex64, device=device)
+    # A block of frames at a time: the coil images of all frames are C times the frames (and
+    # the centred inverse FFT makes three copies of them).
+    block = max(1, KSPACE_CENTRE_BLOCK_BYTES // (8 * n_coils * height * width))
+    for first in range(0, n_frames, block):
+        chunk = slice(first, first + block)
+        sampled = torch.from_numpy(kspace[chunk]).to(device) * keep[chunk if len(keep) > 1 else slice(None), None]
+        coil_images = ifft2c(sampled)
+        del sampled
+        frames[chunk] = coil_images[:, 0] if maps is None else (conj_maps[None] * coil_images).sum(dim=1) / sensitivity
+    return frames
 
 
 def fbp_window_frames(measurements, device="cpu") -> torch.Tensor:

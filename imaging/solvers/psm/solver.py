@@ -16,17 +16,50 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ...models.psm import INTERPOLATIONS, PSMFactors, interpolation_matrix, psm_from_frames
+from ...models.psm import INTERPOLATIONS, PSMFactors, interpolation_matrix, psm_from_frames, synthesize
 from ..base import HEAP_STACK_LIMIT, ParameterError, Solver, SolverParams, image_array, param
 from ..registry import register
 from .initialisation import INITIALISATIONS, amplitude_scale, initial_frames
-from .subproblem import PSMSubproblem, data_weight
+from .subproblem import GRAM_FROM_PROJECTIONS_ENTRIES, PSMSubproblem, data_weight
 
 
 def relative_norm(numerator: torch.Tensor, denominator: torch.Tensor) -> float:
     """``||numerator|| / ||denominator||`` (``||numerator||`` for a zero denominator)."""
     scale = float(torch.linalg.vector_norm(denominator))
     return float(torch.linalg.vector_norm(numerator)) / scale if scale > 0 else float(torch.linalg.vector_norm(numerator))
+
+
+def squared_norm(x: torch.Tensor) -> float:
+    """``||x||^2`` accumulated in double precision."""
+    return float(torch.linalg.vector_norm(x, dtype=torch.complex128 if x.is_complex() else torch.float64)) ** 2
+
+
+def norm_ratio(numerator_sq: float, denominator_sq: float) -> float:
+    """``sqrt(numerator_sq / denominator_sq)`` (the numerator's root for a zero denominator),
+    as :func:`relative_norm` of the two norms."""
+    return math.sqrt(numerator_sq / denominator_sq) if denominator_sq > 0 else math.sqrt(numerator_sq)
+
+
+#: Bytes of one block of frames that :func:`model_change` synthesises at once.
+CHANGE_BLOCK_BYTES = 16 * 2**20
+
+
+def model_change(new: PSMFactors, old: PSMFactors, block_bytes: int = CHANGE_BLOCK_BYTES) -> float:
+    """``||F_new - F_old|| / ||F_new||`` of the frames ``F = Lambda Psi^T`` of two models.
+
+    The frames are synthesised a block of about ``block_bytes`` at a time, so the change
+    costs a few blocks instead of three (P, N, N) stacks; it equals
+    :func:`relative_norm` of the whole stacks.
+    """
+    new_temporal, old_temporal = new.temporal(), old.temporal()
+    block = max(1, block_bytes // (new.spatial[0].numel() * new.spatial.element_size()))
+    change_sq = norm_sq = 0.0
+    for first in range(0, new_temporal.shape[0], block):
+        frames = slice(first, first + block)
+        new_frames = synthesize(new.spatial, new_temporal[frames])
+        change_sq += squared_norm(new_frames - synthesize(old.spatial, old_temporal[frames]))
+        norm_sq += squared_norm(new_frames)
+    return norm_ratio(change_sq, norm_sq)
 
 
 @dataclasses.dataclass
@@ -88,10 +121,21 @@ class PSMFamilySolver(Solver):
 
     @classmethod
     def state_bytes(cls, size, params: PSMParams) -> int:
-        """The stacks (``state_copies``) plus the Lambda step's copies of the spatial bases."""
-        rank_bytes = 4 * (params.order + 1) * size.pixels
+        """The stacks (``state_copies``), the Lambda step's copies of the spatial bases
+        (complex64 for MRI) and the z step's projections of the bases (:meth:`gram_bytes`)."""
+        rank_bytes = (8 if size.modality == "mri" else 4) * (params.order + 1) * size.pixels
         copies = cls.heap_rank_copies if rank_bytes < HEAP_STACK_LIMIT else cls.rank_copies
-        return int(super().state_bytes(size, params) + copies * rank_bytes)
+        return int(super().state_bytes(size, params) + copies * rank_bytes + cls.gram_bytes(size, params))
+
+    @staticmethod
+    def gram_bytes(size, params: PSMParams) -> int:
+        """The z step's float32 projections of the K+1 bases, where it stores them
+        (:data:`~.subproblem.GRAM_FROM_PROJECTIONS_ENTRIES`); single-coil Cartesian MRI
+        takes its Gram matrices from the k-space weights instead."""
+        if size.modality == "mri" and size.coils == 1 and size.layout != "non-cartesian":
+            return 0
+        projection_bytes = (params.order + 1) * size.range_bytes
+        return projection_bytes if projection_bytes // 4 <= GRAM_FROM_PROJECTIONS_ENTRIES else 0
 
     def __init__(self, measurements, params: PSMParams, device="cpu"):
         super().__init__(measurements, params, device)
@@ -221,21 +265,25 @@ class PSMSolver(PSMFamilySolver):
     """
 
     name = "psm"
-    # Memory model (fitted with benchmarks/memory_model.py): w A^T g, the previous and the
-    # new frames, their difference and the Lambda step's synthesised frames.
+    # Memory model (fitted with benchmarks/memory_model.py): w A^T g and the Lambda step's
+    # synthesised frames and their back-projection (the change between iterations is
+    # measured in blocks of frames, model_change).
     fixed_bytes = 20 * 2**20
     state_copies = 4
     heap_state_copies = 9
+    multicoil_includes_stacks = True
+    multicoil_coil_copies = {"cartesian": 1.1, "non-cartesian": 4.5}
 
     def step(self) -> dict[str, float]:
         entry = self._ensure_initialised()
-        previous = self.factors.frames()
+        # The factors, not their frames: the change is measured a block of frames at a time.
+        previous = PSMFactors(self.factors.spatial.clone(), self.factors.knots.clone(), self.interpolation)
         self.problem.sweep(self.factors, sweeps=self.params.sweeps, cg_iterations=self.params.cg_iterations)
-        frames = self.factors.frames()
-        self.previous_change = relative_norm(frames - previous, frames)
+        self.previous_change = model_change(self.factors, previous)
+        del previous
         terms = self.problem.terms(self.factors)
         entry.update(
-            data_residual=self._data_residual(frames),
+            data_residual=self._data_residual(self.factors.frames()),
             objective=terms["total"],
             relative_change=self.previous_change,
         )

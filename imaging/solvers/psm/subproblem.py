@@ -54,6 +54,7 @@ one thread on a shared 2-core machine), the subproblem objective falls from 5630
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -66,6 +67,8 @@ from .._cg import conjugate_gradient
 #: Above this many entries (K+1 times the measurement size) the z step builds its Gram
 #: matrices from applications of A^T A instead of stored projections of every basis.
 GRAM_FROM_PROJECTIONS_ENTRIES = 16_000_000
+#: Entries of the projections that the z step converts to float64 at once (a block of frames).
+GRAM_BLOCK_ENTRIES = 1_000_000
 
 #: Floor of the preconditioner's Fourier symbol, relative to its peak.
 SYMBOL_FLOOR = 0.05
@@ -76,6 +79,30 @@ def _real_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.is_complex() or b.is_complex():
         return (a.to(torch.complex128) @ b.to(torch.complex128).conj().T).real
     return (a @ b.T).double()
+
+
+@dataclasses.dataclass(frozen=True)
+class StackDifference:
+    """The coupling target ``minuend - subtrahend`` of two (P, N, N) stacks, never formed.
+
+    The Lambda and z steps use their target only through linear maps (projections onto
+    the bases), applied here to each stack, so RED-PSM's target ``f - gamma`` costs no
+    (P, N, N) temporary during the sweep.
+    """
+
+    minuend: torch.Tensor
+    subtrahend: torch.Tensor
+
+    def stack(self) -> torch.Tensor:
+        """The difference formed, (P, N, N)."""
+        return self.minuend - self.subtrahend
+
+
+def _linear_of_target(linear, target):
+    """``linear(target)`` for a stack or a :class:`StackDifference` (by linearity, without forming it)."""
+    if isinstance(target, StackDifference):
+        return linear(target.minuend) - linear(target.subtrahend)
+    return linear(target)
 
 
 class PSMSubproblem:
@@ -144,13 +171,17 @@ class PSMSubproblem:
         return project_frames(self.operator.adjoint(projections), temporal).mul_(self.data_weight)
 
     # -- objective --------------------------------------------------------------------------
-    def terms(self, factors: PSMFactors, beta: float = 0.0, target: torch.Tensor | None = None) -> dict[str, float]:
+    def terms(self, factors: PSMFactors, beta: float = 0.0, target: torch.Tensor | StackDifference | None = None) -> dict[str, float]:
         """Value of each term of ``Phi`` and their sum ``"total"``."""
         with torch.no_grad():
             frames = factors.frames()
             residual = self.operator.forward(frames) - self.data
             out = {"data": 0.5 * self.data_weight * inner(residual, residual)}
-            out["coupling"] = 0.5 * beta * inner(frames - target, frames - target) if beta > 0 else 0.0
+            if beta > 0:
+                difference = frames - (target.stack() if isinstance(target, StackDifference) else target)
+                out["coupling"] = 0.5 * beta * inner(difference, difference)
+            else:
+                out["coupling"] = 0.0
             out["penalty"] = factors.penalty(self.xi, self.chi)
         out["total"] = out["data"] + out["coupling"] + out["penalty"]
         return out
@@ -168,14 +199,25 @@ class PSMSubproblem:
             return self.data_weight * gram.reshape(n_frames, rank, rank).double()
         range_entries = math.prod(self.operator.range_shape) * (2 if self.data.is_complex() else 1)
         if rank * range_entries <= GRAM_FROM_PROJECTIONS_ENTRIES:
-            # Small measurement space (tomography): project every basis once, r forward passes.
-            projections = torch.stack(
-                [self.operator.forward(spatial[k].expand(n_frames, *spatial.shape[1:]).contiguous()) for k in range(rank)]
-            )
-            if projections.is_complex():
-                projections = torch.view_as_real(projections)
-            projections = projections.reshape(rank, n_frames, -1).double()
-            return self.data_weight * torch.einsum("kpm,lpm->pkl", projections, projections)
+            # Small measurement space (tomography, few-coil MRI): project every basis once, r
+            # forward passes, into one float32 array; contracted in float64 a block of frames
+            # at a time (a float64 copy of every projection was twice their memory).
+            projections = None
+            for k in range(rank):
+                projected = self.operator.forward(spatial[k].expand(n_frames, *spatial.shape[1:]).contiguous())
+                if projected.is_complex():
+                    projected = torch.view_as_real(projected)
+                if projections is None:
+                    projections = torch.empty((rank, n_frames, projected[0].numel()), dtype=projected.dtype,
+                                              device=projected.device)
+                projections[k] = projected.reshape(n_frames, -1)
+                del projected
+            gram = torch.empty((n_frames, rank, rank), dtype=torch.float64, device=spatial.device)
+            block = max(1, GRAM_BLOCK_ENTRIES // projections[:, 0].numel())
+            for first in range(0, n_frames, block):
+                part = projections[:, first : first + block].double()
+                gram[first : first + block] = torch.einsum("kpm,lpm->pkl", part, part)
+            return self.data_weight * gram
         # Large measurement space (MRI): r applications of A^T A, contracted in image space.
         gram = torch.empty((n_frames, rank, rank), dtype=torch.float64, device=spatial.device)
         for l in range(rank):
@@ -183,7 +225,7 @@ class PSMSubproblem:
             gram[:, :, l] = _real_products(response.reshape(n_frames, -1), flat)
         return 0.5 * (gram + gram.transpose(1, 2))
 
-    def update_knots(self, factors: PSMFactors, beta: float = 0.0, target: torch.Tensor | None = None) -> None:
+    def update_knots(self, factors: PSMFactors, beta: float = 0.0, target: torch.Tensor | StackDifference | None = None) -> None:
         """Exact minimisation of ``Phi`` over the knots ``z`` (in place)."""
         spatial = factors.spatial
         rank = spatial.shape[0]
@@ -197,7 +239,7 @@ class PSMSubproblem:
             if beta > 0:
                 gram += beta * _real_products(flat, flat)
                 masked = flat if self.support is None else (spatial * self.support).reshape(rank, -1)
-                linear += beta * _real_products(target.reshape(n_frames, -1), masked)
+                linear += beta * _linear_of_target(lambda stack: _real_products(stack.reshape(n_frames, -1), masked), target)
             eye = torch.eye(rank, dtype=torch.float64, device=spatial.device)
             gram += self.xi * eye
             u = self.interpolation.double()
@@ -268,7 +310,7 @@ class PSMSubproblem:
         self,
         factors: PSMFactors,
         beta: float = 0.0,
-        target: torch.Tensor | None = None,
+        target: torch.Tensor | StackDifference | None = None,
         iterations: int = 10,
     ) -> None:
         """Minimise ``Phi`` over ``Lambda`` by ``iterations`` steps of preconditioned CG (in place)."""
@@ -278,7 +320,7 @@ class PSMSubproblem:
             # Psi^T (w A^T g + beta M target), projected stack by stack (no stack temporary).
             rhs = project_frames(self.weighted_backprojection, temporal)
             if beta > 0:
-                rhs += beta * self._mask(project_frames(target, temporal))
+                rhs += beta * self._mask(_linear_of_target(lambda stack: project_frames(stack, temporal), target))
             if self.kspace_weights is not None:
                 factors.spatial = self._solve_spatial_in_kspace(rhs, temporal, beta)
                 return
@@ -323,7 +365,7 @@ class PSMSubproblem:
         self,
         factors: PSMFactors,
         beta: float = 0.0,
-        target: torch.Tensor | None = None,
+        target: torch.Tensor | StackDifference | None = None,
         sweeps: int = 1,
         cg_iterations: int = 10,
         update_knots: bool = True,
