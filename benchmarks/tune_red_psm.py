@@ -28,6 +28,14 @@ Modes (each prints a table; ``--json`` also writes the rows):
     (the projection-domain initialisation, with ``f - gamma`` = the initial frames;
     ``beta`` = 0.8 and xi = chi = 0.2 as in red-psm unless ``--set`` says otherwise).
 
+``stopping``
+    Replays red-psm's stopping rule (``--tols`` x ``--min-iters``) on the ``--json`` files of
+    ``grid`` runs made with ``--set tol=0``: where each run would stop and how far below its
+    best that is. How ``tol`` is chosen (``benchmarks/results/tune_red_psm.md``).
+
+``--phantom cardiac`` is the MRI case of ``benchmarks/mri_quality.py`` (``--mri-case``,
+``--coils``; coil maps estimated from the data unless ``--true-maps``).
+
 Run from the repository root: ``python benchmarks/tune_red_psm.py MODE [options]``.
 """
 
