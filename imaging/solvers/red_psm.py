@@ -136,8 +136,10 @@ class RedPSMParams(PSMParams):
         0,
         f"knots d per temporal basis function (0: min({AUTO_KNOTS}, P), so K+1 < d: a genuinely low-rank model; "
         "ignored for interpolation 'direct')",
+        symbol="d",
+        minimum=0,
     )
-    cg_iterations: int = param(16, "preconditioned CG iterations of each Lambda update", label="CG iterations")
+    cg_iterations: int = param(16, "preconditioned CG iterations of each Lambda update", label="CG iterations", minimum=1)
     xi: float = param(0.2, "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases")
     chi: float = param(0.2, "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases")
     lam: float = param(
