@@ -28,12 +28,21 @@ Modes (each prints a table; ``--json`` also writes the rows):
     (the projection-domain initialisation, with ``f - gamma`` = the initial frames;
     ``beta`` = 0.8 and xi = chi = 0.2 as in red-psm unless ``--set`` says otherwise).
 
+``stopping``
+    Replays red-psm's stopping rule (``--tols`` x ``--min-iters``) on the ``--json`` files of
+    ``grid`` runs made with ``--set tol=0``: where each run would stop and how far below its
+    best that is. How ``tol`` is chosen (``benchmarks/results/tune_red_psm.md``).
+
+``--phantom cardiac`` is the MRI case of ``benchmarks/mri_quality.py`` (``--mri-case``,
+``--coils``; coil maps estimated from the data unless ``--true-maps``).
+
 Run from the repository root: ``python benchmarks/tune_red_psm.py MODE [options]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import resource
@@ -48,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imaging import Measurements, load_measurements, reconstruct, save_measurements  # noqa: E402
 from imaging.metrics import psnr  # noqa: E402
+from benchmarks.mri_quality import CASES as MRI_CASES  # noqa: E402
 
 
 def _value(text: str):
@@ -76,18 +86,31 @@ def _parse_grid(items: list[str]) -> dict[str, list]:
 
 
 def tuning_measurements(args) -> Measurements:
-    """Simulated tuning data (cached as .npz in ``--cache`` when given)."""
+    """Simulated tuning data (cached as .npz in ``--cache`` when given).
+
+    The cardiac phantom is simulated as :mod:`benchmarks.mri_quality` does (complex
+    images, ``--coils`` coils, the ``--mri-case`` sampling) and its coil maps are replaced
+    by the ones estimated from the data, once, as every benchmarked run estimates them
+    (the same function the runner calls), unless ``--true-maps``.
+    """
     from imaging.simulate import simulate
 
     if args.seed == 0:
         raise SystemExit("seed 0 is the reported benchmark's; tune on other seeds")
-    name = f"{args.phantom}_P{args.frames}_N{args.size}_seed{args.seed}_{args.protocol}.npz"
+    mri = args.phantom == "cardiac"
+    case = f"_{args.mri_case}_{args.coils}coils_{'true' if args.true_maps else 'estimated'}-maps" if mri else ""
+    name = f"{args.phantom}_P{args.frames}_N{args.size}_seed{args.seed}_{args.protocol}{case}.npz"
     path = Path(args.cache) / name if args.cache else None
     if path is not None and path.exists():
         return load_measurements(path)
+    options = {"coils": args.coils, **MRI_CASES[args.mri_case]} if mri else {}
     measurements = simulate(
-        args.phantom, frames=args.frames, size=args.size, seed=args.seed, noise=args.noise, protocol=args.protocol
+        args.phantom, frames=args.frames, size=args.size, seed=args.seed, noise=args.noise, protocol=args.protocol,
+        **options,
     )
+    if mri and not args.true_maps:
+        maps, _ = dataclasses.replace(measurements, coil_maps=None).estimate_coil_maps("auto")
+        measurements = dataclasses.replace(measurements, coil_maps=maps)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_measurements(path, measurements)
@@ -229,15 +252,61 @@ def run_psm_solvers(args, measurements) -> list[dict]:
     return rows
 
 
+def stopping_iteration(row: dict, tol: float, min_iter: int) -> int:
+    """The iteration (1-based) at which red-psm's rule with ``tol``/``min_iter`` would stop a
+    logged run: the first ``k >= min_iter`` where the relative change and the relative
+    primal residual are both below ``tol`` (the run's last iteration if never)."""
+    for k, (change, primal) in enumerate(zip(row["relative_change_curve"], row["primal_residual_curve"]), start=1):
+        if k >= min_iter and change < tol and primal < tol:
+            return k
+    return row["iterations"]
+
+
+def run_stopping(args) -> list[dict]:
+    """Replays red-psm's stopping rule on logged long runs (``grid --json`` files of runs
+    with ``tol=0``): for every ``--tols`` x ``--min-iters`` pair, where each run would
+    stop and how far that is, in PSNR, below the run's best and its last iterate. No
+    run is repeated: the rule reads only the logged relative change and primal residual."""
+    runs = []
+    for name in args.runs:
+        for row in json.loads(Path(name).read_text())["rows"]:
+            runs.append((Path(name).stem, row))
+    rows = []
+    for tol, min_iter in itertools.product(args.tols, args.min_iters):
+        stops = []
+        for label, run in runs:
+            k = stopping_iteration(run, tol, min_iter)
+            curve = run["curve"]
+            stops.append({"run": label, "stop": k, "psnr": curve[k - 1], "below_best": run["psnr_best"] - curve[k - 1],
+                          "below_last": curve[-1] - curve[k - 1]})
+        worst = max(s["below_best"] for s in stops)
+        row = {"tol": tol, "min_iter": min_iter, "worst_below_best": worst,
+               "worst_below_last": max(s["below_last"] for s in stops), "mean_stop": float(np.mean([s["stop"] for s in stops])),
+               "stops": stops}
+        rows.append(row)
+        print(f"tol={tol:g} min_iter={min_iter} | worst below best {worst:.2f} dB, below last "
+              f"{row['worst_below_last']:.2f} dB | mean stop {row['mean_stop']:.1f} | "
+              + " ".join(f"{s['run']}@{s['stop']}:{s['psnr']:.2f}" for s in stops), flush=True)
+    for label, run in runs:
+        print(f"{label}: last {run['psnr_last']:.2f} dB, best {run['psnr_best']:.2f} dB @ {run['best_iteration']} "
+              f"of {run['iterations']} (last - best {run['psnr_last'] - run['psnr_best']:+.2f} dB)", flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("grid", "init", "psm-solvers"))
+    parser.add_argument("mode", choices=("grid", "init", "psm-solvers", "stopping"))
     parser.add_argument("--method", default="red-psm", help="red-psm, psm, or a baseline such as fbp-window")
     parser.add_argument("--phantom", default="walnut")
     parser.add_argument("--seed", type=int, default=1, help="tuning seed (the reported benchmark uses 0)")
     parser.add_argument("--frames", type=int, default=256)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--noise", type=float, default=5e-3)
+    parser.add_argument("--mri-case", choices=tuple(MRI_CASES), default="cartesian",
+                        help="cardiac phantom: the sampling of benchmarks/mri_quality.py")
+    parser.add_argument("--coils", type=int, default=8, help="cardiac phantom: receive coils")
+    parser.add_argument("--true-maps", action="store_true",
+                        help="cardiac phantom: the simulation's coil maps (default: estimated from the data)")
     parser.add_argument("--protocol", choices=("fine-grid", "inverse-crime"), default="fine-grid",
                         help="simulation protocol (default fine-grid: no inverse crime)")
     parser.add_argument("--preset", default=None)
@@ -246,9 +315,17 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", default=None, help="folder to cache the simulated tuning data")
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--runs", nargs="+", default=[], help="stopping: grid --json files of runs with tol=0")
+    parser.add_argument("--tols", nargs="+", type=float, default=[2e-3, 3e-3, 4e-3, 6e-3], help="stopping: tol values")
+    parser.add_argument("--min-iters", nargs="+", type=int, default=[5, 10, 15], help="stopping: min_iter values")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.mode == "stopping":
+        rows = run_stopping(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+        return 0
     measurements = tuning_measurements(args)
     runner = {"grid": run_grid, "init": run_init, "psm-solvers": run_psm_solvers}[args.mode]
     rows = runner(args, measurements)

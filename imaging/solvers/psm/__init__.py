@@ -17,10 +17,11 @@ from .initialisation import (
     kspace_centre_frames,
     projection_domain_frames,
 )
-from .solver import PSMFamilySolver, PSMParams, PSMSolver, relative_norm
+from .solver import AUTO_KNOTS, PSMFamilySolver, PSMParams, PSMSolver, relative_norm
 from .subproblem import GRAM_FROM_PROJECTIONS_ENTRIES, SYMBOL_FLOOR, PSMSubproblem, data_weight
 
 __all__ = [
+    "AUTO_KNOTS",
     "GRAM_FROM_PROJECTIONS_ENTRIES",
     "INITIALISATIONS",
     "PSMFamilySolver",

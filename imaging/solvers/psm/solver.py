@@ -23,6 +23,15 @@ from .initialisation import INITIALISATIONS, amplitude_scale, initial_frames
 from .subproblem import GRAM_FROM_PROJECTIONS_ENTRIES, PSMSubproblem, data_weight
 
 
+#: Knots of the temporal splines when ``knots`` is 0 (automatic, red-psm's default):
+#: ``min(AUTO_KNOTS, P)``, more than the K+1 = 11 bases of the default order, so the model
+#: is low-rank. Measured with benchmarks/tune_red_psm.py on tuning seed 1 (table:
+#: benchmarks/results/tune_red_psm.md): on the 8-coil Cartesian cardiac cine (P=128) 24
+#: knots gave +1.1 dB over 11 after 20 iterations and 32 only +0.04 dB more; on the walnut
+#: (P=128) 24 were 0.06 dB better than 11.
+AUTO_KNOTS = 24
+
+
 def relative_norm(numerator: torch.Tensor, denominator: torch.Tensor) -> float:
     """``||numerator|| / ||denominator||`` (``||numerator||`` for a zero denominator)."""
     scale = float(torch.linalg.vector_norm(denominator))
@@ -68,7 +77,12 @@ class PSMParams(SolverParams):
 
     max_iter: int = param(3, "maximum number of outer iterations (alternating sweeps for psm)")
     order: int = param(10, "PSM order K: the model has K+1 spatial/temporal basis functions", symbol="K", minimum=0, basic=True)
-    knots: int = param(11, "knots d per temporal basis function (ignored for interpolation 'direct')", symbol="d", minimum=2)
+    knots: int = param(
+        11,
+        f"knots d per temporal basis function (0: min({AUTO_KNOTS}, P); ignored for interpolation 'direct')",
+        symbol="d",
+        minimum=0,
+    )
     interpolation: str = param("cubic", "temporal interpolation from knots to frames: cubic, linear or direct", choices=INTERPOLATIONS)
     xi: float = param(10.0, "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases", label="temporal basis penalty", symbol="ξ", minimum=0.0)
     chi: float = param(10.0, "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases", label="spatial basis penalty", symbol="χ", minimum=0.0)
@@ -85,9 +99,9 @@ class PSMParams(SolverParams):
         if self.interpolation not in INTERPOLATIONS:
             raise ParameterError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}")
         if self.interpolation != "direct":
-            if self.knots < 2:
-                raise ParameterError(f"{self.interpolation} interpolation needs knots >= 2, got {self.knots}")
-            if self.order + 1 > self.knots:
+            if self.knots < 2 and self.knots != 0:
+                raise ParameterError(f"{self.interpolation} interpolation needs knots >= 2 (or 0: automatic), got {self.knots}")
+            if self.knots and self.order + 1 > self.knots:
                 raise ParameterError(
                     f"order K = {self.order} gives K+1 = {self.order + 1} temporal bases, more than the "
                     f"{self.knots} knots can make independent; use knots >= K+1"
@@ -140,10 +154,13 @@ class PSMFamilySolver(Solver):
     def __init__(self, measurements, params: PSMParams, device="cpu"):
         super().__init__(measurements, params, device)
         n_frames = measurements.n_frames
-        if params.interpolation != "direct" and params.knots > n_frames:
+        #: The knots d of this run: ``params.knots``, or min(AUTO_KNOTS, P) when that is 0.
+        self.knots = params.knots or min(AUTO_KNOTS, n_frames)
+        if params.interpolation != "direct" and (self.knots > n_frames or params.order + 1 > self.knots):
             raise ParameterError(
-                f"knots must be at most the number of frames ({n_frames}), got {params.knots}; "
-                f"for so few frames set e.g. knots={n_frames} order={max(0, min(params.order, n_frames - 1))}"
+                f"knots must be at most the number of frames ({n_frames}) and at least K+1 = {params.order + 1}, "
+                f"got {self.knots}; for so few frames set e.g. knots={n_frames} "
+                f"order={max(0, min(params.order, n_frames - 1))}"
             )
         if params.interpolation == "direct" and params.order + 1 > n_frames:
             raise ParameterError(f"order K+1 = {params.order + 1} exceeds the number of frames ({n_frames})")
@@ -158,7 +175,7 @@ class PSMFamilySolver(Solver):
         self.operator = measurements.operator(device)
         self.raw_data = self.operator.measured(measurements.data)
         self.support = self.operator.support_mask()
-        self.interpolation = interpolation_matrix(n_frames, params.knots, params.interpolation).to(self.operator.device)
+        self.interpolation = interpolation_matrix(n_frames, self.knots, params.interpolation).to(self.operator.device)
         self.scale: float | None = None
         self.data_weight: float | None = None
         self.factors: PSMFactors | None = None
