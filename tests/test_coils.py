@@ -144,3 +144,25 @@ def test_cli_refuses_unusable_coil_maps(tmp_path, capsys):
     assert status == EXIT_BAD_INPUT
     assert "'coil_maps' must have shape (2, 16, 16)" in capsys.readouterr().err
     assert not (tmp_path / "out.npz").exists()
+
+
+def test_pixels_no_coil_sees_are_kept_zero_by_the_solvers(coil_set):
+    from imaging.operators import DynamicMRI
+    from imaging.operators.mri import coil_support
+
+    truth, image, calibration = coil_set
+    maps = espirit_maps(calibration, (SIZE, SIZE))
+    support = coil_support(torch.from_numpy(maps))
+    seen = np.linalg.norm(maps, axis=0) > 0
+    np.testing.assert_array_equal(support.numpy(), seen.astype(np.float32))
+    assert coil_support(torch.from_numpy(truth.astype(np.complex64))) is None  # sensitive everywhere
+    mask = kt_mask("variable-density", 16, (SIZE, SIZE), 8, center_lines=4, seed=0)
+    assert DynamicMRI(mask, maps, complex_image=True).support_mask() is not None
+    # A reconstruction with such maps: zero where no coil sees, close to the object inside.
+    images = np.repeat(image[None], 16, axis=0)
+    m = simulate_mri(images, mask, coil_maps=maps, noise=1e-3)
+    for method in ("psm", "red-psm"):
+        result = reconstruct(m, method, max_iter=3)
+        assert np.all(result.reconstruction[:, ~seen] == 0), method
+        error = np.abs(np.abs(result.reconstruction) - np.abs(images))[:, seen].mean()
+        assert error < 0.5 * np.abs(images)[:, seen].mean(), method

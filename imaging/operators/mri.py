@@ -152,6 +152,10 @@ class DynamicMRI(LinearOperator):
     def n_frames(self) -> int:
         return self.domain_shape[0]
 
+    def support_mask(self) -> torch.Tensor | None:
+        """Pixels some coil is sensitive to (see :func:`coil_support`)."""
+        return coil_support(self.coil_maps)
+
     def kspace_normal_weights(self) -> torch.Tensor | None:
         """K-space sampling weights (P, H, W) of a single-coil operator (``None`` with coil maps).
 
@@ -257,6 +261,23 @@ class DynamicMRI(LinearOperator):
             torch.sum(self._conj_readout_maps[None] * torch.matmul(self._dft_rows_adjoint[chunk, None], lines[chunk]), dim=1)
             for chunk in self._frame_chunks()
         ])
+
+
+def coil_support(coil_maps: torch.Tensor) -> torch.Tensor | None:
+    """(H, W) float32 0/1 mask of the pixels where some coil map is non-zero, or ``None``.
+
+    ESPIRiT sets the maps to zero where no coil sees signal (its eigenvalue crop): the data
+    say nothing about those pixels, and the estimate there would come from the prior alone,
+    so the solvers keep them zero, as a SENSE reconstruction with such maps does. Maps that
+    are non-zero everywhere (coil sensitivities of a simulation, no maps) give ``None``.
+
+    Parameters
+    ----------
+    coil_maps : torch.Tensor
+        complex (C, H, W) sensitivities.
+    """
+    seen = torch.any(coil_maps != 0, dim=0)
+    return None if bool(seen.all()) else seen.to(torch.float32)
 
 
 def sampled_line_count(mask) -> int | None:

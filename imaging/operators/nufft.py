@@ -31,6 +31,7 @@ import torch
 from ..schedules import angular_weights
 from ._pool import run_on_threads
 from .base import LinearOperator, linear_map, resolve_device
+from .mri import coil_support
 
 #: FINUFFT accuracy: relative error of each transform against the exact non-uniform DFT.
 DEFAULT_EPS = 1e-4
@@ -326,6 +327,10 @@ class DynamicNonCartesianMRI(LinearOperator):
     @property
     def n_frames(self) -> int:
         return self.domain_shape[0]
+
+    def support_mask(self) -> torch.Tensor | None:
+        """Pixels some coil is sensitive to (see :func:`imaging.operators.mri.coil_support`)."""
+        return coil_support(self.coil_maps)
 
     @property
     def nbytes(self) -> int:
