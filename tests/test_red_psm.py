@@ -146,6 +146,31 @@ def test_nonnegativity_follows_the_modality_unless_set(walnut):
     assert float(unconstrained.reconstruction.min()) < 0.0
 
 
+def test_cg_steps_follow_the_modality_unless_set(walnut, monkeypatch):
+    from imaging.solvers.psm import subproblem
+
+    steps = []
+
+    def counting(apply_matrix, rhs, start, iterations, precondition=None):
+        steps.append(iterations)
+        return conjugate_gradient(apply_matrix, rhs, start, iterations, precondition)
+
+    conjugate_gradient = subproblem.conjugate_gradient
+    monkeypatch.setattr(subproblem, "conjugate_gradient", counting)
+    mri = simulate("cardiac", frames=8, size=16, lines_per_frame=4, coils=2)
+    for measurements, params, expected in (
+        (walnut, {}, 8),  # tomography: the operator's lambda_cg_iterations
+        (walnut, {"cg_iterations": 5}, 5),
+        (mri, {"order": 3, "knots": 4}, 16),  # multi-coil MRI: Lambda by CG, 16 steps
+    ):
+        steps.clear()
+        solver = RedPSMSolver(
+            measurements, RedPSMSolver.make_params(**{**SMALL, **params}, denoiser=LinearSmoother())
+        )
+        solver.step()
+        assert steps and set(steps) == {expected}
+
+
 def test_red_psm_beats_fbp_window_on_a_tiny_phantom(walnut):
     red = reconstruct(walnut, "red-psm", max_iter=10, **SMALL)
     fbp = reconstruct(walnut, "fbp-window")

@@ -60,7 +60,8 @@ class LinearOperator:
       it is one (``None`` otherwise);
     - :attr:`initialisations`: the PSM initialisations that suit its data;
     - :attr:`nonnegative_images`: whether the physics makes every image value >= 0;
-    - :attr:`costly_to_build`: whether building it costs much more than applying it.
+    - :attr:`costly_to_build`: whether building it costs much more than applying it;
+    - :attr:`lambda_cg_iterations`: CG steps that solve PSM's Lambda system on its data.
     """
 
     domain_shape: tuple[int, ...]
@@ -82,6 +83,12 @@ class LinearOperator:
     #: frames then builds one per frame once and keeps them, instead of building one for
     #: each subset it visits.
     costly_to_build: ClassVar[bool] = False
+
+    #: Preconditioned CG steps per Lambda update of RED-PSM that reach the accuracy the
+    #: outer iterations need on this operator's data (``cg_iterations = 0``). 16 by
+    #: default: on the 8-coil cardiac cine with 8 of 128 lines per frame, 16 instead of 8
+    #: gained 0.44 dB after 20 iterations (benchmarks/results/tune_red_psm.md).
+    lambda_cg_iterations: ClassVar[int] = 16
 
     @classmethod
     def from_measurements(cls, measurements, device="cpu", **options) -> "LinearOperator":

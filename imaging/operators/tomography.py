@@ -255,6 +255,10 @@ class DynamicTomography(LinearOperator):
     initialisations = ("fbp-svd", "projection")
     nonnegative_images = True  # attenuation coefficients
     costly_to_build = True
+    # With the ramp-filter preconditioner 8 and 16 steps gave the same iterates to four
+    # digits (walnut P = 128, benchmarks/results/tune_red_psm.md section 2): the steps
+    # after the 8th cost time (half of a red-psm iteration's projections) and change nothing.
+    lambda_cg_iterations = 8
 
     def __init__(
         self,

@@ -36,9 +36,11 @@ seed 0; the table and its commands: ``benchmarks/results/tune_red_psm.md``): ``K
 and ``d = min(24, P)`` knots (``knots = 0``, :data:`~imaging.solvers.psm.AUTO_KNOTS`), so
 ``K+1 < d`` and the model is genuinely low-rank: on the 8-coil Cartesian cardiac cine
 (P=128) d = 24 gave +1.1 dB over d = 11 after 20 iterations and d = 32 only 0.04 dB
-more; on the walnut (P=128) +0.06 dB. ``cg_iterations = 16`` CG steps per Lambda update:
-+0.44 dB on the cardiac cine after 20 iterations (its 8 of 128 lines make the Lambda
-step ill-conditioned), the same PSNR on the walnut. ``lam = 2.4``, ``beta = 0.8``,
+more; on the walnut (P=128) +0.06 dB. ``cg_iterations = 0``: the operator's
+:attr:`~imaging.operators.LinearOperator.lambda_cg_iterations` CG steps per Lambda
+update, 16 for MRI (+0.44 dB over 8 on the cardiac cine after 20 iterations: its 8 of
+128 lines make the Lambda step ill-conditioned) and 8 for tomography (the same iterates
+as 16 on the walnut, at half the cost of the Lambda step). ``lam = 2.4``, ``beta = 0.8``,
 ``xi = chi = 0.2`` were kept: with v2, lam 1.2 / 4.8 / 9.6 gave -0.04 / +0.14 / +0.14 dB
 on the walnut after 25 iterations but the larger values' primal residual stayed above
 0.02 (slow ADMM convergence, so later stopping and longer runs), and on the cardiac cine
@@ -130,7 +132,12 @@ class RedPSMParams(PSMParams):
         symbol="d",
         minimum=0,
     )
-    cg_iterations: int = param(16, "preconditioned CG iterations of each Lambda update", label="CG iterations", minimum=1)
+    cg_iterations: int = param(
+        0,
+        "preconditioned CG iterations of each Lambda update (0: the modality's, 8 for tomography, 16 for MRI)",
+        label="CG iterations",
+        minimum=0,
+    )
     xi: float = param(0.2, "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases")
     chi: float = param(0.2, "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases")
     lam: float = param(
@@ -465,7 +472,7 @@ class RedPSMSolver(PSMFamilySolver):
         start = time.perf_counter()
         # The target f - dual is used through its projections only: never formed as a stack.
         target = StackDifference(self.f, self.dual)
-        self.problem.sweep(self.factors, p.beta, target, p.sweeps, p.cg_iterations)
+        self.problem.sweep(self.factors, p.beta, target, p.sweeps, self.cg_iterations)
         psm_seconds = time.perf_counter() - start
         start = time.perf_counter()
         change_sq, norm_sq, primal_sq = self._f_and_dual_step()
