@@ -153,3 +153,24 @@ def test_layers_import_downwards_only(layer, forbidden):
         if (module == layer or module.startswith(layer + ".")) and module not in deprecated_shims
     }
     assert {m: t for m, t in offending.items() if t} == {}
+
+
+def test_phantoms_load_without_pytorch():
+    # napari's File > Open Sample runs on the GUI thread: the phantoms must not pull in
+    # PyTorch and the solvers (about a second) through ``imaging``'s public names.
+    import subprocess
+    import sys
+
+    code = "import sys, imaging.phantoms; print('torch' in sys.modules)"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert completed.stdout.strip() == "False"
+
+
+def test_public_names_and_subpackages_load_on_first_use():
+    import imaging
+
+    assert imaging.reconstruct is imaging.run.reconstruct
+    assert imaging.Measurements is imaging.measurements.Measurements
+    assert set(imaging.__all__) <= set(dir(imaging))
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        imaging.nonexistent  # noqa: B018

@@ -36,6 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .._grids import disk_mask
 from .._limits import DETECTOR_SPACING_RANGE, MAX_ABS_ANGLE
 from ._pool import run_on_threads
 from .base import LinearOperator, linear_map, resolve_device
@@ -49,13 +50,6 @@ SUPPORTS = ("disk", "square")
 #: threads evenly loaded even when other processes compete for the cores, and the cost
 #: of one block call (about 20 microseconds) stays negligible next to its product.
 _NONZEROS_PER_BLOCK = 1 << 18
-
-
-def disk_mask(n: int) -> np.ndarray:
-    """Boolean (n, n) mask of the pixels whose centres lie in the inscribed circle."""
-    centre = (n - 1) / 2.0
-    yy, xx = np.mgrid[:n, :n]
-    return (yy - centre) ** 2 + (xx - centre) ** 2 <= (n / 2.0) ** 2
 
 
 def _as_angle_array(angles) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 
-from imaging.operators import disk_mask
+from .._grids import disk_mask
 
 MIN_SIZE = 8
 
