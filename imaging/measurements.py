@@ -215,6 +215,56 @@ class Measurements:
             **(self.geometry_fields() if self.modality == "tomography" else {}),
         )
 
+    @property
+    def has_coarser_grid(self) -> bool:
+        """Whether :meth:`on_coarser_grid` applies: one tomography slice of even size."""
+        return self.modality == "tomography" and not self.is_volume and self.slice_shape[0] % 2 == 0
+
+    def on_coarser_grid(self) -> "Measurements":
+        """The same acquisition, to be reconstructed on a grid of half the size.
+
+        The pixels of the (N/2, N/2) grid are twice as wide, and lengths are counted in
+        pixels, so the geometry halves: the detector spacing and the fan-beam distances;
+        the detector and its bins stay (``center_offset`` counts bins), and a line integral
+        counted in the wider pixels is half as large, so the sinogram and ``noise_std``
+        halve too. An image on the coarse grid then has the values of the fine image
+        averaged over 2 x 2 pixels: the ground truth (scoring only) is that average.
+
+        Returns
+        -------
+        Measurements
+            Tomography of one slice, ``image_shape`` (N/2, N/2), the same angles.
+
+        Raises
+        ------
+        MeasurementError
+            For MRI, a volume or an odd N (:attr:`has_coarser_grid` is False).
+        """
+        if not self.has_coarser_grid:
+            raise MeasurementError(
+                "a coarser grid is defined for one tomography slice of even size, "
+                f"not {self.modality} of image shape {self.image_shape}"
+            )
+        n = self.slice_shape[0] // 2
+        truth = self.ground_truth
+        if truth is not None:
+            truth = truth.reshape(truth.shape[0], n, 2, n, 2).mean(axis=(2, 4), dtype=np.float64).astype(np.float32)
+        fan = self.geometry == "fan"
+        return Measurements(
+            modality="tomography",
+            image_shape=(n, n),
+            sinogram=self.sinogram * np.float32(0.5),
+            angles=self.angles,
+            detector_spacing=self.detector_spacing / 2,
+            geometry=self.geometry,
+            center_offset=self.center_offset,
+            source_origin=self.source_origin / 2 if fan else self.source_origin,
+            origin_detector=self.origin_detector / 2 if fan else self.origin_detector,
+            ground_truth=truth,
+            noise_std=None if self.noise_std is None else self.noise_std / 2,
+            extra=self.extra,
+        )
+
     def geometry_fields(self) -> dict:
         """The tomography geometry keys (``geometry``, ``center_offset``, fan distances) as a dict."""
         return {key: getattr(self, key) for key in GEOMETRY_KEYS}

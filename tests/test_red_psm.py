@@ -317,3 +317,59 @@ def test_a_long_run_does_not_drift_from_its_best_iterate(case):
     assert len(curve) == 60
     assert curve[-1] >= max(curve) - 0.3
     assert curve[-1] > curve[0] + 0.5  # and the run did improve on its start
+
+
+@pytest.fixture(scope="module")
+def fine_walnut():
+    return simulate("walnut", frames=16, size=32, seed=2, protocol="fine-grid")
+
+
+def test_coarse_to_fine_levels():
+    from imaging.solvers.red_psm import coarse_levels
+
+    def walnut_of(size):
+        return simulate("walnut", frames=2, size=size, noise=0.0)
+
+    assert [coarse_levels(walnut_of(n), 16) for n in (16, 30, 32, 64, 66)] == [0, 0, 1, 2, 1]
+    assert coarse_levels(walnut_of(64), 0) == 0
+    assert coarse_levels(simulate("cardiac", frames=2, size=64), 16) == 0  # tomography only
+
+
+def test_coarse_to_fine_start_refines_the_coarse_solution(fine_walnut):
+    """The run solves on the 16-pixel grid until its stopping rule (or its share of
+    ``max_iter``), then takes
+    ``refine_iterations`` iterations on the 32-pixel grid, which fit the data better and
+    improve on the interpolated coarse solution."""
+    seen = []
+
+    def callback(info):
+        seen.append(info.estimate().shape)
+
+    result = reconstruct(
+        fine_walnut, "red-psm", coarse_size=16, refine_iterations=3, max_iter=20, callback=callback, **SMALL
+    )
+    grids = [entry["grid_size"] for entry in result.history]
+    coarse_iterations = grids.count(16.0)
+    assert grids == [16.0] * coarse_iterations + [32.0] * 3 and 5 <= coarse_iterations <= 17
+    assert result.stop_reason == "converged"
+    assert set(seen) == {(16, 32, 32)} and result.reconstruction.shape == (16, 32, 32)
+    assert result.extras["spatial_bases"].shape == (4, 32, 32)
+    refined = result.history[coarse_iterations:]
+    assert refined[-1]["data_residual"] < 0.8 * refined[0]["data_residual"]
+    assert refined[-1]["psnr"] > result.history[coarse_iterations - 1]["psnr"] + 0.3
+
+
+def test_coarse_to_fine_checkpoint_resumes_bit_for_bit(fine_walnut, tmp_path):
+    """A run stopped on the coarse grid resumes there and through the refinement."""
+    params = dict(SMALL, coarse_size=16, refine_iterations=2, tol=0.0)
+    full = reconstruct(fine_walnut, "red-psm", max_iter=6, **params)
+    assert [entry["grid_size"] for entry in full.history] == [16.0] * 4 + [32.0] * 2
+    checkpoint = tmp_path / "run.ckpt"
+    stopped = reconstruct(
+        fine_walnut, "red-psm", max_iter=6, checkpoint=checkpoint, checkpoint_every=1,
+        callback=lambda info: info.iteration < 3, **params,
+    )
+    assert len(stopped.history) == 3
+    resumed = reconstruct(fine_walnut, "red-psm", max_iter=6, checkpoint=checkpoint, resume=True, **params)
+    assert np.array_equal(resumed.reconstruction, full.reconstruction)
+    assert resumed.history[-1]["data_residual"] == full.history[-1]["data_residual"]

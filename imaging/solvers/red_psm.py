@@ -72,6 +72,25 @@ of the six cases; on the walnut at P = 256 the best is at iteration 22 and the 1
 ``p`` with ``p % s == i % s`` are denoised, the others reuse their last denoiser output
 (the f step decouples over frames, so this is a block-coordinate update of the f block).
 The ``"fast"`` preset uses ``s = 2`` for 10 iterations: five full denoiser passes.
+
+Coarse-to-fine start (tomography, grids larger than ``2 * coarse_size``): the run first
+solves the same acquisition on the grid halved while it stays at least ``coarse_size``
+(:meth:`~imaging.Measurements.on_coarser_grid`: pixels twice as wide, the same
+detector), with the stopping rule above, then interpolates the spatial bases, ``f`` and
+the dual to the next finer grid and runs ``refine_iterations`` iterations there, and so
+on up to the data's grid; the history's ``grid_size`` says which grid each iteration
+ran on, and the estimate of a coarser grid is reported interpolated to the full grid.
+Without it the cost of an iteration grows with the pixels and the iterations the rule
+needs grow too (34 / 55 / more than 80 at N = 128 / 256 / 512, walnut P = 256,
+``benchmarks/results/scale.md``), and the larger grid's iterates are not better for it.
+``refine_iterations = 3`` was chosen on the tuning walnut (seed 1, P = 256, N = 256:
+``tune_red_psm.py grid --size 256 --set refine_iterations=8``, table in
+``benchmarks/results/tune_red_psm.md``): after the coarse grid's 47 iterations (22.77 dB,
+scored interpolated to N = 256) the fine grid's iterations gave 22.88 / 22.97 / 23.04 /
+23.06 / 23.05 / 23.02 / 23.00 / 22.98 dB; at N = 512 (an experiment on the same seed) the
+finest grid's iterates declined from the first, so 3 rather than 4. ``coarse_size = 128``
+keeps runs on grids of up to 255 pixels as they were (the sizes the defaults were tuned
+on).
 """
 
 from __future__ import annotations
@@ -90,12 +109,12 @@ from torch import nn
 from ..denoisers import denoise_frames, describe_module, load_denoiser
 from ..denoisers.inference import denoise_layout, exact_patch_overlap, working_bytes_per_pixel
 from ..denoisers.weights import SHIPPED_DENOISERS
-from ..models.psm import synthesize
+from ..models.psm import PSMFactors, synthesize
 from .registry import register
 from .base import ParameterError, image_array, param
 from .psm import AUTO_KNOTS, PSMFamilySolver, PSMParams
 from .psm.solver import norm_ratio, squared_norm
-from .psm.subproblem import StackDifference
+from .psm.subproblem import StackDifference, data_weight
 
 #: Bytes of one float32 block of frames in the f and dual updates (the block's f_PSM,
 #: denoiser output and update are a few such blocks).
@@ -114,6 +133,32 @@ def f_step_block_frames(stride: int, batch: int, frame_bytes: int) -> int:
 
 
 NONNEGATIVE_CHOICES = ("auto", "on", "off")
+
+#: Default ``coarse_size``: grids of up to 2 x 128 pixels are solved first at 128, where
+#: the stopping rule was tuned (benchmarks/tune_red_psm.py).
+COARSE_SIZE = 128
+#: Default ``refine_iterations`` (see the module docstring for the measurement).
+REFINE_ITERATIONS = 3
+
+
+def coarse_levels(measurements, coarse_size: int) -> int:
+    """How many times the coarse-to-fine start halves the grid of ``measurements``: while
+    :meth:`~imaging.Measurements.has_coarser_grid` and the halved size is at least
+    ``coarse_size`` (0: never)."""
+    levels = 0
+    size = measurements.slice_shape[0]
+    while coarse_size and measurements.has_coarser_grid and size % 2 == 0 and size // 2 >= coarse_size:
+        levels += 1
+        size //= 2
+    return levels
+
+
+def upsample_frames(frames: torch.Tensor) -> torch.Tensor:
+    """(B, N, M) real frames on the grid of twice the size, (B, 2N, 2M), by bilinear
+    interpolation (the inverse of 2 x 2 averaging for smooth images)."""
+    return torch.nn.functional.interpolate(
+        frames.unsqueeze(1), scale_factor=2, mode="bilinear", align_corners=False
+    ).squeeze(1)
 
 #: How RED-PSM applies its (real-image) denoiser to complex frames (see :meth:`RedPSMSolver._denoise`).
 COMPLEX_DENOISING = ("smooth-phase", "real-imag", "magnitude")
@@ -183,6 +228,16 @@ class RedPSMParams(PSMParams):
     )
     tol: float = param(2e-3, "stop when relative change of f and primal residual are both below tol")
     min_iter: int = param(5, "iterations before the stopping rule may stop the run", minimum=0)
+    coarse_size: int = param(
+        COARSE_SIZE,
+        "coarse-to-fine start (tomography): solve first on the grid halved while it stays at least this size, "
+        "then refine on each finer grid (0: off)",
+        unit="pixels",
+        minimum=0,
+    )
+    refine_iterations: int = param(
+        REFINE_ITERATIONS, "iterations on each finer grid after the coarse-to-fine start's coarse solve", minimum=1
+    )
 
     def __post_init__(self):
         # An in-memory module is kept aside and the field records its description
@@ -219,6 +274,10 @@ class RedPSMParams(PSMParams):
             raise ParameterError(f"nonnegative must be one of {', '.join(NONNEGATIVE_CHOICES)}, got {self.nonnegative!r}")
         if self.min_iter < 0:
             raise ParameterError(f"min_iter must be >= 0, got {self.min_iter}")
+        if self.coarse_size < 0 or self.refine_iterations < 1:
+            raise ParameterError(
+                f"coarse_size must be >= 0 and refine_iterations >= 1, got {self.coarse_size}, {self.refine_iterations}"
+            )
         if not math.isfinite(self.phase_smoothing) or self.phase_smoothing <= 0:
             raise ParameterError(f"phase_smoothing must be a positive number of pixels, got {self.phase_smoothing}")
         if self.complex_denoising not in COMPLEX_DENOISING:
@@ -304,6 +363,7 @@ class RedPSMSolver(PSMFamilySolver):
             "max_iter": 30,
             "tol": 4e-3,
             "min_iter": 5,
+            "coarse_size": 0,
         },
         # The official walnut P=256 configuration translated to the normalised objective
         # (see the module docstring): K=10, d=11, lam/beta = 0.5, negligible Frobenius
@@ -320,6 +380,7 @@ class RedPSMSolver(PSMFamilySolver):
             "tol": 0.0,
             "red_iterations": 1,
             "cg_iterations": 25,
+            "coarse_size": 0,
         },
     }
 
@@ -343,6 +404,16 @@ class RedPSMSolver(PSMFamilySolver):
         self.dual: torch.Tensor | None = None
         self.denoised: torch.Tensor | None = None
         self.primal_residual = math.inf
+        #: The coarse-to-fine start: the solver of the same acquisition on the grid of half
+        #: the size (itself with a coarser one where ``coarse_size`` allows), run first
+        #: and until its own stop; None once this grid took over (or without the start).
+        self.coarse: RedPSMSolver | None = None
+        #: Outer iterations run on coarser grids, once this grid took over from them.
+        self.refined_at: int | None = None
+        if coarse_levels(measurements, params.coarse_size):
+            coarse_params = copy.copy(params)  # a shallow copy keeps an in-memory denoiser module
+            coarse_params.max_iter = max(1, params.max_iter - params.refine_iterations)
+            self.coarse = type(self)(measurements.on_coarser_grid(), coarse_params, device=device)
 
     def _denoiser_on_device(self, params: RedPSMParams) -> nn.Module:
         """The denoiser of ``params`` on the run's device, in evaluation mode."""
@@ -466,7 +537,44 @@ class RedPSMSolver(PSMFamilySolver):
         f = (p.lam * denoised + anchor) / (p.lam + p.beta)
         return f.clamp_min_(0.0) if self.nonnegative else f
 
+    def _coarse_step(self) -> dict[str, float]:
+        """One iteration of the coarse-to-fine start on the coarser grid; when that grid's
+        run stops, its state is carried to this grid (:meth:`_refine_from`)."""
+        coarse = self.coarse
+        entry = coarse.step()
+        coarse.iteration += 1
+        entry.setdefault("grid_size", float(coarse.measurements.slice_shape[0]))
+        if coarse.converged() or coarse.iteration >= coarse.params.max_iter:
+            start = time.perf_counter()
+            self._refine_from(coarse)
+            self.coarse = None
+            self.refined_at = self.iteration + 1
+            entry["refine_seconds"] = time.perf_counter() - start
+        return entry
+
+    def _refine_from(self, coarse: "RedPSMSolver") -> None:
+        """Start this grid from the state of ``coarse``, the solver of half the size.
+
+        The coarse grid's images have the values of this grid's images averaged over 2 x 2
+        pixels, and its normalisation is kept, so the spatial bases, ``f`` and the scaled
+        dual (the RED prior's gradient at the fixed point, a per-pixel quantity) are
+        interpolated bilinearly; the temporal knots carry over unchanged. The data weight
+        is this grid's own.
+        """
+        self.scale = coarse.scale
+        self.data_weight = data_weight(self.operator, self.support)
+        self.factors = PSMFactors(
+            upsample_frames(coarse.factors.spatial), coarse.factors.knots.clone(), self.interpolation
+        )
+        self._build_problem()
+        self.problem.rebalance(self.factors)
+        self.f = upsample_frames(coarse.f)
+        self.dual = upsample_frames(coarse.dual)
+        self.denoised = None
+
     def step(self) -> dict[str, float]:
+        if self.coarse is not None:
+            return self._coarse_step()
         entry = self._ensure_initialised()
         p = self.params
         start = time.perf_counter()
@@ -490,18 +598,39 @@ class RedPSMSolver(PSMFamilySolver):
             psm_seconds=psm_seconds,
             denoiser_seconds=denoiser_seconds,
         )
+        if self.refined_at is not None:
+            entry["grid_size"] = float(self.measurements.slice_shape[0])
         return entry
 
     def converged(self) -> bool:
+        """The stopping rule; on a grid refined from a coarser one also after
+        ``refine_iterations`` iterations on it."""
+        if self.coarse is not None:
+            return False
+        if self.refined_at is not None and self.iteration - self.refined_at >= self.params.refine_iterations:
+            return True
         tol = self.params.tol
         return self.iteration >= self.params.min_iter and self.previous_change < tol and self.primal_residual < tol
 
     def estimate(self) -> np.ndarray:
+        if self.coarse is not None:
+            return image_array(upsample_frames(torch.from_numpy(self.coarse.estimate())))
         self._ensure_initialised()
         return image_array(self.f * self.scale)
 
+    def extras(self) -> dict[str, np.ndarray]:
+        if self.coarse is None:
+            return super().extras()
+        extras = self.coarse.extras()
+        extras["spatial_bases"] = image_array(upsample_frames(torch.from_numpy(extras["spatial_bases"])))
+        return extras
+
     def state_dict(self) -> dict:
+        if self.coarse is not None:
+            return {"iteration": self.iteration, "coarse": self.coarse.state_dict()}
         state = super().state_dict()
+        if self.refined_at is not None:
+            state["refined_at"] = self.refined_at
         if self.f is not None:
             state.update(f=self.f.cpu(), dual=self.dual.cpu(), primal_residual=self.primal_residual)
             if self.denoised is not None:
@@ -509,7 +638,16 @@ class RedPSMSolver(PSMFamilySolver):
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        if "coarse" in state:
+            if self.coarse is None:
+                raise ValueError("the state is of a coarse-to-fine start, this run has none")
+            self.iteration = int(state["iteration"])
+            self.coarse.load_state_dict(state["coarse"])
+            return
+        # A state past the coarse grids (or of a run without them).
+        self.coarse = None
         super().load_state_dict(state)
+        self.refined_at = int(state["refined_at"]) if "refined_at" in state else None
         if "f" in state:
             device = self.operator.device
             frames_shape, frames_dtype = self.operator.domain_shape, self.operator.domain_dtype
