@@ -355,6 +355,10 @@ def test_coarse_to_fine_start_refines_the_coarse_solution(fine_walnut):
     assert set(seen) == {(16, 32, 32)} and result.reconstruction.shape == (16, 32, 32)
     assert result.extras["spatial_bases"].shape == (4, 32, 32)
     refined = result.history[coarse_iterations:]
+    # Scored on the coarse grid only every metrics_every (10) iterations and where it hands over.
+    scored = [entry["iteration"] for entry in result.history[:coarse_iterations] if "psnr" in entry]
+    assert scored == [i for i in range(1, coarse_iterations + 1) if i % 10 == 0 or i == coarse_iterations]
+    assert all("psnr" in entry for entry in refined)
     assert refined[-1]["data_residual"] < 0.8 * refined[0]["data_residual"]
     assert refined[-1]["psnr"] > result.history[coarse_iterations - 1]["psnr"] + 0.3
 

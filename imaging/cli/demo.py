@@ -147,9 +147,10 @@ def comparison_figure(truth, reconstructions: dict, history: list, path) -> None
     conv.semilogy(iterations, [h["data_residual"] for h in history], color="tab:blue", label="relative data residual")
     conv.set_xlabel("outer iteration")
     conv.set_ylabel("data residual", color="tab:blue")
-    if history and "psnr" in history[0]:
+    scored = [(h["iteration"], h["psnr"]) for h in history if "psnr" in h]  # not every coarse-grid iteration
+    if scored:
         twin = conv.twinx()
-        twin.plot(iterations, [h["psnr"] for h in history], color="tab:orange", label="PSNR (logged only)")
+        twin.plot(*zip(*scored), color="tab:orange", label="PSNR (logged only)")
         twin.set_ylabel("PSNR (dB)", color="tab:orange")
     conv.set_title("RED-PSM convergence (PSNR is logged, never used to stop)")
     from ..io import write_atomic

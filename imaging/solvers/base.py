@@ -357,6 +357,13 @@ class Solver:
         """Current reconstruction, numpy float32 (P, N, N), complex64 for complex images (MRI)."""
         raise NotImplementedError
 
+    @property
+    def estimate_is_interpolated(self) -> bool:
+        """True while the solver works on a coarser grid than the data's and :meth:`estimate`
+        interpolates its images (red-psm's coarse-to-fine start): an iteration there costs
+        about what scoring the full-size estimate does, so the runner scores less often."""
+        return False
+
     def extras(self) -> dict[str, np.ndarray]:
         """Optional by-products saved with the result (e.g. PSM factors)."""
         return {}

@@ -618,6 +618,10 @@ class RedPSMSolver(PSMFamilySolver):
         self._ensure_initialised()
         return image_array(self.f * self.scale)
 
+    @property
+    def estimate_is_interpolated(self) -> bool:
+        return self.coarse is not None
+
     def extras(self) -> dict[str, np.ndarray]:
         if self.coarse is None:
             return super().extras()
