@@ -225,7 +225,7 @@ def test_red_psm_on_dynamic_mri_improves_on_its_initialisation():
 @pytest.mark.parametrize(
     "bad",
     [{"order": -1}, {"knots": 1}, {"lam": -0.1}, {"beta": 0.0}, {"denoise_stride": 0}, {"patch_size": -8},
-     {"nonnegative": "yes"}],
+     {"nonnegative": "yes"}, {"coarse_size": 8}, {"coarse_size": -1}, {"refine_iterations": 0}],
 )
 def test_bad_parameters_raise_parameter_error(bad):
     with pytest.raises(ParameterError):

@@ -139,6 +139,9 @@ NONNEGATIVE_CHOICES = ("auto", "on", "off")
 COARSE_SIZE = 128
 #: Default ``refine_iterations`` (see the module docstring for the measurement).
 REFINE_ITERATIONS = 3
+#: The smallest ``coarse_size`` besides 0: a guard against grids of a few pixels (already a
+#: start from 64 at N = 128 ended 1.3-2.7 dB below the plain run, tune_red_psm.md).
+MIN_COARSE_SIZE = 16
 
 
 def coarse_levels(measurements, coarse_size: int) -> int:
@@ -231,7 +234,7 @@ class RedPSMParams(PSMParams):
     coarse_size: int = param(
         COARSE_SIZE,
         "coarse-to-fine start (tomography): solve first on the grid halved while it stays at least this size, "
-        "then refine on each finer grid (0: off)",
+        "then refine on each finer grid (0: off; else at least 16)",
         unit="pixels",
         minimum=0,
     )
@@ -274,10 +277,10 @@ class RedPSMParams(PSMParams):
             raise ParameterError(f"nonnegative must be one of {', '.join(NONNEGATIVE_CHOICES)}, got {self.nonnegative!r}")
         if self.min_iter < 0:
             raise ParameterError(f"min_iter must be >= 0, got {self.min_iter}")
-        if self.coarse_size < 0 or self.refine_iterations < 1:
-            raise ParameterError(
-                f"coarse_size must be >= 0 and refine_iterations >= 1, got {self.coarse_size}, {self.refine_iterations}"
-            )
+        if self.coarse_size != 0 and self.coarse_size < MIN_COARSE_SIZE:
+            raise ParameterError(f"coarse_size must be 0 (off) or >= {MIN_COARSE_SIZE} pixels, got {self.coarse_size}")
+        if self.refine_iterations < 1:
+            raise ParameterError(f"refine_iterations must be >= 1, got {self.refine_iterations}")
         if not math.isfinite(self.phase_smoothing) or self.phase_smoothing <= 0:
             raise ParameterError(f"phase_smoothing must be a positive number of pixels, got {self.phase_smoothing}")
         if self.complex_denoising not in COMPLEX_DENOISING:
@@ -568,8 +571,8 @@ class RedPSMSolver(PSMFamilySolver):
         )
         self._build_problem()
         self.problem.rebalance(self.factors)
-        self.f = upsample_frames(coarse.f)
-        self.dual = upsample_frames(coarse.dual)
+        self.f = self._mask(upsample_frames(coarse.f))
+        self.dual = self._mask(upsample_frames(coarse.dual))
         self.denoised = None
 
     def step(self) -> dict[str, float]:
