@@ -8,14 +8,15 @@ not: the child's ``VmHWM``; ``ru_maxrss`` would report the parent's peak, see
 runner then logs PSNR every iteration and a sampled SSIM), which measures what the
 logging costs (``--truth no`` or ``yes`` runs one of the two). Cases that exceed
 ``--timeout`` are reported as such. ``--set KEY=VALUE`` overrides a method parameter
-(e.g. ``max_iter=2`` for a memory row at N=1024; the peak is reached in the first
-iterations); the overrides are stated in the table's header.
+(e.g. ``max_iter=2 coarse_size=0`` for a memory row at N=1024: the peak is reached in
+the first iterations on the full grid, which red-psm's coarse-to-fine start would reach
+only at its end); the overrides are stated in the table's header.
 
 Usage::
 
     python benchmarks/scale.py                                   # N sweep at P=256, P sweep at N=128
     python benchmarks/scale.py --sizes 64 128 --frame-counts 64 --preset fast   # a quick subset
-    python benchmarks/scale.py --sizes 1024 --frame-counts --truth no --set max_iter=2   # one memory row
+    python benchmarks/scale.py --sizes 1024 --frame-counts --truth no --set max_iter=2 --set coarse_size=0   # one memory row
     python benchmarks/scale.py --device cuda --output benchmarks/results/scale-cuda.md
 
 Writes a markdown table (default ``benchmarks/results/scale.md``) after every case.
