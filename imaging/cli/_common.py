@@ -116,7 +116,8 @@ def progress_callback(max_iter: int, label: str):
 
     The bar counts outer iterations over all slices of a volume, so its remaining-time
     estimate covers the whole run; it is an upper bound, since a method's stopping rule
-    may end a slice before ``max_iter``.
+    may end a slice before ``max_iter``, except while red-psm's coarse-to-fine start runs
+    its cheap coarse-grid iterations (the bar then shows the grid).
     """
     from tqdm import tqdm
 
@@ -126,6 +127,8 @@ def progress_callback(max_iter: int, label: str):
         bar.total = info.max_iter * info.n_slices
         bar.n = info.slice_index * info.max_iter + info.iteration
         postfix = {"residual": f"{info.entry.get('data_residual', float('nan')):.3g}"}
+        if "grid_size" in info.entry:
+            postfix["grid"] = f"{int(info.entry['grid_size'])}"
         if "psnr" in info.entry:
             postfix["psnr"] = f"{info.entry['psnr']:.2f}"
         bar.set_postfix(postfix, refresh=False)

@@ -435,10 +435,13 @@ def progress_text(progress: Progress) -> str:
     """e.g. ``"iteration 12 / 200 - residual 3.1e-02 - PSNR 27.4 dB"``.
 
     For a volume the slice comes first, counted from 1 (it is at z = 2 on napari's
-    z slider), e.g. ``"slice 3 / 8 - iteration 12 / 200 - residual 3.1e-02"``.
+    z slider), e.g. ``"slice 3 / 8 - iteration 12 / 200 - residual 3.1e-02"``; a run that
+    starts on coarser grids names the grid, e.g. ``"iteration 4 / 80 - grid 128 px - ..."``.
     """
     parts = [f"slice {progress.slice_index + 1} / {progress.n_slices}"] if progress.n_slices > 1 else []
     parts.append(f"iteration {progress.iteration} / {progress.max_iter}")
+    if "grid_size" in progress.entry:  # red-psm's coarse-to-fine start: cheap iterations first
+        parts.append(f"grid {int(progress.entry['grid_size'])} px")
     if "data_residual" in progress.entry:
         parts.append(f"residual {progress.entry['data_residual']:.2e}")
     if "psnr" in progress.entry:

@@ -149,6 +149,8 @@ def test_describe_error_is_plain():
 def test_progress_text():
     progress = _logic.Progress(3, 10, {"data_residual": 0.0312, "psnr": 27.41}, None)
     assert _logic.progress_text(progress) == "iteration 3 / 10 - residual 3.12e-02 - PSNR 27.41 dB"
+    coarse = _logic.Progress(3, 80, {"grid_size": 128.0, "data_residual": 0.0312}, None)
+    assert _logic.progress_text(coarse) == "iteration 3 / 80 - grid 128 px - residual 3.12e-02"
 
 
 # -- the synchronous job switch --------------------------------------------------------------
