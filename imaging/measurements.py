@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from ._grids import block_average
 from ._limits import DETECTOR_SPACING_RANGE, MAX_ABS_ANGLE
 
 MODALITIES = ("tomography", "mri")
@@ -246,9 +247,7 @@ class Measurements:
                 f"not {self.modality} of image shape {self.image_shape}"
             )
         n = self.slice_shape[0] // 2
-        truth = self.ground_truth
-        if truth is not None:
-            truth = truth.reshape(truth.shape[0], n, 2, n, 2).mean(axis=(2, 4), dtype=np.float64).astype(np.float32)
+        truth = None if self.ground_truth is None else block_average(self.ground_truth, 2)
         fan = self.geometry == "fan"
         return Measurements(
             modality="tomography",

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ._grids import block_average
 from .measurements import Measurements
 from .operators import DynamicMRI, disk_mask, fft2c
 from .operators.geometry import ProjectionGeometry
@@ -91,27 +92,6 @@ def _check_grid_factor(grid_factor, fine_shape) -> int:
     if any(side % grid_factor for side in fine_shape[-2:]):
         raise ValueError(f"grid_factor {grid_factor} must divide the image sides {tuple(fine_shape[-2:])}")
     return int(grid_factor)
-
-
-def block_average(images: np.ndarray, factor: int) -> np.ndarray:
-    """Mean over ``factor x factor`` pixel blocks of the last two axes.
-
-    Parameters
-    ----------
-    images : numpy.ndarray, shape (..., F*H, F*W)
-    factor : int
-        Block side F; it divides both sides.
-
-    Returns
-    -------
-    numpy.ndarray
-        (..., H, W), the dtype of ``images`` (complex stays complex).
-    """
-    if factor == 1:
-        return images
-    *lead, height, width = images.shape
-    blocks = images.reshape(*lead, height // factor, factor, width // factor, factor)
-    return blocks.mean(axis=(-3, -1)).astype(images.dtype, copy=False)
 
 
 def _weights_per_ray(size: int, detector_spacing: float, projector: str) -> float:
