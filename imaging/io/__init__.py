@@ -23,6 +23,7 @@ from .files import (
     save_reconstruction,
 )
 from .importer import ImportResult, import_raw
+from .stored import StoredFrames, open_ground_truth
 from .raw import ImportReport, RawDataError
 
 __all__ = [
@@ -35,10 +36,12 @@ __all__ = [
     "ImportReport",
     "ImportResult",
     "RawDataError",
+    "StoredFrames",
     "import_raw",
     "load_coil_maps",
     "load_measurements",
     "load_reconstruction",
+    "open_ground_truth",
     "save_measurements",
     "save_reconstruction",
     "write_atomic",

@@ -239,6 +239,24 @@ def _check_h5_storage(path: Path, name: str, item) -> None:
         raise FileFormatError(f"{path}: dataset {name!r} was never written (no data stored); refusing to load it")
 
 
+def _h5_dataset(path: Path, handle, name: str):
+    """The dataset ``name`` of an open HDF5 file, refused unless its data are in this file
+    (a hard link to a dataset with a shape, neither virtual nor external)."""
+    import h5py
+
+    link = handle.get(name, getlink=True)
+    if not isinstance(link, h5py.HardLink):
+        raise FileFormatError(f"{path}: {name!r} is a soft or external link; refusing to follow it")
+    item = handle[name]
+    if isinstance(item, h5py.Group):
+        raise FileFormatError(f"{path}: {name!r} is a group; expected a dataset")
+    if item.is_virtual or item.external:
+        raise FileFormatError(f"{path}: dataset {name!r} stores its data in other files; refusing to load")
+    if item.shape is None:
+        raise FileFormatError(f"{path}: dataset {name!r} is empty (no shape)")
+    return item
+
+
 def _read_h5(path: Path, keys: _Keys, max_bytes: int | None) -> tuple[dict[str, np.ndarray], list[str]]:
     import h5py
 
@@ -253,16 +271,7 @@ def _read_h5(path: Path, keys: _Keys, max_bytes: int | None) -> tuple[dict[str, 
             for name in names:
                 if not keys.wants(name):
                     continue  # not asked for: never opened
-                link = handle.get(name, getlink=True)
-                if not isinstance(link, h5py.HardLink):
-                    raise FileFormatError(f"{path}: {name!r} is a soft or external link; refusing to follow it")
-                item = handle[name]
-                if isinstance(item, h5py.Group):
-                    raise FileFormatError(f"{path}: {name!r} is a group; expected a dataset")
-                if item.is_virtual or item.external:
-                    raise FileFormatError(f"{path}: dataset {name!r} stores its data in other files; refusing to load")
-                if item.shape is None:
-                    raise FileFormatError(f"{path}: dataset {name!r} is empty (no shape)")
+                item = _h5_dataset(path, handle, name)
                 string_info = h5py.check_string_dtype(item.dtype)
                 if string_info is not None:
                     if item.shape != ():
@@ -348,7 +357,7 @@ def _raw_acquisition_hint(names) -> str:
     return ""
 
 
-def load_measurements(path, *, max_bytes: int | None = None) -> Measurements:
+def load_measurements(path, *, max_bytes: int | None = None, ground_truth: bool = True) -> Measurements:
     """Read and validate a measurement file (``.npz``, ``.h5`` or ``.hdf5``).
 
     Parameters
@@ -359,6 +368,10 @@ def load_measurements(path, *, max_bytes: int | None = None) -> Measurements:
         contract's dtypes, take more than this many bytes (each or together), checked
         before they are read. Default :data:`DEFAULT_MAX_BYTES`; the memory available to
         the process lowers it further (:func:`imaging.io.safe.read_limit`).
+    ground_truth : bool
+        False: leave the file's ``ground_truth`` unread (the result has none), e.g. to
+        score against it block by block with :func:`open_ground_truth` instead of
+        holding it in memory.
 
     Returns
     -------
@@ -387,7 +400,8 @@ def load_measurements(path, *, max_bytes: int | None = None) -> Measurements:
     if modality not in MODALITIES:
         raise FileFormatError(f"{path}: unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
     _refuse_unknown_keys(path, modality, names)
-    contract = _Keys({name: _MEASUREMENT_DTYPES[name] for name in _CONTRACT_KEYS[modality]})
+    wanted = [name for name in _CONTRACT_KEYS[modality] if ground_truth or name != "ground_truth"]
+    contract = _Keys({name: _MEASUREMENT_DTYPES[name] for name in wanted})
     path, values, _ = _read_arrays(path, contract, max_bytes, "measurement file", suffixes)
     missing = [key for key in _REQUIRED_KEYS[modality] if key not in values and key != "modality"]
     if modality == "mri" and "mask" not in values and "trajectory" not in values:

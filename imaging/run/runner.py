@@ -24,6 +24,7 @@ import torch
 
 from ..io.atomic import write_atomic
 from ..io.safe import first_line
+from ..io.stored import StoredFrames, volume_slice
 from ..measurements import MeasurementError, Measurements
 from ..operators.coils import ESTIMATORS as COIL_ESTIMATORS
 from ..results import ReconstructionResult, magnitude_image
@@ -72,18 +73,25 @@ class ReferenceScorer:
 
     Parameters
     ----------
-    reference : numpy.ndarray
-        float32 (P, N, N) ground truth.
+    reference : numpy.ndarray or imaging.io.StoredFrames
+        float32 (P, N, N) ground truth: in memory, or kept in its file and read a block of
+        frames at a time (:func:`imaging.io.open_ground_truth`).
     """
 
-    def __init__(self, reference: np.ndarray):
+    def __init__(self, reference: np.ndarray | StoredFrames):
         from .. import metrics
 
         self._metrics = metrics
         self.reference = reference
-        # The range in double precision, as imaging.metrics computes it.
-        self.data_range = float(reference.max()) - float(reference.min()) or float(np.max(np.abs(reference))) or 1.0
         frames = reference.shape[0]
+        lows, highs = [], []
+        for start in range(0, frames, _SCORE_BLOCK_FRAMES):
+            block = reference[start : start + _SCORE_BLOCK_FRAMES]
+            lows.append(float(block.min()))
+            highs.append(float(block.max()))
+        low, high = min(lows), max(highs)
+        # The range in double precision, as imaging.metrics computes it.
+        self.data_range = high - low or max(abs(low), abs(high)) or 1.0
         self.ssim_frames = np.unique(np.linspace(0, frames - 1, min(frames, SSIM_SAMPLED_FRAMES)).round().astype(int))
 
     def score(self, estimate: np.ndarray, with_ssim: bool) -> dict[str, Any]:
@@ -332,6 +340,7 @@ def iterate(
     slices: Sequence[int] | None = None,
     threads: int | None = None,
     coil_estimator: str = "auto",
+    ground_truth: np.ndarray | StoredFrames | None = None,
     **params,
 ) -> Generator[IterationInfo, Any, ReconstructionResult]:
     """Run a reconstruction step by step, of one slice or of a volume.
@@ -379,6 +388,12 @@ def iterate(
         The result's ``extras`` then hold ``coil_maps`` (C, H, W) (volume: (Z, C, H, W))
         and ``coil_maps_estimator``, the estimator used; reuse the maps by setting them
         as the measurements' ``coil_maps``.
+    ground_truth : numpy.ndarray or imaging.io.StoredFrames, optional
+        Score against this (P, N, N) (volume: (P, Z, N, N)) reference instead of
+        ``measurements.ground_truth``; a :class:`~imaging.io.StoredFrames` from
+        :func:`imaging.io.open_ground_truth` stays in its file and is read a block of
+        frames at a time, so it adds no stack to the run's memory. Like the
+        measurements' own, it only scores.
     **params
         The method's parameters (see ``get_solver(method).describe_params()``).
     """
@@ -391,14 +406,21 @@ def iterate(
     budget = choose_threads(threads)
     if coil_estimator not in COIL_ESTIMATORS:
         raise ParameterError(f"unknown coil_estimator {coil_estimator!r}; choose one of: {', '.join(COIL_ESTIMATORS)}")
+    if ground_truth is None:
+        ground_truth = measurements.ground_truth
+    elif tuple(ground_truth.shape) != (measurements.n_frames, *measurements.image_shape):
+        raise MeasurementError(
+            f"ground_truth must have shape {(measurements.n_frames, *measurements.image_shape)} (the measurements' "
+            f"frames and image shape), got {tuple(ground_truth.shape)}"
+        )
     with thread_budget(budget):
         return (yield from _iterate(measurements, method, solver_cls, solver_params, checkpoint, slices, device=device,
                                     checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every,
-                                    coil_estimator=coil_estimator))
+                                    coil_estimator=coil_estimator, reference=ground_truth))
 
 
 def _iterate(measurements, method, solver_cls, solver_params, checkpoint, slices, *, device, checkpoint_every, resume,
-             metrics_every, coil_estimator):
+             metrics_every, coil_estimator, reference):
     """:func:`iterate` once its arguments are checked: one slice, or the chosen slices of a volume."""
     settings = dict(
         device=device, checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every,
@@ -408,14 +430,17 @@ def _iterate(measurements, method, solver_cls, solver_params, checkpoint, slices
         if slices is not None and list(slices) != [0]:
             raise MeasurementError(f"these measurements are a single slice; slices={list(slices)!r} does not apply")
         path = Path(checkpoint) if checkpoint is not None else None
-        return (yield from _iterate_slice(measurements, method, solver_cls, solver_params, path, **settings))
+        return (yield from _iterate_slice(measurements, method, solver_cls, solver_params, path, reference=reference,
+                                          **settings))
     chosen = list(range(measurements.n_slices)) if slices is None else [int(z) for z in slices]
     if not chosen or any(not 0 <= z < measurements.n_slices for z in chosen):
         raise MeasurementError(f"slices must be indices in [0, {measurements.n_slices}), got {chosen!r}")
     results: list[ReconstructionResult] = []
     for z in chosen:
         path = slice_checkpoint(checkpoint, z) if checkpoint is not None else None
-        run = _iterate_slice(measurements.slice(z), method, solver_cls, solver_params, path, **settings)
+        slice_reference = None if reference is None else volume_slice(reference, z)
+        run = _iterate_slice(measurements.slice(z), method, solver_cls, solver_params, path, reference=slice_reference,
+                             **settings)
         stop = None
         try:
             while True:
@@ -440,8 +465,9 @@ def _iterate_slice(
     resume: bool,
     metrics_every: int,
     coil_estimator: str,
+    reference: np.ndarray | StoredFrames | None,
 ) -> Generator[IterationInfo, Any, ReconstructionResult]:
-    """The loop of :func:`iterate` on one 2D slice."""
+    """The loop of :func:`iterate` on one 2D slice, scored against ``reference`` (P, N, N)."""
     params_dict = dataclasses.asdict(solver_params)
     _check_memory(measurements, solver_cls, solver_params, torch.device(device))
     torch.manual_seed(solver_params.seed)
@@ -466,7 +492,7 @@ def _iterate_slice(
         elapsed_before = payload["elapsed"]
         resumed_from = checkpoint_path
         start = time.perf_counter()
-    scorer = ReferenceScorer(measurements.ground_truth) if measurements.ground_truth is not None else None
+    scorer = ReferenceScorer(reference) if reference is not None else None
     expected_shape = (measurements.n_frames, *measurements.slice_shape)
     stop_reason = "max_iter"
 

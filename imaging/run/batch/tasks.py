@@ -72,7 +72,7 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
     """
     import torch
 
-    from ...io import load_measurements, save_reconstruction
+    from ...io import load_measurements, open_ground_truth, save_reconstruction
     from ..runner import reconstruct
     from ..volumes import slice_checkpoint
 
@@ -84,7 +84,10 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
                 "metrics": None}
 
     try:
-        measurements = load_measurements(spec.input_path)
+        # The ground truth stays in the file while the solver runs (scored from there a
+        # block of frames at a time) and is loaded for the final metrics once it is done.
+        measurements = load_measurements(spec.input_path, ground_truth=False)
+        ground_truth = open_ground_truth(spec.input_path, (measurements.n_frames, *measurements.image_shape))
     except Exception as exc:  # a file fails to read the same way every time: no retry
         return failed(exc)
     slices = None if spec.slice_index is None else [spec.slice_index]
@@ -99,6 +102,7 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
             checkpoint_every=spec.checkpoint_every,
             resume=True,
             slices=slices,
+            ground_truth=ground_truth,
             **spec.params,
         )
         if slices is not None:
@@ -111,8 +115,9 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
         return failed(exc)
     checkpoint.unlink(missing_ok=True)
     metrics = None
-    if spec.score and measurements.ground_truth is not None:
+    if spec.score and ground_truth is not None:
         from ...metrics import evaluate
 
-        metrics = {k: float(v) for k, v in evaluate(result.reconstruction, measurements.ground_truth).items()}
+        reference = ground_truth[:]
+        metrics = {k: float(v) for k, v in evaluate(result.reconstruction, reference).items()}
     return {"status": "ok", "error": None, "seconds": time.perf_counter() - start, "metrics": metrics}
