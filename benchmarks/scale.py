@@ -6,7 +6,9 @@ is the reconstruction's alone (Python, PyTorch and ASTRA included, the simulatio
 not: the child's ``VmHWM``; ``ru_maxrss`` would report the parent's peak, see
 ``benchmarks/_memory.py``). Every case runs twice: on the file without its ground truth and with it (the
 runner then logs PSNR every iteration and a sampled SSIM), which measures what the
-logging costs (``--truth no`` or ``yes`` runs one of the two). Cases that exceed
+logging costs (``--truth no`` or ``yes`` runs one of the two). The child reads the file
+as ``imaging reconstruct`` does: the ground truth stays in the file and is scored from
+there a block of frames at a time (:func:`imaging.io.open_ground_truth`). Cases that exceed
 ``--timeout`` are reported as such. ``--set KEY=VALUE`` overrides a method parameter
 (e.g. ``max_iter=2 coarse_size=0`` for a memory row at N=1024: the peak is reached in
 the first iterations on the full grid, which red-psm's coarse-to-fine start would reach
@@ -68,9 +70,15 @@ def run_child(data_path: str, method: str, preset: str | None, device: str, out_
     import imaging
     from imaging.io.atomic import write_text_atomic
 
-    measurements = imaging.load_measurements(data_path)
+    from imaging.io import open_ground_truth
+
+    # As `imaging reconstruct` reads a file: the ground truth stays in it and is scored a
+    # block of frames at a time.
+    measurements = imaging.load_measurements(data_path, ground_truth=False)
+    ground_truth = open_ground_truth(data_path, (measurements.n_frames, *measurements.image_shape))
     start = time.perf_counter()
-    result = imaging.reconstruct(measurements, method, preset=preset, device=device, **json.loads(settings))
+    result = imaging.reconstruct(measurements, method, preset=preset, device=device, ground_truth=ground_truth,
+                                 **json.loads(settings))
     if device == "cuda":
         torch.cuda.synchronize()
     row = {
@@ -152,7 +160,8 @@ def _format(rows: list[dict], args) -> str:
         f"noise 5e-3; method `{args.method}`{f' preset `{args.preset}`' if args.preset else ''}, "
         f"{_settings_text(args.settings)}, device "
         f"`{args.device}`; {platform.node() or 'this machine'}, {os.cpu_count()} cores. Load average at the start "
-        f"{args.load_average}. Each run in its own process; RSS includes Python, PyTorch and ASTRA.",
+        f"{args.load_average}. Each run in its own process; RSS includes Python, PyTorch and ASTRA; a ground "
+        "truth is scored from its file, block by block, as `imaging reconstruct` does.",
         "",
         "| N | P | ground truth in file | wall (s) | peak RSS (GB) | iterations | s / iteration (full grid, median) "
         "| stop | PSNR (dB) |",
