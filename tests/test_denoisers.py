@@ -326,12 +326,24 @@ def test_denoise_layout_bounds_the_working_memory():
     assert denoise_layout(model, (64, 64)) == (None, 8)
     # The batch shrinks with the frame: two frames' activations fit.
     assert denoise_layout(model, (100, 100), working_bytes=2 * per_pixel * 100 * 100) == (None, 2)
-    # One frame does not fit: patches, as many as fit (at least one).
+    # One frame does not fit: patches, as many as fit (at least one); on a GPU the memory alone decides.
     patch_bytes = per_pixel * AUTO_PATCH_SIZE**2
-    assert denoise_layout(model, (1024, 1024), working_bytes=3 * patch_bytes) == (AUTO_PATCH_SIZE, 3)
+    assert denoise_layout(model, (1024, 1024), working_bytes=3 * patch_bytes, device="cuda") == (AUTO_PATCH_SIZE, 3)
     assert denoise_layout(model, (1024, 1024), working_bytes=patch_bytes // 2) == (AUTO_PATCH_SIZE, 1)
     # Explicit values are kept.
     assert denoise_layout(model, (1024, 1024), patch_size=64, batch_size=5) == (64, 5)
+
+
+def test_denoise_layout_keeps_a_cpu_call_within_the_caches():
+    from imaging.denoisers.inference import CPU_PIXELS_PER_CALL, MAX_AUTO_BATCH, denoise_layout
+
+    model = DnCNN(depth=3, width=16)
+    for size in (64, 128, 256, 512):
+        _, batch = denoise_layout(model, (size, size))
+        assert batch == max(1, min(MAX_AUTO_BATCH, CPU_PIXELS_PER_CALL // size**2))
+        assert batch * size**2 <= CPU_PIXELS_PER_CALL or batch == 1
+    assert denoise_layout(model, (256, 256), device="cuda") == (None, MAX_AUTO_BATCH)
+    assert denoise_layout(model, (256, 256), batch_size=8) == (None, 8)
 
 
 def test_training_on_reconstruction_pairs_learns_their_degradation(tmp_path):
