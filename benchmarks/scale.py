@@ -76,8 +76,10 @@ def run_child(data_path: str, method: str, preset: str | None, device: str, out_
     # block of frames at a time.
     measurements = imaging.load_measurements(data_path, ground_truth=False)
     ground_truth = open_ground_truth(data_path, (measurements.n_frames, *measurements.image_shape))
+    threads_used = set()  # the run's thread budget (default: the cores idle when it starts)
     start = time.perf_counter()
     result = imaging.reconstruct(measurements, method, preset=preset, device=device, ground_truth=ground_truth,
+                                 callback=lambda info: threads_used.add(torch.get_num_threads()),
                                  **json.loads(settings))
     if device == "cuda":
         torch.cuda.synchronize()
@@ -88,6 +90,7 @@ def run_child(data_path: str, method: str, preset: str | None, device: str, out_
         "stop_reason": result.stop_reason,
         "final_psnr": result.history[-1].get("psnr") if result.history else None,
         "seconds_per_iteration": _seconds_per_iteration(result.history, measurements.slice_shape[0]),
+        "threads": "/".join(map(str, sorted(threads_used))) or "-",
     }
     if device == "cuda":
         row["gpu_peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
@@ -164,19 +167,19 @@ def _format(rows: list[dict], args) -> str:
         "truth is scored from its file, block by block, as `imaging reconstruct` does.",
         "",
         "| N | P | ground truth in file | wall (s) | peak RSS (GB) | iterations | s / iteration (full grid, median) "
-        "| stop | PSNR (dB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| stop | PSNR (dB) | threads |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         size = f"{row['size']} (a)" if row.get("resampled") else row["size"]
         if "error" in row:
-            lines.append(f"| {size} | {row['frames']} | {row['truth']} | {row['error']} | | | | | |")
+            lines.append(f"| {size} | {row['frames']} | {row['truth']} | {row['error']} | | | | | | |")
             continue
         psnr = f"{row['final_psnr']:.2f}" if row.get("final_psnr") is not None else "-"
         per_iteration = f"{row['seconds_per_iteration']:.2f}" if row.get("seconds_per_iteration") is not None else "-"
         lines.append(
             f"| {size} | {row['frames']} | {row['truth']} | {row['seconds']:.1f} | {row['peak_rss_gb']:.2f} "
-            f"| {row['iterations']} | {per_iteration} | {row['stop_reason']} | {psnr} |"
+            f"| {row['iterations']} | {per_iteration} | {row['stop_reason']} | {psnr} | {row.get('threads', '-')} |"
         )
     if any(row.get("resampled") for row in rows):
         lines += ["", "(a) Simulating this size would not fit the memory: the acquisition is the N/2 one with "
