@@ -22,8 +22,9 @@ from ..measurements import MeasurementError
 from .files import HDF5_SUFFIXES, NPZ_SUFFIXES, _check_h5_storage, _h5_dataset, _read_arrays, _Keys, _suffix
 from .safe import _READ_ERRORS, FileFormatError, check_dtype, check_zip_member, first_line, read_npy_header
 
-#: Frames per read when the ground truth is checked (the same bound as the runner's scoring).
-BLOCK_FRAMES = 16
+#: Bytes (as float32) per read when the ground truth is checked: 16 frames of 512^2, as
+#: the runner scores; a volume's rows hold Z frames each, so fewer rows per read.
+CHECK_BLOCK_BYTES = 16 * 2**20
 
 _NAME = "ground_truth"
 #: The fixed part of a zip local file header; its name and extra-field lengths sit at 26 and 28.
@@ -143,9 +144,10 @@ def _npy_member_offset(path: Path, handle, info: zipfile.ZipInfo) -> int:
 
 def _check_values(stack: StoredFrames) -> None:
     """Refuse NaN, infinite values or values too large for float32, one block at a time."""
-    for start in range(0, len(stack), BLOCK_FRAMES):
+    rows = max(1, CHECK_BLOCK_BYTES // (4 * math.prod(stack.shape[1:])))
+    for start in range(0, len(stack), rows):
         with np.errstate(over="ignore", invalid="ignore"):
-            block = stack[start : start + BLOCK_FRAMES]
+            block = stack[start : start + rows]
         if not np.isfinite(block).all():
             raise FileFormatError(
                 f"{stack.path}: {_NAME!r} holds NaN, infinite values or values too large for float32"
@@ -278,4 +280,4 @@ def volume_slice(reference: StoredFrames | np.ndarray, z: int) -> StoredFrames |
     return np.ascontiguousarray(reference[:, z])
 
 
-__all__ = ["BLOCK_FRAMES", "StoredFrames", "open_ground_truth", "volume_slice"]
+__all__ = ["StoredFrames", "open_ground_truth", "volume_slice"]
