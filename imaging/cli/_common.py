@@ -114,19 +114,28 @@ def one_line_warnings(command: str):
 def progress_callback(max_iter: int, label: str):
     """A tqdm bar on stderr (terminals only) and the runner callback that advances it.
 
-    The bar counts outer iterations over all slices of a volume, so its remaining-time
-    estimate covers the whole run; it is an upper bound, since a method's stopping rule
-    may end a slice before ``max_iter``, except while red-psm's coarse-to-fine start runs
-    its cheap coarse-grid iterations (the bar then shows the grid).
+    The bar counts outer iterations over all slices of a volume. Its ``left`` field is
+    :class:`imaging.run.RemainingTime`'s bound on the time the run has left (a stopping
+    rule may end it sooner), which also costs the finer grids of red-psm's coarse-to-fine
+    start; tqdm's own rate-based estimate would promise a quick end during its cheap
+    coarse iterations, so it is not shown.
     """
     from tqdm import tqdm
 
-    bar = tqdm(total=max_iter, desc=label, unit="it", disable=not sys.stderr.isatty(), leave=True)
+    from ..run.progress import RemainingTime, format_seconds
+
+    bar = tqdm(
+        total=max_iter, desc=label, unit="it", disable=not sys.stderr.isatty(), leave=True,
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+    )
+    remaining = RemainingTime()
 
     def callback(info):
         bar.total = info.max_iter * info.n_slices
         bar.n = info.slice_index * info.max_iter + info.iteration
-        postfix = {"residual": f"{info.entry.get('data_residual', float('nan')):.3g}"}
+        seconds_left = remaining.update(info)
+        postfix = {"left": "..." if seconds_left is None else f"<= {format_seconds(seconds_left)}"}
+        postfix["residual"] = f"{info.entry.get('data_residual', float('nan')):.3g}"
         if "grid_size" in info.entry:
             postfix["grid"] = f"{int(info.entry['grid_size'])}"
         if "psnr" in info.entry:

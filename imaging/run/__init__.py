@@ -6,7 +6,8 @@ volume, with callbacks, checkpoints and metrics against a ground truth; every fr
 files and slices over Dask workers.
 """
 
+from .progress import RemainingTime
 from .runner import IterationInfo, iterate, reconstruct
 from .volumes import assemble_volume, slice_checkpoint
 
-__all__ = ["IterationInfo", "iterate", "reconstruct", "assemble_volume", "slice_checkpoint"]
+__all__ = ["IterationInfo", "RemainingTime", "iterate", "reconstruct", "assemble_volume", "slice_checkpoint"]

@@ -314,6 +314,8 @@ class Progress:
     slice_index: int = 0
     n_slices: int = 1
     contrast_limits: tuple[float, float] | None = None
+    #: At most how long the run has left (:class:`imaging.run.RemainingTime`), None at first.
+    seconds_left: float | None = None
 
 
 def reconstruction_job(
@@ -359,11 +361,12 @@ def reconstruction_job(
         ``reconstruction`` (P, N, N), or (P, Z, N, N) for a volume; ``stop_reason``
         is (for a volume: contains) "stopped" when a stop was sent.
     """
-    from imaging.run import iterate
+    from imaging.run import RemainingTime, iterate
 
     from ._layers import robust_contrast_limits
 
     run = iterate(measurements, method, device=device, preset=preset, **dict(params or {}))
+    remaining = RemainingTime()
     truth = measurements.ground_truth
     contrast_limits = robust_contrast_limits(truth) if truth is not None else None
     # A volume's finished slices (zeros for the others), from which each preview is copied.
@@ -391,7 +394,8 @@ def reconstruction_job(
                 estimate, preview = preview, volume.copy()
                 preview[:, z] = estimate
             progress = Progress(
-                info.iteration, info.max_iter, dict(info.entry), preview, z, info.n_slices, contrast_limits
+                info.iteration, info.max_iter, dict(info.entry), preview, z, info.n_slices, contrast_limits,
+                remaining.update(info),
             )
             stop = bool((yield progress)) or None
     except StopIteration as finished:
@@ -432,14 +436,19 @@ def describe_error(exc: BaseException, task: str = "Reconstruction") -> str:
 
 
 def progress_text(progress: Progress) -> str:
-    """e.g. ``"iteration 12 / 200 - residual 3.1e-02 - PSNR 27.4 dB"``.
+    """e.g. ``"iteration 12 / 200 - at most 1 min 05 s left - residual 3.1e-02 - PSNR 27.4 dB"``.
 
     For a volume the slice comes first, counted from 1 (it is at z = 2 on napari's
     z slider), e.g. ``"slice 3 / 8 - iteration 12 / 200 - residual 3.1e-02"``; a run that
     starts on coarser grids names the grid, e.g. ``"iteration 4 / 80 - grid 128 px - ..."``.
+    The time left shows once it is known (after a slice's second iteration).
     """
+    from imaging.run.progress import format_seconds
+
     parts = [f"slice {progress.slice_index + 1} / {progress.n_slices}"] if progress.n_slices > 1 else []
     parts.append(f"iteration {progress.iteration} / {progress.max_iter}")
+    if progress.seconds_left is not None:
+        parts.append(f"at most {format_seconds(progress.seconds_left)} left")
     if "grid_size" in progress.entry:  # red-psm's coarse-to-fine start: cheap iterations first
         parts.append(f"grid {int(progress.entry['grid_size'])} px")
     if "data_residual" in progress.entry:

@@ -151,6 +151,8 @@ def test_progress_text():
     assert _logic.progress_text(progress) == "iteration 3 / 10 - residual 3.12e-02 - PSNR 27.41 dB"
     coarse = _logic.Progress(3, 80, {"grid_size": 128.0, "data_residual": 0.0312}, None)
     assert _logic.progress_text(coarse) == "iteration 3 / 80 - grid 128 px - residual 3.12e-02"
+    timed = _logic.Progress(3, 10, {"data_residual": 0.0312}, None, seconds_left=65.2)
+    assert _logic.progress_text(timed) == "iteration 3 / 10 - at most 1 min 05 s left - residual 3.12e-02"
 
 
 # -- the synchronous job switch --------------------------------------------------------------
