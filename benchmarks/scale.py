@@ -20,6 +20,7 @@ Usage::
     python benchmarks/scale.py --sizes 64 128 --frame-counts 64 --preset fast   # a quick subset
     python benchmarks/scale.py --sizes 1024 --frame-counts --truth no --set max_iter=2 --set coarse_size=0   # one memory row
     python benchmarks/scale.py --device cuda --output benchmarks/results/scale-cuda.md
+    python benchmarks/scale.py --sizes 256 --frame-counts --repeat 3 --output benchmarks/results/scale-truth-256.md
 
 Writes a markdown table (default ``benchmarks/results/scale.md``) after every case.
 """
@@ -207,6 +208,9 @@ def main() -> int:
                         help="a method parameter for every run (repeatable), e.g. max_iter=2")
     parser.add_argument("--truth", choices=sorted(TRUTH_CHOICES), default="both",
                         help="run the file without its ground truth (no), with it (yes) or both (default)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run each case this many times, the truth settings interleaved (no, yes, no, yes, ...): "
+                             "on a noisy machine the pairs' spread shows what the ground truth costs")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per run (default 3600)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "scale.md"))
     parser.add_argument("--child", nargs=6, metavar=("DATA", "METHOD", "PRESET", "DEVICE", "OUT", "SETTINGS"),
@@ -233,7 +237,7 @@ def main() -> int:
         workdir = Path(tmp)
         for size, frames in cases:
             files, resampled = _case_files(size, frames, workdir, TRUTH_CHOICES[args.truth])
-            for truth in TRUTH_CHOICES[args.truth]:
+            for truth in TRUTH_CHOICES[args.truth] * max(1, args.repeat):
                 path = files[truth]
                 out = workdir / "row.json"
                 out.unlink(missing_ok=True)
