@@ -53,10 +53,9 @@ class RemainingTime:
         if info.slice_index != self._slice_index:  # a new run or slice: its set-up is no pace
             self._slice_index, self._slice_start = info.slice_index, self._last_time
             self._grid, self._durations, self._iterations_on_grid, self._refining = grid, [], 0, False
-        elif grid != self._grid:  # handed over to a finer grid: a new pace
-            self._grid, self._durations, self._iterations_on_grid, self._refining = grid, [], 0, True
-            self._durations.append(now - self._last_time)
         else:
+            if grid != self._grid:  # handed over to a finer grid: a new pace
+                self._grid, self._durations, self._iterations_on_grid, self._refining = grid, [], 0, True
             self._durations.append(now - self._last_time)
         self._iterations_on_grid += 1
         self._last_time = now
