@@ -39,3 +39,19 @@ def test_reconstruction_pairs_are_grouped_scaled_reconstructions():
     again = reconstruction_pairs(n_objects=2, size=32, frames=16, seed=7, frames_per_iterate=3, mri_fraction=0.5)
     np.testing.assert_array_equal(pairs.inputs, again.inputs)
     assert math.isfinite(float(pairs.inputs.sum()))
+
+
+def test_red_psm_pair_runs_add_red_psm_iterates_closer_to_the_truth():
+    from imaging.cli.train_denoiser import PAIR_RUN_SETS
+    from imaging.run.training_pairs import PAIR_RUNS, RED_PSM_RUN
+
+    assert tuple(PAIR_RUNS) == PAIR_RUN_SETS  # the CLI's choices name every set
+    method, params, kept = RED_PSM_RUN
+    short = (method, {**params, "max_iter": 4}, (1, 4))  # the same run, cut short for the test
+    pairs = reconstruction_pairs(n_objects=1, size=32, frames=16, seed=7, frames_per_iterate=3, mri_fraction=0.0,
+                                 runs=PAIR_RUNS["psm"][:1] + (short,))
+    assert pairs.inputs.shape == ((4 + 2) * 3, 32, 32)
+    assert pairs.record["runs"][-1][0] == "red-psm" and pairs.record["runs"][-1][1]["denoiser"] == "dncnn-v2"
+    error = np.mean((pairs.inputs - pairs.targets) ** 2, axis=(1, 2))
+    # The denoised iterates are nearer their clean frames than the first plain PSM fit.
+    assert error[-3:].mean() < error[:3].mean()

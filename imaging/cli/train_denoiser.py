@@ -8,14 +8,17 @@ from ._common import CommandError
 
 #: Generated dynamic objects whose reconstructions join the training data by default.
 DEFAULT_PAIR_OBJECTS = 64
+#: Names of :data:`imaging.run.training_pairs.PAIR_RUNS` (spelled out: the CLI's help must
+#: not import the solvers).
+PAIR_RUN_SETS = ("psm", "psm+red-psm")
 
 
 def add_parser(sub):
     p = sub.add_parser(
         "train-denoiser",
         help="train a DnCNN denoiser on static images (or generated static objects)",
-        description="Defaults reproduce the shipped default imaging/data/denoiser/dncnn_v2.pt (its provenance JSON "
-        "records the command).",
+        description="Defaults are the settings of the shipped default imaging/data/denoiser/dncnn_v3.pt (its "
+        "provenance JSON records the command).",
     )
     p.add_argument("-o", "--output", required=True, help="weights file to write (.pt); provenance goes beside it (.json)")
     p.add_argument("--data", nargs="+", help="folders/files of static images (.npy, .tif, .png); default: generated objects")
@@ -42,10 +45,14 @@ def add_parser(sub):
     p.add_argument("--pair-size", type=int, default=64, help="grid N of the generated dynamic objects (default 64)")
     p.add_argument("--pair-frames", type=int, default=64, help="frames P of the generated dynamic objects (default 64)")
     p.add_argument("--pair-seed", type=int, default=1000, help="seed of the generated dynamic objects (default 1000)")
-    p.add_argument("--pair-fraction", type=float, default=0.25,
-                   help="expected fraction of each batch drawn from the reconstruction pairs (default 0.25)")
-    p.add_argument("--loss-floor", type=float, default=0.005,
-                   help="noise floor of the loss weighting (default 0.005); 0: plain MSE")
+    p.add_argument("--pair-runs", choices=PAIR_RUN_SETS, default="psm+red-psm",
+                   help="reconstructions that give the pairs: 'psm+red-psm' (default: two PSM runs and a red-psm run "
+                   "denoised by dncnn-v2, whose iterates keep the milder artefacts a denoiser inside red-psm meets) "
+                   "or 'psm' (the PSM runs only, as for dncnn-v2)")
+    p.add_argument("--pair-fraction", type=float, default=0.5,
+                   help="expected fraction of each batch drawn from the reconstruction pairs (default 0.5)")
+    p.add_argument("--loss-floor", type=float, default=0.02,
+                   help="noise floor of the loss weighting (default 0.02); 0: plain MSE")
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (default 2e-3)")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="held-out validation fraction (default 0.1)")
@@ -69,10 +76,11 @@ def run(args):
     if objects:
 
         def pairs():
-            from ..run.training_pairs import reconstruction_pairs
+            from ..run.training_pairs import PAIR_RUNS, reconstruction_pairs
 
             print(f"reconstructing {objects} generated dynamic objects for training pairs", flush=True)
-            return reconstruction_pairs(objects, size=args.pair_size, frames=args.pair_frames, seed=args.pair_seed)
+            return reconstruction_pairs(objects, size=args.pair_size, frames=args.pair_frames, seed=args.pair_seed,
+                                        runs=PAIR_RUNS[args.pair_runs])
 
     provenance = train_denoiser(
         args.output,

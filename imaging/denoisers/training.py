@@ -16,7 +16,12 @@ Blur is deliberately not used as a perturbation: undoing blur is deconvolution, 
 amplifies noise and would make the denoiser expansive on clean input.
 
 The loss is the MSE with each image weighted by ``1 / (std**2 + loss_floor**2)``: plain
-MSE is dominated by the noisiest images and leaves the network sloppy on clean ones.
+MSE is dominated by the noisiest images and leaves the network sloppy on clean ones. The
+floor sets the balance: with 0.005 (``dncnn-v2``) a clean crop weighs about 250 times a
+reconstruction pair (std about 0.08) and the network barely learns the pairs; with 0.02
+(``dncnn-v3``, pairs half of each batch, red-psm iterates among them) RED-PSM gains
+1.1-2.4 dB on the tuning cases at the price of clean-in/clean-out PSNR 40-56 dB instead
+of 48-69 (``benchmarks/results/tune_red_psm.md``, section 7).
 Images are augmented by random flips and 90-degree rotations; a held-out set of images
 gives the validation loss (plain MSE over white noise at fixed levels, fixed draw).
 """
@@ -243,7 +248,7 @@ def train_denoiser(
     streak_fraction: float = 0.25,
     pairs: ImagePairs | Callable[[], ImagePairs] | None = None,
     pair_fraction: float = 0.0,
-    loss_floor: float | None = 0.005,
+    loss_floor: float | None = 0.02,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
     val_fraction: float = 0.1,
@@ -255,10 +260,10 @@ def train_denoiser(
 ) -> dict:
     """Train a DnCNN denoiser and save its weights and provenance.
 
-    The defaults are the settings of the shipped default ``imaging/data/denoiser/dncnn_v2.pt``
-    except its second data source, the reconstruction pairs (``imaging train-denoiser``
-    makes them by default; see its provenance JSON for the exact command; about 15 CPU
-    minutes with ``threads=1``).
+    The defaults are the settings of the shipped default ``imaging/data/denoiser/dncnn_v3.pt``
+    except its second data source, the reconstruction pairs and their share of each batch
+    (``imaging train-denoiser`` makes them by default, ``pair_fraction`` 0.5; see its
+    provenance JSON for the exact command; about 20 CPU minutes with ``threads=1``).
 
     Parameters
     ----------

@@ -41,14 +41,20 @@ WEIGHTS_VERSION = 1
 
 #: Names accepted by :func:`load_denoiser` instead of a path, mapped to files in
 #: :func:`data_directory`.
-SHIPPED_DENOISERS = {"default": "dncnn_v2.pt", "dncnn-v2": "dncnn_v2.pt", "dncnn-v1": "dncnn_v1.pt"}
+SHIPPED_DENOISERS = {
+    "default": "dncnn_v3.pt",
+    "dncnn-v3": "dncnn_v3.pt",
+    "dncnn-v2": "dncnn_v2.pt",
+    "dncnn-v1": "dncnn_v1.pt",
+}
 
 #: SHA-256 of each shipped weights file, checked on every load (a provenance file beside
 #: the weights could be replaced together with them).
-_V2_SHA256 = "751955ed00635b5822a1e290347c4fc6313e176535e6a85839f85eb7e4856c8a"
+_V3_SHA256 = "4f81dc66007d2d96df652597ded4422fa753c3567002f4235acc5250954f55ba"
 SHIPPED_SHA256 = {
-    "default": _V2_SHA256,
-    "dncnn-v2": _V2_SHA256,
+    "default": _V3_SHA256,
+    "dncnn-v3": _V3_SHA256,
+    "dncnn-v2": "751955ed00635b5822a1e290347c4fc6313e176535e6a85839f85eb7e4856c8a",
     "dncnn-v1": "96c8acc95adcbe405dd3836024b599f01e74796d28b0805147989f87dcd40a76",
 }
 
@@ -254,8 +260,9 @@ def load_denoiser(name_or_path: str | os.PathLike = "default", device: str | tor
     Parameters
     ----------
     name_or_path : str or os.PathLike
-        ``"default"`` for the shipped weights ``imaging/data/denoiser/dncnn_v2.pt`` (also
-        ``"dncnn-v2"``; ``"dncnn-v1"`` is the earlier default, with biases), or the
+        ``"default"`` for the shipped weights ``imaging/data/denoiser/dncnn_v3.pt`` (also
+        ``"dncnn-v3"``; ``"dncnn-v2"`` and ``"dncnn-v1"`` are the earlier defaults, v1
+        with biases), or the
         path of a weights file written by :func:`save_denoiser` /
         :func:`~imaging.denoisers.train_denoiser`.
     device : str or torch.device
