@@ -263,7 +263,7 @@ def train_denoiser(
     The defaults are the settings of the shipped default ``imaging/data/denoiser/dncnn_v3.pt``
     except its second data source, the reconstruction pairs and their share of each batch
     (``imaging train-denoiser`` makes them by default, ``pair_fraction`` 0.5; see its
-    provenance JSON for the exact command; about 20 CPU minutes with ``threads=1``).
+    provenance JSON for the exact command; 17 minutes with ``threads=1`` while other jobs ran).
 
     Parameters
     ----------

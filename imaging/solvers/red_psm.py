@@ -30,7 +30,7 @@ non-negative orthant, solved exactly by clipping, and the dual step uses the cli
 so the iteration is ADMM with the constraint in the f block (the official code clips
 ``f_PSM`` inside its loss instead).
 
-Defaults, re-tuned for the bias-free default denoiser ``dncnn-v2`` with
+Defaults, re-tuned for the bias-free denoiser ``dncnn-v2`` (the default before ``dncnn-v3``) with
 ``benchmarks/tune_red_psm.py`` on tuning data only (seed 1, N=128, never the reported
 seed 0; the table and its commands: ``benchmarks/results/tune_red_psm.md``): ``K = 10``
 and ``d = min(24, P)`` knots (``knots = 0``, :data:`~imaging.solvers.psm.AUTO_KNOTS`), so
@@ -58,20 +58,21 @@ become ``< 1e-6`` relative to our data weight. The preset ``"paper"`` uses these
 Stopping without ground truth: after at least ``min_iter`` iterations, stop when both the
 relative change ``||f_k - f_{k-1}|| / ||f_k||`` and the relative primal residual
 ``||f_PSM - f|| / ||f||`` are below ``tol``; otherwise stop at ``max_iter``. ``tol = 2e-3``
-(was 4e-3) and ``max_iter = 80`` (was 30) were chosen by replaying the rule on runs of
-100 iterations without it (60 for MRI) on the tuning cases (walnut and material P = 64,
-128, 256 (walnut), cardiac MRI P = 128; ``tune_red_psm.py stopping``): the rule stops at
-iterations 30-60 and at most 0.19 dB below the run's best on every case, where 4e-3
-stopped the cardiac cine at iteration 16, 0.36 dB below. With ``dncnn-v2`` the runs do
-not semi-converge as with ``dncnn-v1``: the last of 100 iterations is the best on five
-of the six cases; on the walnut at P = 256 the best is at iteration 22 and the 100th is
-0.35 dB below it (a slow drift of about 0.005 dB per iteration; the rule stops at 38,
-0.05 dB below the best).
+(was 4e-3) was chosen by replaying the rule on runs of 100 iterations without it (60 for
+MRI) on the tuning cases with ``dncnn-v2`` (``tune_red_psm.py stopping``: within 0.19 dB of
+each run's best). With the default ``dncnn-v3`` the runs improve for longer (0.9-2.4 dB
+above v2 after 40 iterations) and the primal residual stays near 5e-3 on the walnut at
+P = 256, so the rule seldom fires there: ``max_iter = 45`` (the P = 256 time budget of about
+45 s on two cores) ends every tuning case within 0.19 dB of the best of 60-100 iterations
+(the cardiac cine stops by the rule at 28). No semi-convergence: the last of 80-100
+iterations is at most 0.09 dB below the best (section 7 of
+``benchmarks/results/tune_red_psm.md``); lam 4.8 / beta 1.6 gave the same PSNR as 2.4 / 0.8
+with ``dncnn-v3``.
 
 ``denoise_stride = s > 1`` is a cheaper schedule: in iteration ``i`` only the frames
 ``p`` with ``p % s == i % s`` are denoised, the others reuse their last denoiser output
 (the f step decouples over frames, so this is a block-coordinate update of the f block).
-The ``"fast"`` preset uses ``s = 2`` for 10 iterations: five full denoiser passes.
+The ``"fast"`` preset uses ``s = 2`` for 18 iterations: nine full denoiser passes.
 
 Coarse-to-fine start (tomography, grids larger than ``2 * coarse_size``): the run first
 solves the same acquisition on the grid halved while it stays at least ``coarse_size``
