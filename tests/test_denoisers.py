@@ -126,6 +126,14 @@ def test_save_and_load_round_trip(tmp_path):
     assert not list(tmp_path.glob(".*tmp")), "atomic save left a temporary file"
 
 
+def test_the_same_weights_give_the_same_file_under_any_name(tmp_path):
+    # A SHA-256 that names weights must not depend on where they were first written.
+    model = _random_dncnn(3, 6, seed=3)
+    first = save_denoiser(model, tmp_path / "net.pt")
+    assert save_denoiser(model, tmp_path / "elsewhere" / "another_name.pt") == first
+    assert save_denoiser(_random_dncnn(3, 6, seed=4), tmp_path / "other.pt") != first
+
+
 def test_pickled_module_is_refused(tmp_path):
     path = tmp_path / "module.pt"
     torch.save(DnCNN(3, 4), path)  # a whole pickled module: loading it would run code

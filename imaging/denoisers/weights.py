@@ -23,6 +23,7 @@ origin is not verified.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import warnings
@@ -50,7 +51,7 @@ SHIPPED_DENOISERS = {
 
 #: SHA-256 of each shipped weights file, checked on every load (a provenance file beside
 #: the weights could be replaced together with them).
-_V3_SHA256 = "4f81dc66007d2d96df652597ded4422fa753c3567002f4235acc5250954f55ba"
+_V3_SHA256 = "177a72251d9f396837b6edf926a8eb45b0fad82c416b93dc2a9470045dcbde47"
 SHIPPED_SHA256 = {
     "default": _V3_SHA256,
     "dncnn-v3": _V3_SHA256,
@@ -118,8 +119,12 @@ def save_denoiser(model: DnCNN, path: str | os.PathLike) -> str:
         "architecture": model.architecture,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
+    # Serialised in memory: saved to a path, torch names the archive's root folder after the
+    # (temporary) file name, so the same weights would get another SHA-256 every time.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     path = Path(path)
-    write_atomic(path, lambda temporary: torch.save(payload, temporary), make_parents=True)
+    write_atomic(path, lambda temporary: Path(temporary).write_bytes(buffer.getvalue()), make_parents=True)
     return file_sha256(path)
 
 
