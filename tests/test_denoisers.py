@@ -306,7 +306,7 @@ def test_shipped_denoisers_keep_clean_frames_clean_also_when_applied_again(phant
     """PSNR(D(x), x) on clean frames at the benchmark size N=128 that the denoiser was not
     trained on (the training used generated objects only), once and after ten applications
     (benchmarks/denoiser.py measures the same on 16 frames). ``dncnn-v2`` meets issue 10's
-    45 / 40 dB; the default ``dncnn-v3`` trades about 5 dB of it for 1.1-2.4 dB more inside
+    45 / 40 dB; the default ``dncnn-v3`` trades about 5 dB of it for 0.9-2.4 dB more inside
     RED-PSM (benchmarks/results/tune_red_psm.md, section 7), and is held to what it measured."""
     from imaging.phantoms import get_phantom
 

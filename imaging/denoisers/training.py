@@ -20,7 +20,7 @@ MSE is dominated by the noisiest images and leaves the network sloppy on clean o
 floor sets the balance: with 0.005 (``dncnn-v2``) a clean crop weighs about 250 times a
 reconstruction pair (std about 0.08) and the network barely learns the pairs; with 0.02
 (``dncnn-v3``, pairs half of each batch, red-psm iterates among them) RED-PSM gains
-1.1-2.4 dB on the tuning cases at the price of clean-in/clean-out PSNR 40-56 dB instead
+0.9-2.4 dB on the tuning cases at the price of clean-in/clean-out PSNR 40-56 dB instead
 of 48-69 (``benchmarks/results/tune_red_psm.md``, section 7).
 Images are augmented by random flips and 90-degree rotations; a held-out set of images
 gives the validation loss (plain MSE over white noise at fixed levels, fixed draw).
