@@ -172,7 +172,9 @@ COMPLEX_DENOISING = ("smooth-phase", "real-imag", "magnitude")
 class RedPSMParams(PSMParams):
     """Parameters of RED-PSM (the PSM ones plus the RED and ADMM weights)."""
 
-    max_iter: int = param(45, "maximum number of outer ADMM iterations (the stopping rule rarely stops earlier)")
+    max_iter: int = param(
+        45, "maximum number of outer ADMM iterations (the stopping rule often ends MRI runs earlier, CT runs seldom)"
+    )
     order: int = param(10, "PSM order K: the model has K+1 spatial/temporal basis functions")
     knots: int = param(
         0,
