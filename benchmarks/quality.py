@@ -45,8 +45,10 @@ DEFAULT_METHODS = ("fbp-window", "psm", "td-dip", "td-dip:light", "red-psm:previ
 TD_DIP_PUBLISHED_STEPS = 10_000
 
 
-def describe_budget(method: str, params: dict, iterations: int) -> str:
-    """The work a run was allowed and what it used, in the method's own units."""
+def describe_budget(method: str, params: dict, iterations: int, model: tuple[int, int] | None = None) -> str:
+    """The work a run was allowed and what it used, in the method's own units; ``model`` is the
+    PSM methods' (K, d) as the run chose them (the parameters say 0 for an automatic choice)."""
+    order, knots = model if model else (params.get("order"), params.get("knots"))
     if method == "fbp-window":
         return f"window {params['window']} (best of {', '.join(map(str, FBP_WINDOWS))} by PSNR: an oracle choice)"
     if method == "td-dip":
@@ -58,11 +60,20 @@ def describe_budget(method: str, params: dict, iterations: int) -> str:
         stride = f", every {params['denoise_stride']}th frame denoised per iteration" if params["denoise_stride"] > 1 else ""
         rule = f"rule tol {params['tol']:g}" if params["tol"] > 0 else "no stopping rule"
         return (f"{iterations} of at most {params['max_iter']} ADMM iterations ({rule}){stride}; "
-                f"K={params['order']}, d={params['knots']}, lam={params['lam']:g}, beta={params['beta']:g}, "
+                f"K={order}, d={knots}, lam={params['lam']:g}, beta={params['beta']:g}, "
                 f"denoiser {params['denoiser']}")
     if method == "psm":
-        return f"{iterations} of at most {params['max_iter']} alternating sweeps; K={params['order']}, d={params['knots']}"
+        return f"{iterations} of at most {params['max_iter']} alternating sweeps; K={order}, d={knots}"
     return f"{iterations} of at most {params.get('max_iter', '?')} iterations"
+
+
+def _model_size(measurements, params: dict) -> tuple[int, int] | None:
+    """(K, d) of a PSM-family run with these parameters on these measurements, else None."""
+    from imaging.solvers.psm import model_size
+
+    if "order" not in params:
+        return None
+    return model_size(params["order"], params["knots"], measurements.n_frames, measurements.views_per_frame)
 
 
 def run_single(data_path: str, method_spec: str, out_json: str, device: str = "cpu") -> None:
@@ -98,7 +109,7 @@ def run_single(data_path: str, method_spec: str, out_json: str, device: str = "c
         peak_rss_mb=peak_rss_bytes() / 2**20,
         iterations=len(result.history),
         stop_reason=result.stop_reason,
-        budget=describe_budget(method, result.params, len(result.history)),
+        budget=describe_budget(method, result.params, len(result.history), _model_size(measurements, result.params)),
     )
     if device == "cuda":
         scores["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20

@@ -287,6 +287,21 @@ class Measurements:
         return self.modality == "mri" and self.trajectory is None
 
     @property
+    def views_per_frame(self) -> float:
+        """Measurements per frame counted as views: V for tomography; for MRI the k-space
+        samples of one frame (one coil) over the grid's width, i.e. full phase-encode lines
+        (Cartesian: the mask's lines, or their equivalent for any other mask; non-Cartesian:
+        S shots of R samples count S R / W)."""
+        if self.modality == "tomography":
+            return float(self.sinogram.shape[1])
+        width = self.slice_shape[-1]
+        if self.trajectory is not None:
+            shots, samples = self.trajectory.shape[-3:-1]
+            return shots * samples / width
+        frame_masks = self.mask.size // (self.mask.shape[-2] * width)  # P, or P Z for per-slice masks
+        return float(np.count_nonzero(self.mask)) / frame_masks / width
+
+    @property
     def n_coils(self) -> int:
         """Receive coils C of MRI k-space (1 for tomography)."""
         if self.modality != "mri":

@@ -14,7 +14,8 @@ from imaging.operators import DynamicTomography
 from imaging.schedules import view_angles
 from imaging.solvers import ParameterError
 from imaging.solvers.psm.initialisation import amplitude_scale, kspace_centre_frames, projection_domain_frames
-from imaging.solvers.psm import PSMSolver, PSMSubproblem
+from imaging.solvers.memory import ProblemSize
+from imaging.solvers.psm import PSMSolver, PSMSubproblem, model_size
 from imaging.simulate import simulate
 
 
@@ -355,3 +356,45 @@ def test_psm_leaves_the_global_random_generators_alone(init):
     solver.step()
     assert torch.equal(torch.get_rng_state(), torch_state)
     assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy_state))
+
+
+@pytest.mark.parametrize(
+    "frames, views, expected",
+    [(64, 1, (6, 16)), (128, 1, (8, 24)), (256, 1, (8, 24)), (64, 4, (8, 16)), (1024, 1, (8, 24))],
+)
+def test_automatic_order_and_knots_follow_the_views_measured(frames, views, expected):
+    assert model_size(0, 0, frames, views) == expected
+
+
+@pytest.mark.parametrize("frames", [2, 3, 5, 8, 12, 20, 40])
+def test_automatic_model_size_is_valid_for_few_frames(frames):
+    order, knots = model_size(0, 0, frames)
+    assert 1 <= order + 1 <= knots <= frames
+    assert knots >= 2
+
+
+def test_explicit_order_and_knots_are_kept_and_automatic_order_fits_explicit_knots():
+    assert model_size(10, 11, 256) == (10, 11)
+    assert model_size(3, 0, 256) == (3, 24)
+    assert model_size(0, 5, 256) == (4, 5)  # the rule's 8 does not fit 5 knots
+
+
+def test_solver_uses_the_automatic_model_size_and_the_memory_estimate_agrees():
+    m = simulate("walnut", frames=32, size=16, seed=1)
+    solver = PSMSolver(m, PSMSolver.make_params(order=0, knots=0, max_iter=1))
+    assert (solver.order, solver.knots) == model_size(0, 0, 32)
+    solver.step()
+    assert solver.factors.spatial.shape[0] == solver.order + 1
+    assert solver.factors.knots.shape == (solver.order + 1, solver.knots)
+    assert PSMSolver.model_size(ProblemSize.of(m), solver.params) == (solver.order, solver.knots)
+
+
+def test_views_per_frame_counts_views_lines_and_shots():
+    ct = simulate("walnut", frames=8, size=16, views_per_frame=3, seed=1)
+    assert ct.views_per_frame == 3
+    mri = simulate("cardiac", frames=8, size=16, lines_per_frame=4)
+    assert mri.views_per_frame == pytest.approx(4)
+    kspace = np.zeros((8, 1, 2, 24), np.complex64)
+    trajectory = np.zeros((8, 2, 24, 2))
+    radial = Measurements("mri", (16, 16), kspace=kspace, trajectory=trajectory)
+    assert radial.views_per_frame == pytest.approx(2 * 24 / 16)

@@ -260,7 +260,7 @@ SMALL_PSM = ("--set", "order=3", "--set", "knots=4")
 # -- 2. problem size against the memory available -------------------------------------------------
 
 
-@pytest.mark.parametrize("n", [4096, 10**5, 2**31, 10**9])
+@pytest.mark.parametrize("n", [8192, 10**5, 2**31, 10**9])
 def test_image_shape_beyond_the_memory_available_is_refused_before_allocating(tmp_path, capsys, n, monkeypatch):
     monkeypatch.setenv("IMAGING_MEMORY_LIMIT", "4GiB")
     arrays = file_arrays(tomography())

@@ -91,6 +91,8 @@ class ProblemSize:
         Values of the operator's range (default: :attr:`measured_values`).
     estimates_coil_maps : bool
         Multi-coil MRI without coil maps: the run estimates them first (ESPIRiT).
+    views_per_frame : float
+        :attr:`Measurements.views_per_frame` (the automatic PSM order depends on it).
     """
 
     modality: str
@@ -101,6 +103,7 @@ class ProblemSize:
     layout: str = "tomography"
     range_values: int | None = None
     estimates_coil_maps: bool = False
+    views_per_frame: float = 1.0
 
     @classmethod
     def of(cls, measurements) -> "ProblemSize":
@@ -113,6 +116,7 @@ class ProblemSize:
             tuple(measurements.slice_shape),
             tuple(measurements.data.shape),
             measurement_bytes(measurements),
+            views_per_frame=measurements.views_per_frame,
         )
         if measurements.modality != "mri":
             return size
@@ -137,7 +141,7 @@ class ProblemSize:
         """
         detectors = size if detectors is None else detectors
         data = 4 * frames * views * detectors + 8 * frames * views + (4 * frames * size * size if ground_truth else 0)
-        return cls("tomography", frames, (size, size), (frames, views, detectors), data)
+        return cls("tomography", frames, (size, size), (frames, views, detectors), data, views_per_frame=views)
 
     @property
     def image_shape(self) -> tuple[int, int]:

@@ -32,10 +32,12 @@ so the iteration is ADMM with the constraint in the f block (the official code c
 
 Defaults, re-tuned for the bias-free denoiser ``dncnn-v2`` (the default before ``dncnn-v3``) with
 ``benchmarks/tune_red_psm.py`` on tuning data only (seed 1, N=128, never the reported
-seed 0; the table and its commands: ``benchmarks/results/tune_red_psm.md``): ``K = 10``
-and ``d = min(24, P)`` knots (``knots = 0``, :data:`~imaging.solvers.psm.AUTO_KNOTS`), so
-``K+1 < d`` and the model is genuinely low-rank: on the 8-coil Cartesian cardiac cine
-(P=128) d = 24 gave +1.1 dB over d = 11 after 20 iterations and d = 32 only 0.04 dB
+seed 0; the table and its commands: ``benchmarks/results/tune_red_psm.md``): the order K
+and the knots d follow the data (``order = knots = 0``,
+:func:`~imaging.solvers.psm.model_size`: K = 6 / 8 / 8 and d = 16 / 24 / 24 at P = 64 / 128 /
+256 with one view per frame; re-tuned for ``dncnn-v3``, 0.2-0.8 dB over K = 10, most at
+P = 64), so ``K+1 < d`` and the model is genuinely low-rank: on the 8-coil Cartesian cardiac
+cine (P=128) d = 24 gave +1.1 dB over d = 11 after 20 iterations and d = 32 only 0.04 dB
 more; on the walnut (P=128) +0.06 dB. ``cg_iterations = 0``: the operator's
 :attr:`~imaging.operators.LinearOperator.lambda_cg_iterations` CG steps per Lambda
 update, 16 for MRI (+0.44 dB over 8 on the cardiac cine after 20 iterations: its 8 of
@@ -113,7 +115,7 @@ from ..denoisers.weights import SHIPPED_DENOISERS
 from ..models.psm import PSMFactors, synthesize
 from .registry import register
 from .base import ParameterError, image_array, param
-from .psm import AUTO_KNOTS, PSMFamilySolver, PSMParams
+from .psm import AUTO_KNOTS, AUTO_ORDER, PSMFamilySolver, PSMParams
 from .psm.solver import norm_ratio, squared_norm
 from .psm.subproblem import StackDifference, data_weight
 
@@ -175,11 +177,18 @@ class RedPSMParams(PSMParams):
     max_iter: int = param(
         45, "maximum number of outer ADMM iterations (the stopping rule often ends MRI runs earlier, CT runs seldom)"
     )
-    order: int = param(10, "PSM order K: the model has K+1 spatial/temporal basis functions")
+    order: int = param(
+        0,
+        f"PSM order K: the model has K+1 spatial/temporal basis functions (0: from the views measured, "
+        f"round(2 log2(V/8)) for V views in all, at most {AUTO_ORDER}: 6 / 8 / 8 for 64 / 128 / 256 views)",
+        symbol="K",
+        minimum=0,
+        basic=True,
+    )
     knots: int = param(
         0,
-        f"knots d per temporal basis function (0: min({AUTO_KNOTS}, P), so K+1 < d: a genuinely low-rank model; "
-        "ignored for interpolation 'direct')",
+        f"knots d per temporal basis function (0: a knot every four frames, P // 4, between K+1 and {AUTO_KNOTS}, "
+        "so K+1 < d: a genuinely low-rank model; ignored for interpolation 'direct')",
         symbol="d",
         minimum=0,
     )

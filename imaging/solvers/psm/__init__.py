@@ -17,11 +17,12 @@ from .initialisation import (
     kspace_centre_frames,
     projection_domain_frames,
 )
-from .solver import AUTO_KNOTS, PSMFamilySolver, PSMParams, PSMSolver, relative_norm
+from .solver import AUTO_KNOTS, AUTO_ORDER, PSMFamilySolver, PSMParams, PSMSolver, model_size, relative_norm
 from .subproblem import GRAM_FROM_PROJECTIONS_ENTRIES, SYMBOL_FLOOR, PSMSubproblem, data_weight
 
 __all__ = [
     "AUTO_KNOTS",
+    "AUTO_ORDER",
     "GRAM_FROM_PROJECTIONS_ENTRIES",
     "INITIALISATIONS",
     "PSMFamilySolver",
@@ -35,6 +36,7 @@ __all__ = [
     "filtered_backprojection",
     "initial_frames",
     "kspace_centre_frames",
+    "model_size",
     "projection_domain_frames",
     "relative_norm",
 ]

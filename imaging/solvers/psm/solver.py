@@ -23,13 +23,42 @@ from .initialisation import INITIALISATIONS, amplitude_scale, initial_frames
 from .subproblem import GRAM_FROM_PROJECTIONS_ENTRIES, PSMSubproblem, data_weight
 
 
-#: Knots of the temporal splines when ``knots`` is 0 (automatic, red-psm's default):
-#: ``min(AUTO_KNOTS, P)``, more than the K+1 = 11 bases of the default order, so the model
-#: is low-rank. Measured with benchmarks/tune_red_psm.py on tuning seed 1 (table:
+#: The most knots of the temporal splines when ``knots`` is 0 (automatic, red-psm's default;
+#: :func:`model_size`). Measured with benchmarks/tune_red_psm.py on tuning seed 1 (table:
 #: benchmarks/results/tune_red_psm.md): on the 8-coil Cartesian cardiac cine (P=128) 24
 #: knots gave +1.1 dB over 11 after 20 iterations and 32 only +0.04 dB more; on the walnut
 #: (P=128) 24 were 0.06 dB better than 11.
 AUTO_KNOTS = 24
+
+#: The largest order K that ``order = 0`` (automatic, red-psm's default) chooses (:func:`model_size`).
+AUTO_ORDER = 8
+
+
+def model_size(order: int, knots: int, n_frames: int, views: float = 1.0) -> tuple[int, int]:
+    """The order K and knots d of a run of P = ``n_frames`` frames with ``views`` per frame.
+
+    ``views`` is :attr:`~imaging.Measurements.views_per_frame` (MRI: a frame's k-space samples
+    as full phase-encode lines). ``order = 0`` chooses ``K = round(2 log2(V / 8))`` for the
+    V = P x ``views`` views measured in all, between 1 and :data:`AUTO_ORDER` (and below P and
+    ``knots`` where that is given): fewer views support fewer temporal basis functions.
+    ``knots = 0`` chooses ``d = P // 4`` (a knot every four frames), between K+1 and
+    :data:`AUTO_KNOTS`, at most P. With one view per frame this gives K = 6 / 8 / 8 and
+    d = 16 / 24 / 24 at P = 64 / 128 / 256.
+
+    Tuned with dncnn-v3 on the tuning cases only (seed 1, N = 128, 45 iterations; section 8
+    of benchmarks/results/tune_red_psm.md): against K = 10 (d = min(24, P)), the rule's K and d gave +0.80 /
+    +0.20 / +0.20 dB on the walnut and +0.36 / +0.37 / +0.16 dB on the material at P = 64 / 128 / 256,
+    and K = 8 +0.10 dB on the cardiac cine (P = 128, 8 lines per frame, so V = 1024); K = 5 and
+    below semi-converged at P = 64, K = 6 lost 0.9 dB on the cine, K = 14 lost 0.6-0.8 dB at
+    P = 256. Explicit values are returned unchanged (the solver validates them).
+    """
+    if order == 0:
+        total_views = max(1, n_frames * views)
+        order = max(1, min(AUTO_ORDER, round(2 * math.log2(total_views / 8))))
+        order = min(order, n_frames - 1, (knots or n_frames) - 1)
+    if knots == 0:
+        knots = min(n_frames, max(order + 1, min(AUTO_KNOTS, n_frames // 4)))
+    return order, knots
 
 
 def relative_norm(numerator: torch.Tensor, denominator: torch.Tensor) -> float:
@@ -76,10 +105,18 @@ class PSMParams(SolverParams):
     """Parameters of the PSM model and its subproblem solver (shared with RED-PSM)."""
 
     max_iter: int = param(3, "maximum number of outer iterations (alternating sweeps for psm)")
-    order: int = param(10, "PSM order K: the model has K+1 spatial/temporal basis functions", symbol="K", minimum=0, basic=True)
+    order: int = param(
+        10,
+        f"PSM order K: the model has K+1 spatial/temporal basis functions (0: from the views measured, "
+        f"round(2 log2(V/8)) for V views in all, at most {AUTO_ORDER})",
+        symbol="K",
+        minimum=0,
+        basic=True,
+    )
     knots: int = param(
         11,
-        f"knots d per temporal basis function (0: min({AUTO_KNOTS}, P); ignored for interpolation 'direct')",
+        f"knots d per temporal basis function (0: a knot every four frames, P // 4, between K+1 and {AUTO_KNOTS}; "
+        "ignored for interpolation 'direct')",
         symbol="d",
         minimum=0,
     )
@@ -101,7 +138,7 @@ class PSMParams(SolverParams):
         if self.interpolation != "direct":
             if self.knots < 2 and self.knots != 0:
                 raise ParameterError(f"{self.interpolation} interpolation needs knots >= 2 (or 0: automatic), got {self.knots}")
-            if self.knots and self.order + 1 > self.knots:
+            if self.knots and self.order and self.order + 1 > self.knots:
                 raise ParameterError(
                     f"order K = {self.order} gives K+1 = {self.order + 1} temporal bases, more than the "
                     f"{self.knots} knots can make independent; use knots >= K+1"
@@ -140,7 +177,7 @@ class PSMFamilySolver(Solver):
     def state_bytes(cls, size, params: PSMParams) -> int:
         """The stacks (``state_copies``), the Lambda step's copies of the spatial bases
         (complex64 for MRI) and the z step's projections of the bases (:meth:`gram_bytes`)."""
-        rank_bytes = (8 if size.modality == "mri" else 4) * (params.order + 1) * size.pixels
+        rank_bytes = (8 if size.modality == "mri" else 4) * (cls.model_size(size, params)[0] + 1) * size.pixels
         copies = cls.heap_rank_copies if rank_bytes < HEAP_STACK_LIMIT else cls.rank_copies
         return int(super().state_bytes(size, params) + copies * rank_bytes + cls.gram_bytes(size, params))
 
@@ -151,22 +188,28 @@ class PSMFamilySolver(Solver):
         takes its Gram matrices from the k-space weights instead."""
         if size.modality == "mri" and size.coils == 1 and size.layout != "non-cartesian":
             return 0
-        projection_bytes = (params.order + 1) * size.range_bytes
+        projection_bytes = (PSMFamilySolver.model_size(size, params)[0] + 1) * size.range_bytes
         return projection_bytes if projection_bytes // 4 <= GRAM_FROM_PROJECTIONS_ENTRIES else 0
+
+    @staticmethod
+    def model_size(size, params: PSMParams) -> tuple[int, int]:
+        """The (K, d) a run of ``params`` on a problem of this ``size`` uses (:func:`model_size`)."""
+        return model_size(params.order, params.knots, size.n_frames, size.views_per_frame)
 
     def __init__(self, measurements, params: PSMParams, device="cpu"):
         super().__init__(measurements, params, device)
         n_frames = measurements.n_frames
-        #: The knots d of this run: ``params.knots``, or min(AUTO_KNOTS, P) when that is 0.
-        self.knots = params.knots or min(AUTO_KNOTS, n_frames)
-        if params.interpolation != "direct" and (self.knots > n_frames or params.order + 1 > self.knots):
+        #: The order K and knots d of this run: ``params.order`` and ``params.knots``, or
+        #: where they are 0 the automatic choice of :func:`model_size`.
+        self.order, self.knots = model_size(params.order, params.knots, n_frames, measurements.views_per_frame)
+        if params.interpolation != "direct" and (self.knots > n_frames or self.order + 1 > self.knots):
             raise ParameterError(
-                f"knots must be at most the number of frames ({n_frames}) and at least K+1 = {params.order + 1}, "
+                f"knots must be at most the number of frames ({n_frames}) and at least K+1 = {self.order + 1}, "
                 f"got {self.knots}; for so few frames set e.g. knots={n_frames} "
-                f"order={max(0, min(params.order, n_frames - 1))}"
+                f"order={max(0, min(self.order, n_frames - 1))}"
             )
-        if params.interpolation == "direct" and params.order + 1 > n_frames:
-            raise ParameterError(f"order K+1 = {params.order + 1} exceeds the number of frames ({n_frames})")
+        if params.interpolation == "direct" and self.order + 1 > n_frames:
+            raise ParameterError(f"order K+1 = {self.order + 1} exceeds the number of frames ({n_frames})")
         suitable = measurements.operator_class.initialisations
         if not suitable:
             raise ParameterError(f"no PSM initialisation suits {measurements.modality} data")
@@ -213,7 +256,7 @@ class PSMFamilySolver(Solver):
         self.scale = amplitude_scale(frames)
         frames.div_(self.scale)
         self.data_weight = data_weight(self.operator, self.support)
-        self.factors = psm_from_frames(frames, self.params.order + 1, self.interpolation)
+        self.factors = psm_from_frames(frames, self.order + 1, self.interpolation)
         self._build_problem()
         self.problem.rebalance(self.factors)
         if self.init_method == "kspace-centre":
