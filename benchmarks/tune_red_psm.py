@@ -26,7 +26,7 @@ Modes (each prints a table; ``--json`` also writes the rows):
     (preconditioned CG on Lambda, exact z) solver against the official code's Adam
     steps on (Lambda, z) (lr 5e-3, 25 steps per outer iteration), from the same start
     (the projection-domain initialisation, with ``f - gamma`` = the initial frames;
-    ``beta`` = 0.8 and xi = chi = 0.2 as in red-psm unless ``--set`` says otherwise).
+    ``beta`` = 0.8 and xi = chi = 0.2, red-psm's values when it was written, unless ``--set`` says otherwise).
 
 ``stopping``
     Replays red-psm's stopping rule (``--tols`` x ``--min-iters``) on the ``--json`` files of
@@ -200,7 +200,7 @@ def run_psm_solvers(args, measurements) -> list[dict]:
     fixed = _parse_assignments(args.set)
     beta = float(fixed.pop("beta", 0.8))
     seconds_budget = float(fixed.pop("seconds", 20.0))
-    fixed = {"xi": 0.2, "chi": 0.2, **fixed}  # red-psm's penalties by default
+    fixed = {"xi": 0.2, "chi": 0.2, **fixed}  # red-psm's penalties when this comparison was made (MRI's still)
     solver = PSMSolver(measurements, PSMSolver.make_params(**fixed))
     solver._ensure_initialised()
     problem = solver.problem

@@ -360,7 +360,7 @@ def test_psm_leaves_the_global_random_generators_alone(init):
 
 @pytest.mark.parametrize(
     "frames, views, expected",
-    [(64, 1, (6, 16)), (128, 1, (8, 24)), (256, 1, (8, 24)), (64, 4, (8, 16)), (1024, 1, (8, 24))],
+    [(64, 1, (6, 16)), (128, 1, (8, 24)), (256, 1, (10, 24)), (64, 4, (10, 16)), (1024, 1, (10, 24))],
 )
 def test_automatic_order_and_knots_follow_the_views_measured(frames, views, expected):
     assert model_size(0, 0, frames, views) == expected
@@ -376,7 +376,7 @@ def test_automatic_model_size_is_valid_for_few_frames(frames):
 def test_explicit_order_and_knots_are_kept_and_automatic_order_fits_explicit_knots():
     assert model_size(10, 11, 256) == (10, 11)
     assert model_size(3, 0, 256) == (3, 24)
-    assert model_size(0, 5, 256) == (4, 5)  # the rule's 8 does not fit 5 knots
+    assert model_size(0, 5, 256) == (4, 5)  # the rule's 10 does not fit 5 knots
 
 
 def test_solver_uses_the_automatic_model_size_and_the_memory_estimate_agrees():
@@ -398,3 +398,13 @@ def test_views_per_frame_counts_views_lines_and_shots():
     trajectory = np.zeros((8, 2, 24, 2))
     radial = Measurements("mri", (16, 16), kspace=kspace, trajectory=trajectory)
     assert radial.views_per_frame == pytest.approx(2 * 24 / 16)
+
+
+def test_zero_penalties_take_the_operators_weight_and_explicit_ones_are_kept():
+    ct = simulate("walnut", frames=8, size=16, seed=1)
+    mri = simulate("cardiac", frames=8, size=16, lines_per_frame=4)
+    for m, documented in ((ct, 4.0), (mri, 0.2)):  # docs/design.md
+        solver = PSMSolver(m, PSMSolver.make_params(order=2, knots=4, xi=0, chi=0))
+        assert solver.xi == solver.chi == m.operator_class.psm_penalty == documented
+        solver = PSMSolver(m, PSMSolver.make_params(order=2, knots=4, xi=0.5, chi=3.0))
+        assert (solver.xi, solver.chi) == (0.5, 3.0)

@@ -61,7 +61,8 @@ class LinearOperator:
     - :attr:`initialisations`: the PSM initialisations that suit its data;
     - :attr:`nonnegative_images`: whether the physics makes every image value >= 0;
     - :attr:`costly_to_build`: whether building it costs much more than applying it;
-    - :attr:`lambda_cg_iterations`: CG steps that solve PSM's Lambda system on its data.
+    - :attr:`lambda_cg_iterations`: CG steps that solve PSM's Lambda system on its data;
+    - :attr:`psm_penalty`: RED-PSM's Frobenius penalty weights xi = chi for its data.
     """
 
     domain_shape: tuple[int, ...]
@@ -89,6 +90,12 @@ class LinearOperator:
     #: default: on the 8-coil cardiac cine with 8 of 128 lines per frame, 16 instead of 8
     #: gained 0.44 dB after 20 iterations (benchmarks/results/tune_red_psm.md).
     lambda_cg_iterations: ClassVar[int] = 16
+
+    #: The weights xi = chi of RED-PSM's penalties (xi/2)||Psi||^2 + (chi/2)||Lambda||^2 on
+    #: this operator's data (``xi = chi = 0``), a nuclear-norm-like weight on the frames. 0.2 by
+    #: default: on the 8-coil cardiac cine (8 of 128 lines per frame, P = 128) 4 lost 0.45 dB
+    #: (benchmarks/results/tune_red_psm.md section 8).
+    psm_penalty: ClassVar[float] = 0.2
 
     @classmethod
     def from_measurements(cls, measurements, device="cpu", **options) -> "LinearOperator":

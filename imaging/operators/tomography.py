@@ -253,6 +253,11 @@ class DynamicTomography(LinearOperator):
     # digits (walnut P = 128, benchmarks/results/tune_red_psm.md section 2): the steps
     # after the 8th cost time (half of a red-psm iteration's projections) and change nothing.
     lambda_cg_iterations = 8
+    # One view per frame measures far fewer dimensions than MRI's lines and coils, and the
+    # low-rank penalty carries more of the prior: on the tuning walnut and material (P = 64 /
+    # 128 / 256) 4 gave 0.5-1.0 dB over 0.2 after 45 iterations, 2 and 8 less than 4
+    # (benchmarks/results/tune_red_psm.md section 8).
+    psm_penalty = 4.0
 
     def __init__(
         self,

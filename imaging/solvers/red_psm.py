@@ -34,16 +34,18 @@ Defaults, re-tuned for the bias-free denoiser ``dncnn-v2`` (the default before `
 ``benchmarks/tune_red_psm.py`` on tuning data only (seed 1, N=128, never the reported
 seed 0; the table and its commands: ``benchmarks/results/tune_red_psm.md``): the order K
 and the knots d follow the data (``order = knots = 0``,
-:func:`~imaging.solvers.psm.model_size`: K = 6 / 8 / 8 and d = 16 / 24 / 24 at P = 64 / 128 /
-256 with one view per frame; re-tuned for ``dncnn-v3``, 0.2-0.8 dB over K = 10, most at
-P = 64), so ``K+1 < d`` and the model is genuinely low-rank: on the 8-coil Cartesian cardiac
+:func:`~imaging.solvers.psm.model_size`: K = 6 / 8 / 10 and d = 16 / 24 / 24 at P = 64 / 128 /
+256 with one view per frame; re-tuned for ``dncnn-v3``), so ``K+1 < d`` and the model is genuinely low-rank: on the 8-coil Cartesian cardiac
 cine (P=128) d = 24 gave +1.1 dB over d = 11 after 20 iterations and d = 32 only 0.04 dB
 more; on the walnut (P=128) +0.06 dB. ``cg_iterations = 0``: the operator's
 :attr:`~imaging.operators.LinearOperator.lambda_cg_iterations` CG steps per Lambda
 update, 16 for MRI (+0.44 dB over 8 on the cardiac cine after 20 iterations: its 8 of
 128 lines make the Lambda step ill-conditioned) and 8 for tomography (the same iterates
-as 16 on the walnut, at half the cost of the Lambda step). ``lam = 2.4``, ``beta = 0.8``,
-``xi = chi = 0.2`` were kept: with v2, lam 1.2 / 4.8 / 9.6 gave -0.04 / +0.14 / +0.14 dB
+as 16 on the walnut, at half the cost of the Lambda step). ``xi = chi = 0``: the operator's
+:attr:`~imaging.operators.LinearOperator.psm_penalty`, 4 for tomography and 0.2 for MRI
+(re-tuned for ``dncnn-v3``; with the automatic K and d, 4 instead of 0.2 gave +0.5 to +1.0 dB
+on the tuning walnut and material at P = 64 / 128 / 256, and -0.45 dB on the cardiac cine).
+``lam = 2.4``, ``beta = 0.8`` were kept: with v2, lam 1.2 / 4.8 / 9.6 gave -0.04 / +0.14 / +0.14 dB
 on the walnut after 25 iterations but the larger values' primal residual stayed above
 0.02 (slow ADMM convergence, so later stopping and longer runs), and on the cardiac cine
 (lam, beta) = (2.4, 0.4) / (1.2, 0.4) were within 0.1 dB of (2.4, 0.8).
@@ -180,7 +182,7 @@ class RedPSMParams(PSMParams):
     order: int = param(
         0,
         f"PSM order K: the model has K+1 spatial/temporal basis functions (0: from the views measured, "
-        f"round(2 log2(V/8)) for V views in all, at most {AUTO_ORDER}: 6 / 8 / 8 for 64 / 128 / 256 views)",
+        f"round(2 log2(V/8)) for V views in all, at most {AUTO_ORDER}: 6 / 8 / 10 for 64 / 128 / 256 views)",
         symbol="K",
         minimum=0,
         basic=True,
@@ -198,8 +200,21 @@ class RedPSMParams(PSMParams):
         label="CG iterations",
         minimum=0,
     )
-    xi: float = param(0.2, "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases")
-    chi: float = param(0.2, "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases")
+    xi: float = param(
+        0.0,
+        "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases (0: the modality's, "
+        "4 for tomography, 0.2 for MRI; for no penalty give a tiny value such as 1e-9)",
+        label="temporal basis penalty",
+        symbol="ξ",
+        minimum=0.0,
+    )
+    chi: float = param(
+        0.0,
+        "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases (0: the modality's, as xi)",
+        label="spatial basis penalty",
+        symbol="χ",
+        minimum=0.0,
+    )
     lam: float = param(
         2.4,
         "RED weight lambda (normalised objective: the data term has unit mean curvature)",

@@ -31,7 +31,7 @@ from .subproblem import GRAM_FROM_PROJECTIONS_ENTRIES, PSMSubproblem, data_weigh
 AUTO_KNOTS = 24
 
 #: The largest order K that ``order = 0`` (automatic, red-psm's default) chooses (:func:`model_size`).
-AUTO_ORDER = 8
+AUTO_ORDER = 10
 
 
 def model_size(order: int, knots: int, n_frames: int, views: float = 1.0) -> tuple[int, int]:
@@ -42,15 +42,18 @@ def model_size(order: int, knots: int, n_frames: int, views: float = 1.0) -> tup
     V = P x ``views`` views measured in all, between 1 and :data:`AUTO_ORDER` (and below P and
     ``knots`` where that is given): fewer views support fewer temporal basis functions.
     ``knots = 0`` chooses ``d = P // 4`` (a knot every four frames), between K+1 and
-    :data:`AUTO_KNOTS`, at most P. With one view per frame this gives K = 6 / 8 / 8 and
+    :data:`AUTO_KNOTS`, at most P. With one view per frame this gives K = 6 / 8 / 10 and
     d = 16 / 24 / 24 at P = 64 / 128 / 256.
 
     Tuned with dncnn-v3 on the tuning cases only (seed 1, N = 128, 45 iterations; section 8
-    of benchmarks/results/tune_red_psm.md): against K = 10 (d = min(24, P)), the rule's K and d gave +0.80 /
-    +0.20 / +0.20 dB on the walnut and +0.36 / +0.37 / +0.16 dB on the material at P = 64 / 128 / 256,
-    and K = 8 +0.10 dB on the cardiac cine (P = 128, 8 lines per frame, so V = 1024); K = 5 and
-    below semi-converged at P = 64, K = 6 lost 0.9 dB on the cine, K = 14 lost 0.6-0.8 dB at
-    P = 256. Explicit values are returned unchanged (the solver validates them).
+    of benchmarks/results/tune_red_psm.md). With the penalties of the time (xi = chi = 0.2),
+    against K = 10 (d = min(24, P)), K = 6 / 8 / 8 gave +0.80 / +0.20 / +0.20 dB on the walnut
+    and +0.36 / +0.37 / +0.16 dB on the material at P = 64 / 128 / 256; K = 5 and below
+    semi-converged at P = 64, K = 14 lost 0.6-0.8 dB at P = 256. With tomography's
+    xi = chi = 4, K = 6 stayed best at P = 64 (K = 8 / 10: -0.25 / -0.47 dB on the walnut) and
+    K = 10 was best at P = 256 (+0.17 / +0.14 dB over 8), hence the cap 10. On the cardiac cine
+    (P = 128, 8 lines per frame: V = 1024, K = 10) K = 8 / 10 were within 0.1 dB, K = 6 lost
+    0.9 dB. Explicit values are returned unchanged (the solver validates them).
     """
     if order == 0:
         total_views = max(1, n_frames * views)
@@ -121,8 +124,22 @@ class PSMParams(SolverParams):
         minimum=0,
     )
     interpolation: str = param("cubic", "temporal interpolation from knots to frames: cubic, linear or direct", choices=INTERPOLATIONS)
-    xi: float = param(10.0, "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases", label="temporal basis penalty", symbol="ξ", minimum=0.0)
-    chi: float = param(10.0, "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases", label="spatial basis penalty", symbol="χ", minimum=0.0)
+    xi: float = param(
+        10.0,
+        "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases (0: the modality's, "
+        "4 for tomography, 0.2 for MRI; for no penalty give a tiny value such as 1e-9)",
+        label="temporal basis penalty",
+        symbol="ξ",
+        minimum=0.0,
+    )
+    chi: float = param(
+        10.0,
+        "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases (0: the modality's, "
+        "as xi)",
+        label="spatial basis penalty",
+        symbol="χ",
+        minimum=0.0,
+    )
     init: str = param("auto", "initialisation: projection or fbp-svd (tomography), kspace-centre (mri); auto picks the first", label="initialisation", choices=("auto", *INITIALISATIONS))
     init_knots: int = param(6, "temporal functions (cubic knots) of the projection-domain initialisation", minimum=2)
     sweeps: int = param(1, "alternating (Lambda, z) sweeps per outer iteration", minimum=1)
@@ -224,6 +241,10 @@ class PSMFamilySolver(Solver):
         #: CG steps per Lambda update: ``params.cg_iterations``, or the operator's
         #: :attr:`~imaging.operators.LinearOperator.lambda_cg_iterations` when that is 0 (red-psm).
         self.cg_iterations = params.cg_iterations or self.operator.lambda_cg_iterations
+        #: The penalty weights: ``params.xi`` / ``params.chi``, or the operator's
+        #: :attr:`~imaging.operators.LinearOperator.psm_penalty` where they are 0 (red-psm).
+        self.xi = params.xi or self.operator.psm_penalty
+        self.chi = params.chi or self.operator.psm_penalty
         self.interpolation = interpolation_matrix(n_frames, self.knots, params.interpolation).to(self.operator.device)
         self.scale: float | None = None
         self.data_weight: float | None = None
@@ -239,8 +260,8 @@ class PSMFamilySolver(Solver):
             self.interpolation,
             self.support,
             self.data_weight,
-            self.params.xi,
-            self.params.chi,
+            self.xi,
+            self.chi,
             direct=self.params.interpolation == "direct",
         )
 
