@@ -35,8 +35,9 @@ DEFAULT_RUNS = (
 #: A red-psm run whose iterates are what a denoiser inside red-psm actually meets: the PSM
 #: fit after the denoiser has already removed part of the artefacts (milder, smoother
 #: errors than a plain PSM fit's). It denoises with the shipped ``dncnn-v2``, named here so
-#: that the pairs do not change when the default denoiser does; K = 10 and d = 24 are what the
-#: automatic choice of the time gave for the default 64 frames (``dncnn-v3`` was trained on these).
+#: that the pairs do not change when the default denoiser does; K = 10 and d = min(24, P) (the
+#: knots are capped at the frames P of the objects) are what the automatic choice of the time
+#: gave (``dncnn-v3`` was trained on these, P = 64).
 RED_PSM_RUN = (
     "red-psm",
     {"order": 10, "knots": 24, "cg_iterations": 16, "lam": 2.4, "beta": 0.8, "xi": 0.2, "chi": 0.2,
@@ -114,7 +115,7 @@ def reconstruction_pairs(
         Expected fraction of the objects measured by MRI instead of tomography.
     runs : sequence of (method, parameters, iterations)
         Each object is reconstructed by every run; the estimates after the listed
-        iterations become inputs.
+        iterations become inputs. A run's ``knots`` are capped at ``frames``.
     noise : float
         Relative measurement noise.
 
@@ -132,6 +133,8 @@ def reconstruction_pairs(
         truth = measurements.ground_truth
         measurements.ground_truth = None  # the runs never see it
         for method, params, kept in runs:
+            if "knots" in params:  # at most one knot per frame on short objects
+                params = {**params, "knots": min(params["knots"], frames)}
             run = iterate(measurements, method, threads=1, **params)
             for info in run:
                 if info.iteration in kept:
