@@ -117,7 +117,7 @@ from ..denoisers.weights import SHIPPED_DENOISERS
 from ..models.psm import PSMFactors, synthesize
 from .registry import register
 from .base import ParameterError, image_array, param
-from .psm import AUTO_KNOTS, AUTO_ORDER, PSMFamilySolver, PSMParams
+from .psm import AUTO_KNOTS, AUTO_ORDER, PSMFamilySolver, PSMParams, penalty_param
 from .psm.solver import norm_ratio, squared_norm
 from .psm.subproblem import StackDifference, data_weight
 
@@ -200,21 +200,8 @@ class RedPSMParams(PSMParams):
         label="CG iterations",
         minimum=0,
     )
-    xi: float = param(
-        0.0,
-        "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases (0: the modality's, "
-        "4 for tomography, 0.2 for MRI; for no penalty give a tiny value such as 1e-9)",
-        label="temporal basis penalty",
-        symbol="ξ",
-        minimum=0.0,
-    )
-    chi: float = param(
-        0.0,
-        "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases (0: the modality's, as xi)",
-        label="spatial basis penalty",
-        symbol="χ",
-        minimum=0.0,
-    )
+    xi: float = penalty_param("xi", 0.0)
+    chi: float = penalty_param("chi", 0.0)
     lam: float = param(
         2.4,
         "RED weight lambda (normalised objective: the data term has unit mean curvature)",

@@ -17,7 +17,7 @@ from .initialisation import (
     kspace_centre_frames,
     projection_domain_frames,
 )
-from .solver import AUTO_KNOTS, AUTO_ORDER, PSMFamilySolver, PSMParams, PSMSolver, model_size, relative_norm
+from .solver import AUTO_KNOTS, AUTO_ORDER, PSMFamilySolver, PSMParams, PSMSolver, model_size, penalty_param, relative_norm
 from .subproblem import GRAM_FROM_PROJECTIONS_ENTRIES, SYMBOL_FLOOR, PSMSubproblem, data_weight
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "initial_frames",
     "kspace_centre_frames",
     "model_size",
+    "penalty_param",
     "projection_domain_frames",
     "relative_norm",
 ]

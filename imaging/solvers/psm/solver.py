@@ -103,6 +103,21 @@ def model_change(new: PSMFactors, old: PSMFactors, block_bytes: int = CHANGE_BLO
     return norm_ratio(change_sq, norm_sq)
 
 
+def penalty_param(name: str, default: float):
+    """The parameter ``xi`` (temporal bases) or ``chi`` (spatial bases) with this default; shared
+    by ``psm`` and ``red-psm``, which differ only in the default (0: the operator's
+    :attr:`~imaging.operators.LinearOperator.psm_penalty`)."""
+    factor, bases, symbol = {"xi": ("Psi", "temporal", "ξ"), "chi": ("Lambda", "spatial", "χ")}[name]
+    return param(
+        default,
+        f"weight of the Frobenius penalty ({name}/2)||{factor}||^2 on the {bases} bases (0: the modality's, "
+        "4 for tomography, 0.2 for MRI; for no penalty give a tiny value such as 1e-9)",
+        label=f"{bases} basis penalty",
+        symbol=symbol,
+        minimum=0.0,
+    )
+
+
 @dataclasses.dataclass
 class PSMParams(SolverParams):
     """Parameters of the PSM model and its subproblem solver (shared with RED-PSM)."""
@@ -124,22 +139,8 @@ class PSMParams(SolverParams):
         minimum=0,
     )
     interpolation: str = param("cubic", "temporal interpolation from knots to frames: cubic, linear or direct", choices=INTERPOLATIONS)
-    xi: float = param(
-        10.0,
-        "weight of the Frobenius penalty (xi/2)||Psi||^2 on the temporal bases (0: the modality's, "
-        "4 for tomography, 0.2 for MRI; for no penalty give a tiny value such as 1e-9)",
-        label="temporal basis penalty",
-        symbol="ξ",
-        minimum=0.0,
-    )
-    chi: float = param(
-        10.0,
-        "weight of the Frobenius penalty (chi/2)||Lambda||^2 on the spatial bases (0: the modality's, "
-        "as xi)",
-        label="spatial basis penalty",
-        symbol="χ",
-        minimum=0.0,
-    )
+    xi: float = penalty_param("xi", 10.0)
+    chi: float = penalty_param("chi", 10.0)
     init: str = param("auto", "initialisation: projection or fbp-svd (tomography), kspace-centre (mri); auto picks the first", label="initialisation", choices=("auto", *INITIALISATIONS))
     init_knots: int = param(6, "temporal functions (cubic knots) of the projection-domain initialisation", minimum=2)
     sweeps: int = param(1, "alternating (Lambda, z) sweeps per outer iteration", minimum=1)
