@@ -35,6 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imaging.denoisers import denoise_frames, generate_static_objects, load_denoiser  # noqa: E402
+from imaging.denoisers.inference import native_bfloat16  # noqa: E402
 from imaging.phantoms import get_phantom  # noqa: E402
 
 #: Seed of the generated static objects used here; training uses other seeds (0 by default).
@@ -68,8 +69,8 @@ def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> float:
     return math.inf if error == 0 else 10 * math.log10(data_range**2 / error)
 
 
-def apply(model, frames: torch.Tensor) -> torch.Tensor:
-    return denoise_frames(model, frames, batch_size=8)
+def apply(model, frames: torch.Tensor, precision: str = "float32") -> torch.Tensor:
+    return denoise_frames(model, frames, batch_size=8, precision=precision)
 
 
 def properties(model, frames: torch.Tensor, seed: int = 0) -> dict[str, float]:
@@ -90,17 +91,17 @@ def properties(model, frames: torch.Tensor, seed: int = 0) -> dict[str, float]:
     return out
 
 
-def milliseconds_per_frame(model, size: int = 128, frames: int = 64, passes: int = 5) -> float:
+def milliseconds_per_frame(model, size: int = 128, frames: int = 64, passes: int = 5, precision: str = "float32") -> float:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         model = model.to(memory_format=torch.channels_last)
         stack = torch.rand(frames, size, size)
-        apply(model, stack)  # warm-up
+        apply(model, stack, precision)  # warm-up
         times = []
         for _ in range(passes):
             start = time.perf_counter()
-            apply(model, stack)
+            apply(model, stack, precision)
             times.append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(previous)
@@ -120,7 +121,11 @@ def main(argv=None) -> int:
     for name in args.denoisers:
         model = load_denoiser(name)
         n_parameters = sum(p.numel() for p in model.parameters())
-        cost = "" if args.quick else f", {milliseconds_per_frame(model):.2f} ms/frame at N=128 (1 thread)"
+        cost = ""
+        if not args.quick:
+            cost = f", {milliseconds_per_frame(model):.2f} ms/frame at N=128 (1 thread)"
+            if native_bfloat16():  # what red-psm's automatic precision uses on this CPU
+                cost += f", {milliseconds_per_frame(model, precision='bfloat16'):.2f} ms/frame in bfloat16"
         lines.append(f"\n### {name}: {n_parameters} parameters{cost}\n")
         header = None
         worst = {}

@@ -45,9 +45,12 @@ DEFAULT_METHODS = ("fbp-window", "psm", "td-dip", "td-dip:light", "red-psm:previ
 TD_DIP_PUBLISHED_STEPS = 10_000
 
 
-def describe_budget(method: str, params: dict, iterations: int, model: tuple[int, int] | None = None) -> str:
+def describe_budget(
+    method: str, params: dict, iterations: int, model: tuple[int, int] | None = None, device: str = "cpu"
+) -> str:
     """The work a run was allowed and what it used, in the method's own units; ``model`` is the
-    PSM methods' (K, d) as the run chose them (the parameters say 0 for an automatic choice)."""
+    PSM methods' (K, d) as the run chose them (the parameters say 0 for an automatic choice),
+    ``device`` the one it ran on (red-psm's automatic denoiser precision depends on it)."""
     order, knots = model if model else (params.get("order"), params.get("knots"))
     if method == "fbp-window":
         return f"window {params['window']} (best of {', '.join(map(str, FBP_WINDOWS))} by PSNR: an oracle choice)"
@@ -57,11 +60,14 @@ def describe_budget(method: str, params: dict, iterations: int, model: tuple[int
         return (f"{steps} Adam steps ({share:.3g} % of the published {TD_DIP_PUBLISHED_STEPS}), "
                 f"{params['channels']} channels, {params['batch_frames']} frame(s) per step")
     if method == "red-psm":
-        stride = f", every {params['denoise_stride']}th frame denoised per iteration" if params["denoise_stride"] > 1 else ""
+        from imaging.denoisers.inference import resolve_precision
+
+        precision = resolve_precision(params["denoiser_precision"], device)
+        stride = f", one frame in {params['denoise_stride']} denoised per iteration" if params["denoise_stride"] > 1 else ""
         rule = f"rule tol {params['tol']:g}" if params["tol"] > 0 else "no stopping rule"
         return (f"{iterations} of at most {params['max_iter']} ADMM iterations ({rule}){stride}; "
                 f"K={order}, d={knots}, lam={params['lam']:g}, beta={params['beta']:g}, "
-                f"denoiser {params['denoiser']}")
+                f"denoiser {params['denoiser']} ({precision})")
     if method == "psm":
         return f"{iterations} of at most {params['max_iter']} alternating sweeps; K={order}, d={knots}"
     return f"{iterations} of at most {params.get('max_iter', '?')} iterations"
@@ -109,7 +115,9 @@ def run_single(data_path: str, method_spec: str, out_json: str, device: str = "c
         peak_rss_mb=peak_rss_bytes() / 2**20,
         iterations=len(result.history),
         stop_reason=result.stop_reason,
-        budget=describe_budget(method, result.params, len(result.history), _model_size(measurements, result.params)),
+        budget=describe_budget(
+            method, result.params, len(result.history), _model_size(measurements, result.params), device
+        ),
     )
     if device == "cuda":
         scores["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20

@@ -19,7 +19,7 @@ from imaging.denoisers import (
     save_denoiser,
     train_denoiser,
 )
-from imaging.denoisers.inference import patch_starts
+from imaging.denoisers.inference import native_bfloat16, patch_starts
 from imaging.denoisers.weights import SHIPPED_DENOISERS, data_directory, file_sha256, provenance_path
 
 
@@ -205,11 +205,31 @@ def test_denoise_frames_keeps_array_type_and_does_not_track_gradients():
 @pytest.mark.parametrize("kwargs, message", [({"frames": torch.rand(16, 16)}, r"\(P, H, W\)"),
                                              ({"patch_size": 16, "patch_overlap": 16}, "patch_overlap"),
                                              ({"patch_size": 0}, "patch_size"),
-                                             ({"batch_size": 0}, "batch_size")])
+                                             ({"batch_size": 0}, "batch_size"),
+                                             ({"precision": "float16"}, "precision")])
 def test_denoise_frames_rejects_bad_arguments(kwargs, message):
     arguments = {"frames": torch.rand(2, 16, 16), **kwargs}
     with pytest.raises(ValueError, match=message):
         denoise_frames(nn.Identity(), **arguments)
+
+
+@pytest.mark.parametrize("patch_size", [None, 24])
+def test_bfloat16_denoising_rounds_far_below_what_the_denoiser_removes(patch_size):
+    model = load_denoiser("default")
+    clean = torch.from_numpy(generate_static_objects(2, size=48, seed=2024))
+    noisy = clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    exact = denoise_frames(model, noisy, patch_size=patch_size, patch_overlap=16)
+    rounded = denoise_frames(model, noisy, patch_size=patch_size, patch_overlap=16, precision="bfloat16")
+    assert rounded.dtype == torch.float32 and rounded.shape == noisy.shape
+    rounding = float(torch.mean((rounded - exact) ** 2))
+    removed = float(torch.mean((noisy - exact) ** 2))
+    assert 0 < rounding < 1e-3 * removed
+    assert _psnr(rounded, clean) > _psnr(noisy, clean) + 4.0
+
+
+def test_native_bfloat16_is_a_cpu_property():
+    assert isinstance(native_bfloat16("cpu"), bool)
+    assert native_bfloat16("cuda") is False
 
 
 # --- training data and training --------------------------------------------------------

@@ -222,10 +222,30 @@ def test_red_psm_on_dynamic_mri_improves_on_its_initialisation():
     assert psnr(np.abs(red.reconstruction), m.ground_truth) > psnr(np.abs(start), m.ground_truth) + 1.0
 
 
+def test_denoiser_precision_resolves_per_device_and_bfloat16_keeps_the_run(walnut, monkeypatch):
+    from imaging.denoisers import inference
+
+    for native, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(inference, "native_bfloat16", lambda device, native=native: native)
+        assert RedPSMSolver(walnut, RedPSMSolver.make_params(**SMALL)).denoiser_precision == expected
+    explicit = RedPSMSolver(walnut, RedPSMSolver.make_params(**SMALL, denoiser_precision="float32"))
+    assert explicit.denoiser_precision == "float32"
+    # The presets that reproduce earlier numbers keep float32 everywhere.
+    for preset in ("previous", "paper"):
+        assert RedPSMSolver.presets[preset]["denoiser_precision"] == "float32"
+    runs = {
+        precision: reconstruct(walnut, "red-psm", max_iter=6, denoiser_precision=precision, **SMALL)
+        for precision in ("float32", "bfloat16")
+    }
+    scores = {precision: psnr(run.reconstruction, walnut.ground_truth) for precision, run in runs.items()}
+    assert abs(scores["bfloat16"] - scores["float32"]) < 0.05
+    assert not np.array_equal(runs["bfloat16"].reconstruction, runs["float32"].reconstruction)
+
+
 @pytest.mark.parametrize(
     "bad",
     [{"order": -1}, {"knots": 1}, {"lam": -0.1}, {"beta": 0.0}, {"denoise_stride": 0}, {"patch_size": -8},
-     {"nonnegative": "yes"}, {"coarse_size": 8}, {"coarse_size": -1}, {"refine_iterations": 0}],
+     {"nonnegative": "yes"}, {"denoiser_precision": "half"}, {"coarse_size": 8}, {"coarse_size": -1}, {"refine_iterations": 0}],
 )
 def test_bad_parameters_raise_parameter_error(bad):
     with pytest.raises(ParameterError):

@@ -151,6 +151,35 @@ def denoise_layout(
     return patch, max(1, batch)
 
 
+#: Arithmetic a denoiser may run in (:func:`denoise_frames`'s ``precision``).
+PRECISIONS = ("float32", "bfloat16")
+
+
+def native_bfloat16(device: torch.device | str = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 convolutions natively (fast, not emulated).
+
+    CPUs with AVX512-BF16 or AMX do (there oneDNN's bfloat16 convolutions of the shipped
+    DnCNN ran 2.2 times faster than float32, ``benchmarks/denoiser.py``); CPUs without them
+    emulate bfloat16 and are slower in it. CUDA devices answer ``False``: their float32
+    denoiser is fast enough that the rounding is not worth it.
+    """
+    if torch.device(device).type != "cpu":
+        return False
+    # Private helpers of torch.cpu (present since torch 2.3); without them, assume no.
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """``precision`` ("auto" or one of :data:`PRECISIONS`) as a run on ``device`` uses it:
+    "auto" is bfloat16 where :func:`native_bfloat16`, else float32."""
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
 def _model_device(model: nn.Module) -> torch.device:
     for parameter in model.parameters():
         return parameter.device
@@ -163,6 +192,7 @@ def denoise_frames(
     patch_size: int | None = None,
     patch_overlap: int = DEFAULT_PATCH_OVERLAP,
     batch_size: int = 32,
+    precision: str = "float32",
 ) -> torch.Tensor | np.ndarray:
     """Denoise each frame of a stack with a 2D denoiser.
 
@@ -185,6 +215,12 @@ def denoise_frames(
         receptive radius does not exceed the margin.
     batch_size : int
         Images (frames or patches) per network call; bounds the memory.
+    precision : {"float32", "bfloat16"}
+        Arithmetic of the network's layers. ``"bfloat16"`` runs them under
+        ``torch.autocast`` (inputs and weights rounded to 8 significant bits); a residual
+        network's final ``x - residual`` and the result stay float32, so the rounding
+        scales with the removed residual, not with the image. Fast only where
+        :func:`native_bfloat16` says so.
 
     Returns
     -------
@@ -203,10 +239,17 @@ def denoise_frames(
         raise ValueError("denoise_frames expects real frames, got a complex tensor")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = _model_device(model)
+
+    def network(batch: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            return model(batch)
+
     with torch.no_grad():
         if patch_size is None:
-            result = _denoise_full(model, stack, device, batch_size)
+            result = _denoise_full(network, stack, device, batch_size)
         else:
             if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
                 raise ValueError(f"patch_size must be a positive integer or None, got {patch_size!r}")
@@ -217,24 +260,25 @@ def denoise_frames(
                     f"patch_overlap must be an integer with 0 <= patch_overlap < patch_size "
                     f"({patch_size}), got {patch_overlap!r}"
                 )
-            result = _denoise_patches(model, stack, device, patch_size, patch_overlap, batch_size)
+            radius = _receptive_radius(model)
+            result = _denoise_patches(network, radius, stack, device, patch_size, patch_overlap, batch_size)
     result = result.to(device=stack.device, dtype=stack.dtype)
     return result.numpy() if as_numpy else result
 
 
-def _denoise_full(model: nn.Module, stack: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
+def _denoise_full(network, stack: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
     out = torch.empty(stack.shape, dtype=torch.float32, device=device)
     for first in range(0, stack.shape[0], batch_size):
         batch = stack[first:first + batch_size].to(device=device, dtype=torch.float32)
-        out[first:first + batch.shape[0]] = model(batch[:, None])[:, 0]
+        out[first:first + batch.shape[0]] = network(batch[:, None])[:, 0]
     return out
 
 
 def _denoise_patches(
-    model: nn.Module, stack: torch.Tensor, device: torch.device, patch_size: int, overlap: int, batch_size: int
+    network, radius: int | None, stack: torch.Tensor, device: torch.device, patch_size: int, overlap: int,
+    batch_size: int,
 ) -> torch.Tensor:
     n_frames, height, width = stack.shape
-    radius = _receptive_radius(model)
     margin = min(radius, (overlap - 1) // 2) if radius is not None else overlap // 4
     margin = max(margin, 0)
     rows = _axis_windows(height, patch_size, overlap, margin)
@@ -257,7 +301,7 @@ def _denoise_patches(
     for first in range(0, len(jobs), batch_size):
         chunk = jobs[first:first + batch_size]
         batch = torch.stack([stack[p, r:r + ph, c:c + pw] for p, r, c in chunk])
-        denoised = model(batch.to(device=device, dtype=torch.float32)[:, None])[:, 0]
+        denoised = network(batch.to(device=device, dtype=torch.float32)[:, None])[:, 0].float()
         for (p, r, c), patch in zip(chunk, denoised):
             accum[p, r:r + ph, c:c + pw] += windows[(r, c)] * patch
     return accum / weight_sum.to(device=device, dtype=torch.float32)

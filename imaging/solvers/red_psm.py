@@ -112,7 +112,14 @@ import torch
 from torch import nn
 
 from ..denoisers import denoise_frames, describe_module, load_denoiser
-from ..denoisers.inference import CPU_PIXELS_PER_CALL, denoise_layout, exact_patch_overlap, working_bytes_per_pixel
+from ..denoisers.inference import (
+    CPU_PIXELS_PER_CALL,
+    PRECISIONS,
+    denoise_layout,
+    exact_patch_overlap,
+    resolve_precision,
+    working_bytes_per_pixel,
+)
 from ..denoisers.weights import SHIPPED_DENOISERS
 from ..models.psm import PSMFactors, synthesize
 from .registry import register
@@ -170,6 +177,8 @@ def upsample_frames(frames: torch.Tensor) -> torch.Tensor:
 
 #: How RED-PSM applies its (real-image) denoiser to complex frames (see :meth:`RedPSMSolver._denoise`).
 COMPLEX_DENOISING = ("smooth-phase", "real-imag", "magnitude")
+#: Values of ``denoiser_precision``: "auto" and :data:`imaging.denoisers.inference.PRECISIONS`.
+DENOISER_PRECISIONS = ("auto",) + PRECISIONS
 
 
 @dataclasses.dataclass
@@ -231,6 +240,12 @@ class RedPSMParams(PSMParams):
         f"{CPU_PIXELS_PER_CALL} pixels, which keeps a call in the caches)",
         minimum=0,
     )
+    denoiser_precision: str = param(
+        "auto",
+        "arithmetic of the denoiser's layers: auto (bfloat16 on CPUs that compute it natively, AVX512-BF16 or "
+        "AMX, else float32), float32, bfloat16",
+        choices=DENOISER_PRECISIONS,
+    )
     nonnegative: str = param(
         "auto",
         "project f onto f >= 0 in the f step: auto (where the modality's images are non-negative), on, off",
@@ -290,6 +305,10 @@ class RedPSMParams(PSMParams):
             raise ParameterError(f"denoise_batch must be >= 0 (0: automatic), got {self.denoise_batch}")
         if self.patch_size < 0:
             raise ParameterError(f"patch_size must be >= 0 (0: automatic), got {self.patch_size}")
+        if self.denoiser_precision not in DENOISER_PRECISIONS:
+            raise ParameterError(
+                f"denoiser_precision must be one of {', '.join(DENOISER_PRECISIONS)}, got {self.denoiser_precision!r}"
+            )
         if self.nonnegative not in NONNEGATIVE_CHOICES:
             raise ParameterError(f"nonnegative must be one of {', '.join(NONNEGATIVE_CHOICES)}, got {self.nonnegative!r}")
         if self.min_iter < 0:
@@ -384,6 +403,7 @@ class RedPSMSolver(PSMFamilySolver):
             "tol": 4e-3,
             "min_iter": 5,
             "coarse_size": 0,
+            "denoiser_precision": "float32",
         },
         # The official walnut P=256 configuration translated to the normalised objective
         # (see the module docstring): K=10, d=11, lam/beta = 0.5, negligible Frobenius
@@ -401,6 +421,7 @@ class RedPSMSolver(PSMFamilySolver):
             "red_iterations": 1,
             "cg_iterations": 25,
             "coarse_size": 0,
+            "denoiser_precision": "float32",
         },
     }
 
@@ -415,6 +436,8 @@ class RedPSMSolver(PSMFamilySolver):
         self.denoise_patch, self.denoise_batch = denoise_layout(
             self.denoiser, measurements.slice_shape, params.patch_size, params.denoise_batch, device=self.operator.device
         )
+        #: The denoiser's arithmetic, ``params.denoiser_precision`` resolved for this device.
+        self.denoiser_precision = resolve_precision(params.denoiser_precision, self.operator.device)
         self.nonnegative = params.nonnegative == "on" or (
             params.nonnegative == "auto" and self.operator.nonnegative_images
         )
@@ -477,6 +500,7 @@ class RedPSMSolver(PSMFamilySolver):
                 patch_size=self.denoise_patch,
                 patch_overlap=exact_patch_overlap(self.denoiser),
                 batch_size=self.denoise_batch,
+                precision=self.denoiser_precision,
             )
 
         if not frames.is_complex():
