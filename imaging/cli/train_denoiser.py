@@ -10,7 +10,7 @@ from ._common import CommandError
 DEFAULT_PAIR_OBJECTS = 64
 #: Names of :data:`imaging.run.training_pairs.PAIR_RUNS` (spelled out: the CLI's help must
 #: not import the solvers).
-PAIR_RUN_SETS = ("psm", "psm+red-psm")
+PAIR_RUN_SETS = ("psm", "psm+red-psm", "psm+red-psm-v3")
 
 
 def add_parser(sub):
@@ -48,6 +48,7 @@ def add_parser(sub):
     p.add_argument("--pair-runs", choices=PAIR_RUN_SETS, default="psm+red-psm",
                    help="reconstructions that give the pairs: 'psm+red-psm' (default: two PSM runs and a red-psm run "
                    "denoised by dncnn-v2, whose iterates keep the milder artefacts a denoiser inside red-psm meets) "
+                   "'psm+red-psm-v3' (the red-psm run denoised by dncnn-v3 with red-psm's automatic model size and penalty) "
                    "or 'psm' (the PSM runs only, as for dncnn-v2)")
     p.add_argument("--pair-fraction", type=float, default=0.5,
                    help="expected fraction of each batch drawn from the reconstruction pairs (default 0.5)")
