@@ -81,7 +81,7 @@ def run(args):
 
             print(f"reconstructing {objects} generated dynamic objects for training pairs", flush=True)
             return reconstruction_pairs(objects, size=args.pair_size, frames=args.pair_frames, seed=args.pair_seed,
-                                        runs=PAIR_RUNS[args.pair_runs])
+                                        runs=PAIR_RUNS[args.pair_runs], progress=sys.stderr.isatty())
 
     provenance = train_denoiser(
         args.output,

@@ -17,6 +17,7 @@ inputs are on the scale RED-PSM's denoiser sees).
 from __future__ import annotations
 
 import numpy as np
+from tqdm import tqdm
 
 from ..denoisers.training_data import FAMILIES, ImagePairs, generate_static_objects
 from ..phantoms import animate
@@ -113,6 +114,7 @@ def reconstruction_pairs(
     mri_fraction: float = 0.25,
     runs=DEFAULT_RUNS,
     noise: float = 5e-3,
+    progress: bool = False,
 ) -> ImagePairs:
     """(intermediate reconstruction, clean frame) pairs of generated dynamic objects.
 
@@ -133,6 +135,8 @@ def reconstruction_pairs(
         iterations become inputs. A run's ``knots`` are capped at ``frames``.
     noise : float
         Relative measurement noise.
+    progress : bool
+        Show a progress bar over the objects (the runs take minutes).
 
     Returns
     -------
@@ -141,7 +145,7 @@ def reconstruction_pairs(
         frames_per_iterate; groups = the object index; the record says how they were made.
     """
     inputs, targets, groups = [], [], []
-    for index in range(n_objects):
+    for index in tqdm(range(n_objects), desc="training pairs", unit="object", disable=not progress):
         rng = np.random.default_rng([seed, index])
         modality = "mri" if rng.random() < mri_fraction else "tomography"
         measurements = dynamic_object_measurements(size, frames, int(rng.integers(2**31)), modality, noise)
