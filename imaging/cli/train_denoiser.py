@@ -47,9 +47,10 @@ def add_parser(sub):
     p.add_argument("--pair-seed", type=int, default=1000, help="seed of the generated dynamic objects (default 1000)")
     p.add_argument("--pair-runs", choices=PAIR_RUN_SETS, default="psm+red-psm",
                    help="reconstructions that give the pairs: 'psm+red-psm' (default: two PSM runs and a red-psm run "
-                   "denoised by dncnn-v2, whose iterates keep the milder artefacts a denoiser inside red-psm meets) "
-                   "'psm+red-psm-v3' (the red-psm run denoised by dncnn-v3 with red-psm's automatic model size and penalty) "
-                   "or 'psm' (the PSM runs only, as for dncnn-v2)")
+                   "denoised by dncnn-v2, whose iterates keep the milder artefacts a denoiser inside red-psm meets), "
+                   "'psm+red-psm-v3' (the red-psm run denoised by dncnn-v3 with red-psm's automatic model size and "
+                   "penalty; its milder pairs gave a weaker denoiser on the tuning phantoms) or 'psm' (the PSM runs "
+                   "only, as for dncnn-v2)")
     p.add_argument("--pair-fraction", type=float, default=0.5,
                    help="expected fraction of each batch drawn from the reconstruction pairs (default 0.5)")
     p.add_argument("--loss-floor", type=float, default=0.02,

@@ -158,9 +158,10 @@ PRECISIONS = ("float32", "bfloat16")
 def native_bfloat16(device: torch.device | str = "cpu") -> bool:
     """Whether ``device`` computes bfloat16 convolutions natively (fast, not emulated).
 
-    CPUs with AVX512-BF16 or AMX do (there oneDNN's bfloat16 convolutions of the shipped
-    DnCNN ran 2.2 times faster than float32, ``benchmarks/denoiser.py``); CPUs without them
-    emulate bfloat16 and are slower in it. CUDA devices answer ``False``: their float32
+    CPUs with AVX512-BF16 or AMX do (on the 2-core benchmark machine oneDNN's bfloat16
+    convolutions of the shipped DnCNN ran about twice as fast as float32,
+    ``benchmarks/results/denoiser.md``); CPUs without them emulate bfloat16, which is not
+    expected to pay (not measured here). CUDA devices answer ``False``: their float32
     denoiser is fast enough that the rounding is not worth it.
     """
     if torch.device(device).type != "cpu":
