@@ -42,11 +42,14 @@ def drift(phantom: str, frames: int, size: int, iterations: int) -> dict:
     return {"case": f"{phantom} P={frames}", "curve": np.array(curve), "rule": np.array(rule)}
 
 
-def default_stop(rule: np.ndarray, params) -> int:
-    """The 0-based iterate where red-psm's rule with ``params`` stops a logged run: the first
-    iteration >= ``min_iter`` whose relative change and primal residual are both below
-    ``tol``, else ``max_iter`` (or the run's end)."""
-    last = min(params.max_iter, len(rule))
+def default_stop(rule: np.ndarray, params, frames: int) -> int:
+    """The 0-based iterate where red-psm's rule with ``params`` stops a logged run of
+    ``frames`` frames: the first iteration >= ``min_iter`` whose relative change and primal
+    residual are both below ``tol``, else ``max_iter`` (0: the automatic cap for these
+    frames; or the run's end)."""
+    from imaging.solvers.red_psm import automatic_max_iter
+
+    last = min(params.max_iter or automatic_max_iter(frames), len(rule))
     below = [k for k in range(max(params.min_iter, 1), last + 1) if rule[k - 1] < params.tol]
     return (below[0] if below else last) - 1
 
@@ -68,7 +71,7 @@ def main(argv=None) -> int:
         result = drift(phantom, int(frames), args.size, args.iterations)
         c = result["curve"]
         best = int(c.argmax())
-        stop = default_stop(result["rule"], defaults)
+        stop = default_stop(result["rule"], defaults, int(frames))
         row = (f"| {result['case']} | {c[stop]:.2f} @ {stop + 1} | {c[best]:.2f} @ {best + 1} | {c[-1]:.2f} @ {len(c)} "
                f"| {c[stop] - c[best]:+.2f} | {c[-1] - c[best]:+.2f} |")
         print(row, flush=True)
@@ -82,7 +85,8 @@ def main(argv=None) -> int:
         f"seed 0; volume PSNR (dB) of every iterate. {platform.machine()}, {time.strftime('%Y-%m-%d')}. "
         "A measurement only: no parameter was chosen from it.",
         "",
-        f"| case | default stop (tol {defaults.tol:g} after {defaults.min_iter}, max_iter {defaults.max_iter}) "
+        f"| case | default stop (tol {defaults.tol:g} after {defaults.min_iter}, max_iter "
+        f"{defaults.max_iter or 'automatic: 45 x 256 / P, 45-100'}) "
         "| best | last | stop - best | last - best |",
         "|---|---|---|---|---|---|",
         *rows,

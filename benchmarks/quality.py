@@ -46,11 +46,13 @@ TD_DIP_PUBLISHED_STEPS = 10_000
 
 
 def describe_budget(
-    method: str, params: dict, iterations: int, model: tuple[int, int] | None = None, device: str = "cpu"
+    method: str, params: dict, iterations: int, model: tuple[int, int] | None = None, device: str = "cpu",
+    frames: int = 0,
 ) -> str:
     """The work a run was allowed and what it used, in the method's own units; ``model`` is the
     PSM methods' (K, d) as the run chose them (the parameters say 0 for an automatic choice),
-    ``device`` the one it ran on (red-psm's automatic denoiser precision depends on it)."""
+    ``device`` the one it ran on (red-psm's automatic denoiser precision depends on it),
+    ``frames`` the run's P (red-psm's automatic iteration cap depends on it)."""
     order, knots = model if model else (params.get("order"), params.get("knots"))
     if method == "fbp-window":
         return f"window {params['window']} (best of {', '.join(map(str, FBP_WINDOWS))} by PSNR: an oracle choice)"
@@ -61,11 +63,13 @@ def describe_budget(
                 f"{params['channels']} channels, {params['batch_frames']} frame(s) per step")
     if method == "red-psm":
         from imaging.denoisers.inference import resolve_precision
+        from imaging.solvers.red_psm import automatic_max_iter
 
         precision = resolve_precision(params["denoiser_precision"], device)
+        cap = params["max_iter"] or automatic_max_iter(frames)
         stride = f", one frame in {params['denoise_stride']} denoised per iteration" if params["denoise_stride"] > 1 else ""
         rule = f"rule tol {params['tol']:g}" if params["tol"] > 0 else "no stopping rule"
-        return (f"{iterations} of at most {params['max_iter']} ADMM iterations ({rule}){stride}; "
+        return (f"{iterations} of at most {cap} ADMM iterations ({rule}){stride}; "
                 f"K={order}, d={knots}, lam={params['lam']:g}, beta={params['beta']:g}, "
                 f"denoiser {params['denoiser']} ({precision})")
     if method == "psm":
@@ -116,7 +120,8 @@ def run_single(data_path: str, method_spec: str, out_json: str, device: str = "c
         iterations=len(result.history),
         stop_reason=result.stop_reason,
         budget=describe_budget(
-            method, result.params, len(result.history), _model_size(measurements, result.params), device
+            method, result.params, len(result.history), _model_size(measurements, result.params), device,
+            measurements.n_frames,
         ),
     )
     if device == "cuda":

@@ -242,6 +242,21 @@ def test_denoiser_precision_resolves_per_device_and_bfloat16_keeps_the_run(walnu
     assert not np.array_equal(runs["bfloat16"].reconstruction, runs["float32"].reconstruction)
 
 
+def test_automatic_iteration_cap_keeps_the_work_of_45_iterations_of_256_frames(walnut, monkeypatch):
+    from imaging.solvers import red_psm
+
+    assert [red_psm.automatic_max_iter(p) for p in (16, 64, 128, 200, 256, 1024)] == [100, 100, 90, 58, 45, 45]
+    assert RedPSMSolver.make_params().max_iter == 0
+    assert RedPSMSolver(walnut, RedPSMSolver.make_params(**SMALL)).max_iter == 100  # P = 16
+    assert RedPSMSolver(walnut, RedPSMSolver.make_params(**SMALL, max_iter=7)).max_iter == 7
+    # The runner loops up to the solver's resolved cap.
+    monkeypatch.setattr(red_psm, "automatic_max_iter", lambda n_frames: 3)
+    result = reconstruct(walnut, "red-psm", tol=0.0, **SMALL)
+    assert len(result.history) == 3 and result.stop_reason == "max_iter" and result.params["max_iter"] == 0
+    with pytest.raises(ParameterError, match="max_iter must be >= 0"):
+        RedPSMSolver.make_params(max_iter=-1)
+
+
 @pytest.mark.parametrize(
     "bad",
     [{"order": -1}, {"knots": 1}, {"lam": -0.1}, {"beta": 0.0}, {"denoise_stride": 0}, {"patch_size": -8},

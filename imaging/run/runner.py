@@ -499,12 +499,12 @@ def _iterate_slice(
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - start
 
-    while solver.iteration < solver_params.max_iter:
+    while solver.iteration < solver.max_iter:
         with _restored_state(resumed_from):
             entry = {k: float(v) for k, v in solver.step().items()}
         solver.iteration += 1
         entry = {"iteration": solver.iteration, **entry, "elapsed_seconds": elapsed()}
-        finished = solver.converged() or solver.iteration >= solver_params.max_iter
+        finished = solver.converged() or solver.iteration >= solver.max_iter
         save = checkpoint_path is not None and (solver.iteration % checkpoint_every == 0 or finished)
         # The estimate is checked whenever it is computed anyway: for the metrics, before a
         # checkpoint is written and at the end; the log entries every iteration.
@@ -538,7 +538,7 @@ def _iterate_slice(
         # ground truth in the file cost +16 % peak memory instead of +4 % (N = 256, P = 256,
         # red-psm fast, benchmarks/scale.py). A callback computes its own estimate.
         estimate = None
-        stop_requested = yield IterationInfo(solver.iteration, solver_params.max_iter, entry, solver)
+        stop_requested = yield IterationInfo(solver.iteration, solver.max_iter, entry, solver)
         if stop_requested:
             stop_reason = "stopped"
             break

@@ -148,8 +148,10 @@ class SolverParams:
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for impossible values (extended by subclasses)."""
-        if self.max_iter < 1:
-            raise ParameterError(f"max_iter must be >= 1, got {self.max_iter}")
+        # A method whose max_iter may be 0 (chosen from the problem) declares minimum 0.
+        lowest = type(self).__dataclass_fields__["max_iter"].metadata.get("minimum", 1)
+        if self.max_iter < lowest:
+            raise ParameterError(f"max_iter must be >= {lowest}, got {self.max_iter}")
         # The range torch.manual_seed accepts.
         if not -(2**63) <= self.seed < 2**64:
             raise ParameterError(f"seed must be an integer in [-2**63, 2**64), got {self.seed}")
@@ -203,6 +205,9 @@ class Solver:
         self.params = params
         self.device = device
         self.iteration = 0
+        #: The iterations the run may take: ``params.max_iter``, or the method's choice for
+        #: this problem where its ``max_iter = 0`` means automatic.
+        self.max_iter = params.max_iter
 
     @classmethod
     def make_params(cls, preset: str | None = None, **overrides) -> SolverParams:

@@ -71,7 +71,10 @@ P = 256, so the rule seldom fires there: ``max_iter = 45`` (the P = 256 time bud
 (the cardiac cine stops by the rule at 28). No semi-convergence: the last of 80-100
 iterations is at most 0.09 dB below the best (section 7 of
 ``benchmarks/results/tune_red_psm.md``); lam 4.8 / beta 1.6 gave the same PSNR as 2.4 / 0.8
-with ``dncnn-v3``.
+with ``dncnn-v3``. The cap is now ``max_iter = 0``, automatic (:func:`automatic_max_iter`):
+the work of 45 iterations of 256 frames, between 45 and 100 iterations (100 / 90 / 45 at
+P = 64 / 128 / 256), because an iteration's cost grows with P and the CT runs with fewer
+views still climb at 45 (section 9).
 
 ``denoise_stride = s > 1`` is a cheaper schedule: in iteration ``i`` only the frames
 ``p`` with ``p % s == i % s`` are denoised, the others reuse their last denoiser output
@@ -183,12 +186,38 @@ COMPLEX_DENOISING = ("smooth-phase", "real-imag", "magnitude")
 DENOISER_PRECISIONS = ("auto",) + PRECISIONS
 
 
+#: ``max_iter = 0``: as many iterations as ``ITERATION_BUDGET_ITERATIONS`` iterations of
+#: ``ITERATION_BUDGET_FRAMES`` frames cost (an iteration's cost grows with the frames P),
+#: at least that many and at most ``MAX_AUTO_ITERATIONS`` (:func:`automatic_max_iter`).
+ITERATION_BUDGET_ITERATIONS = 45
+ITERATION_BUDGET_FRAMES = 256
+MAX_AUTO_ITERATIONS = 100
+
+
+def automatic_max_iter(n_frames: int) -> int:
+    """red-psm's iteration cap for ``max_iter = 0`` on P = ``n_frames`` frames.
+
+    45 iterations of 256 frames are the time budget of the benchmark case (N = 128, about
+    45 s on two cores in float32, 29 s with bfloat16 denoising); fewer frames make an
+    iteration cheaper, and the CT runs with fewer views still climb at 45 iterations
+    (tuning walnut / material, seed 1: +0.10 / +0.22 dB at P = 64 and +0.07 / +0.17 dB at
+    P = 128 from 45 to 100 iterations, none drifting; benchmarks/results/tune_red_psm.md,
+    section 9). So the cap is ``45 * 256 / P`` between 45 and 100.
+    """
+    budget = ITERATION_BUDGET_ITERATIONS * ITERATION_BUDGET_FRAMES
+    return max(ITERATION_BUDGET_ITERATIONS, min(MAX_AUTO_ITERATIONS, round(budget / max(1, n_frames))))
+
+
 @dataclasses.dataclass
 class RedPSMParams(PSMParams):
     """Parameters of RED-PSM (the PSM ones plus the RED and ADMM weights)."""
 
     max_iter: int = param(
-        45, "maximum number of outer ADMM iterations (the stopping rule often ends MRI runs earlier, CT runs seldom)"
+        0,
+        f"maximum number of outer ADMM iterations (0: the work of {ITERATION_BUDGET_ITERATIONS} iterations of "
+        f"{ITERATION_BUDGET_FRAMES} frames, between {ITERATION_BUDGET_ITERATIONS} and {MAX_AUTO_ITERATIONS}: "
+        "100 / 90 / 45 at P = 64 / 128 / 256; the stopping rule often ends MRI runs earlier, CT runs seldom)",
+        minimum=0,
     )
     order: int = param(
         0,
@@ -457,9 +486,11 @@ class RedPSMSolver(PSMFamilySolver):
         self.coarse: RedPSMSolver | None = None
         #: Outer iterations run on coarser grids, once this grid took over from them.
         self.refined_at: int | None = None
+        if params.max_iter == 0:
+            self.max_iter = automatic_max_iter(measurements.n_frames)
         if coarse_levels(measurements, params.coarse_size):
             coarse_params = copy.copy(params)  # a shallow copy keeps an in-memory denoiser module
-            coarse_params.max_iter = max(1, params.max_iter - params.refine_iterations)
+            coarse_params.max_iter = max(1, self.max_iter - params.refine_iterations)
             self.coarse = type(self)(measurements.on_coarser_grid(), coarse_params, device=device)
 
     def _denoiser_on_device(self, params: RedPSMParams) -> nn.Module:
@@ -592,7 +623,7 @@ class RedPSMSolver(PSMFamilySolver):
         entry = coarse.step()
         coarse.iteration += 1
         entry.setdefault("grid_size", float(coarse.measurements.slice_shape[0]))
-        if coarse.converged() or coarse.iteration >= coarse.params.max_iter:
+        if coarse.converged() or coarse.iteration >= coarse.max_iter:
             start = time.perf_counter()
             self._refine_from(coarse)
             self.coarse = None

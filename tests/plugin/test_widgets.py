@@ -182,8 +182,12 @@ def test_parameter_inputs_are_typed_bounded_and_grouped(make_napari_viewer_proxy
     assert fields["denoiser"].native.isEditable() and fields["denoiser"].value == "default"
     with pytest.raises(ValueError, match="not a choice"):
         fields["interpolation"].value = "quadratic"
-    # Integers are bounded spin boxes: no negative iterations or orders.
-    assert isinstance(fields["max_iter"].native, QSpinBox) and fields["max_iter"].native.minimum() == 1
+    # Integers are bounded spin boxes: no negative iterations or orders (red-psm's 0: automatic).
+    assert isinstance(fields["max_iter"].native, QSpinBox) and fields["max_iter"].native.minimum() == 0
+    fields["max_iter"].value = -2
+    assert fields["max_iter"].value == 0 and fields["max_iter"].native.text() == "auto"
+    fields["max_iter"].value = 12
+    assert fields["max_iter"].native.text() == "12"
     fields["order"].value = -3
     assert fields["order"].value == 0
     # Floats keep their precision and refuse values below their bound.

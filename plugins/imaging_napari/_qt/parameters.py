@@ -124,6 +124,8 @@ class ParameterField:
                 INT32_MAX if high is None else min(INT32_MAX, int(math.floor(high))),
             )
             box.setKeyboardTracking(False)
+            if low == 0 and "(0:" in spec.get("help", ""):  # 0 asks the method to choose
+                box.setSpecialValueText("auto")
             return box
         if isinstance(default, float):
             return ScientificSpinBox(-math.inf if low is None else low, math.inf if high is None else high)
