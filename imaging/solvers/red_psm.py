@@ -198,7 +198,7 @@ def automatic_max_iter(n_frames: int) -> int:
     """red-psm's iteration cap for ``max_iter = 0`` on P = ``n_frames`` frames.
 
     45 iterations of 256 frames are the time budget of the benchmark case (N = 128, about
-    45 s on two cores in float32, 29 s with bfloat16 denoising); fewer frames make an
+    45 s on two cores in float32, 29-42 s in three quiet runs with bfloat16 denoising); fewer frames make an
     iteration cheaper, and the CT runs with fewer views still climb at 45 iterations
     (tuning walnut / material, seed 1: +0.10 / +0.22 dB at P = 64 and +0.07 / +0.17 dB at
     P = 128 from 45 to 100 iterations, none drifting; benchmarks/results/tune_red_psm.md,
