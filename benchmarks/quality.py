@@ -45,15 +45,14 @@ DEFAULT_METHODS = ("fbp-window", "psm", "td-dip", "td-dip:light", "red-psm:previ
 TD_DIP_PUBLISHED_STEPS = 10_000
 
 
-def describe_budget(
-    method: str, params: dict, iterations: int, model: tuple[int, int] | None = None, device: str = "cpu",
-    frames: int = 0,
-) -> str:
-    """The work a run was allowed and what it used, in the method's own units; ``model`` is the
-    PSM methods' (K, d) as the run chose them (the parameters say 0 for an automatic choice),
-    ``device`` the one it ran on (red-psm's automatic denoiser precision depends on it),
-    ``frames`` the run's P (red-psm's automatic iteration cap depends on it)."""
-    order, knots = model if model else (params.get("order"), params.get("knots"))
+#: The solver attributes that hold what a run chose where its parameter said 0 or "auto"
+#: (the iteration cap, the PSM order and knots, the denoiser's arithmetic).
+RESOLVED_ATTRIBUTES = ("max_iter", "order", "knots", "denoiser_precision")
+
+
+def describe_budget(method: str, params: dict, iterations: int) -> str:
+    """The work a run was allowed and what it used, in the method's own units; ``params`` are
+    the run's parameters with the automatic choices resolved (:data:`RESOLVED_ATTRIBUTES`)."""
     if method == "fbp-window":
         return f"window {params['window']} (best of {', '.join(map(str, FBP_WINDOWS))} by PSNR: an oracle choice)"
     if method == "td-dip":
@@ -62,28 +61,14 @@ def describe_budget(
         return (f"{steps} Adam steps ({share:.3g} % of the published {TD_DIP_PUBLISHED_STEPS}), "
                 f"{params['channels']} channels, {params['batch_frames']} frame(s) per step")
     if method == "red-psm":
-        from imaging.denoisers.inference import resolve_precision
-        from imaging.solvers.red_psm import automatic_max_iter
-
-        precision = resolve_precision(params["denoiser_precision"], device)
-        cap = params["max_iter"] or automatic_max_iter(frames)
         stride = f", one frame in {params['denoise_stride']} denoised per iteration" if params["denoise_stride"] > 1 else ""
         rule = f"rule tol {params['tol']:g}" if params["tol"] > 0 else "no stopping rule"
-        return (f"{iterations} of at most {cap} ADMM iterations ({rule}){stride}; "
-                f"K={order}, d={knots}, lam={params['lam']:g}, beta={params['beta']:g}, "
-                f"denoiser {params['denoiser']} ({precision})")
+        return (f"{iterations} of at most {params['max_iter']} ADMM iterations ({rule}){stride}; "
+                f"K={params['order']}, d={params['knots']}, lam={params['lam']:g}, beta={params['beta']:g}, "
+                f"denoiser {params['denoiser']} ({params['denoiser_precision']})")
     if method == "psm":
-        return f"{iterations} of at most {params['max_iter']} alternating sweeps; K={order}, d={knots}"
+        return f"{iterations} of at most {params['max_iter']} alternating sweeps; K={params['order']}, d={params['knots']}"
     return f"{iterations} of at most {params.get('max_iter', '?')} iterations"
-
-
-def _model_size(measurements, params: dict) -> tuple[int, int] | None:
-    """(K, d) of a PSM-family run with these parameters on these measurements, else None."""
-    from imaging.solvers.psm import model_size
-
-    if "order" not in params:
-        return None
-    return model_size(params["order"], params["knots"], measurements.n_frames, measurements.views_per_frame)
 
 
 def run_single(data_path: str, method_spec: str, out_json: str, device: str = "cpu") -> None:
@@ -106,8 +91,15 @@ def run_single(data_path: str, method_spec: str, out_json: str, device: str = "c
         window = int(preset)
         preset = ""
         params["window"] = window
+    resolved = {}
+
+    def remember_choices(info):
+        resolved.update({name: getattr(info.solver, name) for name in RESOLVED_ATTRIBUTES if hasattr(info.solver, name)})
+
     start = time.perf_counter()
-    result = imaging.reconstruct(measurements, method, preset=preset or None, device=device, **params)
+    result = imaging.reconstruct(
+        measurements, method, callback=remember_choices, preset=preset or None, device=device, **params
+    )
     if device == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
@@ -119,10 +111,7 @@ def run_single(data_path: str, method_spec: str, out_json: str, device: str = "c
         peak_rss_mb=peak_rss_bytes() / 2**20,
         iterations=len(result.history),
         stop_reason=result.stop_reason,
-        budget=describe_budget(
-            method, result.params, len(result.history), _model_size(measurements, result.params), device,
-            measurements.n_frames,
-        ),
+        budget=describe_budget(method, {**result.params, **resolved}, len(result.history)),
     )
     if device == "cuda":
         scores["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
