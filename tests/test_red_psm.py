@@ -257,10 +257,44 @@ def test_automatic_iteration_cap_keeps_the_work_of_45_iterations_of_256_frames(w
         RedPSMSolver.make_params(max_iter=-1)
 
 
+def test_output_is_the_last_denoiser_output_or_f(walnut):
+    from imaging.solvers.base import image_array
+
+    solver = _solver(walnut, nonnegative="on", lam=0.5, denoiser_precision="float32")
+    # Before the first f step there is no denoiser output: the estimate is f.
+    np.testing.assert_array_equal(solver.estimate(), image_array(solver.f * solver.scale))
+    for _ in range(2):
+        f_before = solver.f.clone()
+        solver.step()
+        solver.iteration += 1
+    # "denoised": the denoiser's output on the f the last f step started from, on the support, >= 0.
+    expected = solver._mask(LinearSmoother()(f_before[:, None])[:, 0]).clamp_min(0.0) * solver.scale
+    np.testing.assert_allclose(solver.estimate(), image_array(expected), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(solver.estimate(), image_array(solver.f * solver.scale), atol=1e-3)
+    as_f = _solver(walnut, nonnegative="on", lam=0.5, denoiser_precision="float32", output="f")
+    for _ in range(2):
+        as_f.step()
+        as_f.iteration += 1
+    np.testing.assert_array_equal(as_f.estimate(), image_array(as_f.f * as_f.scale))
+    # The choice changes what is returned, not the iterates.
+    torch.testing.assert_close(as_f.f, solver.f)
+
+
+def test_output_f_is_pinned_where_earlier_numbers_are_reproduced():
+    from imaging.run.training_pairs import RED_PSM_RUN, RED_PSM_V3_RUN
+
+    assert RedPSMSolver.make_params().output == "denoised"
+    for preset in ("previous", "paper"):
+        assert RedPSMSolver.presets[preset]["output"] == "f"
+    # The shipped denoisers were trained on pairs of red-psm iterates f.
+    for _, params, _ in (RED_PSM_RUN, RED_PSM_V3_RUN):
+        assert params["output"] == "f"
+
+
 @pytest.mark.parametrize(
     "bad",
     [{"order": -1}, {"knots": 1}, {"lam": -0.1}, {"beta": 0.0}, {"denoise_stride": 0}, {"patch_size": -8},
-     {"nonnegative": "yes"}, {"denoiser_precision": "half"}, {"coarse_size": 8}, {"coarse_size": -1}, {"refine_iterations": 0}],
+     {"nonnegative": "yes"}, {"denoiser_precision": "half"}, {"output": "psm"}, {"coarse_size": 8}, {"coarse_size": -1}, {"refine_iterations": 0}],
 )
 def test_bad_parameters_raise_parameter_error(bad):
     with pytest.raises(ParameterError):

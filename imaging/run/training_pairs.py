@@ -38,22 +38,23 @@ DEFAULT_RUNS = (
 #: errors than a plain PSM fit's). It denoises with the shipped ``dncnn-v2`` in float32, named
 #: here so that the pairs do not change with the default denoiser or the CPU; K = 10 and d = min(24, P) (the
 #: knots are capped at the frames P of the objects) are what the automatic choice of the time
-#: gave (``dncnn-v3`` was trained on these, P = 64).
+#: gave (``dncnn-v3`` was trained on these, P = 64). Its pairs are the iterates f
+#: (``output="f"``): what the denoiser is applied to inside the loop.
 RED_PSM_RUN = (
     "red-psm",
     {"order": 10, "knots": 24, "cg_iterations": 16, "lam": 2.4, "beta": 0.8, "xi": 0.2, "chi": 0.2,
-     "tol": 0.0, "max_iter": 30, "denoiser": "dncnn-v2", "denoiser_precision": "float32"},
+     "tol": 0.0, "max_iter": 30, "denoiser": "dncnn-v2", "denoiser_precision": "float32", "output": "f"},
     (2, 5, 10, 20, 30),
 )
 #: The red-psm run of the seventh session's defaults: ``dncnn-v3`` with the automatic model
 #: size and the operator's low-rank penalty (``order`` = ``knots`` = ``xi`` = ``chi`` = 0: K = 6,
 #: d = 16 and xi = chi = 4 on the 64-frame tomography objects; K = 10, d = 16, xi = chi = 0.2
-#: on the MRI ones). Its iterates carry the milder, lower-rank errors a denoiser meets in
+#: on the MRI ones). Its iterates f carry the milder, lower-rank errors a denoiser meets in
 #: today's red-psm runs.
 RED_PSM_V3_RUN = (
     "red-psm",
     {"order": 0, "knots": 0, "cg_iterations": 16, "lam": 2.4, "beta": 0.8, "xi": 0.0, "chi": 0.0,
-     "tol": 0.0, "max_iter": 30, "denoiser": "dncnn-v3", "denoiser_precision": "float32"},
+     "tol": 0.0, "max_iter": 30, "denoiser": "dncnn-v3", "denoiser_precision": "float32", "output": "f"},
     (2, 5, 10, 20, 30),
 )
 #: Named sets of runs (``imaging train-denoiser --pair-runs``).
