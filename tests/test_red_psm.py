@@ -278,6 +278,12 @@ def test_output_is_the_last_denoiser_output_or_f(walnut):
     np.testing.assert_array_equal(as_f.estimate(), image_array(as_f.f * as_f.scale))
     # The choice changes what is returned, not the iterates.
     torch.testing.assert_close(as_f.f, solver.f)
+    # The kept output is one more (P, N, N) stack in the memory model.
+    from imaging.solvers.memory import ProblemSize
+
+    size = ProblemSize.tomography(512, 64, 1, None, False)
+    kept = RedPSMSolver.estimate_size_bytes(size, RedPSMSolver.make_params())
+    assert kept - RedPSMSolver.estimate_size_bytes(size, RedPSMSolver.make_params(output="f")) == size.stack_bytes
 
 
 def test_output_f_is_pinned_where_earlier_numbers_are_reproduced():

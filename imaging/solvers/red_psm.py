@@ -27,7 +27,7 @@ The result is, by default (``output="denoised"``), the denoiser's output on the 
 iterate, ``D(f)`` (non-negative for tomography), kept from the last f step at no extra
 denoiser pass: at the fixed point ``f`` equals the low-rank ``f_PSM`` and keeps its
 residual artefacts, which one more denoising removes. On the tuning cases (seed 1, the
-default cap) it gained +0.12 / +0.27 / +0.43 dB on the walnut at P = 64 / 128 / 256,
+default cap) it gained +0.12 / +0.27 / +0.42 dB on the walnut at P = 64 / 128 / 256,
 +0.01 / +0.08 / +0.18 dB on the material phantom and +0.48 dB on the cardiac cine (P = 128,
 45 iterations) over returning ``f``, the official code's output (``output="f"``; section 10
 of ``benchmarks/results/tune_red_psm.md``). For tomography (``nonnegative="auto"``: where the operator says
