@@ -93,8 +93,9 @@ def param(
     """A solver parameter with its help text (shown as CLI help and GUI tooltip).
 
     The other arguments describe the parameter to front ends that build inputs from
-    it (the napari plugin); they do not change validation, which stays in
-    :meth:`SolverParams.validate`.
+    it (the napari plugin); of them only ``choices`` is enforced (by
+    :meth:`SolverParams.validate`), the rest of the validation stays in each method's
+    ``validate``.
 
     Parameters
     ----------
@@ -139,6 +140,17 @@ def param(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def declared(params_cls: type, name: str, key: str):
+    """What the nearest declaration of parameter ``name`` in ``params_cls`` and its base
+    classes gives for the :func:`param` argument ``key`` (None where none gives it): a
+    redeclared parameter inherits what it does not say again."""
+    for base in params_cls.__mro__:
+        field = getattr(base, "__dataclass_fields__", {}).get(name)
+        if field is not None and key in field.metadata:
+            return field.metadata[key]
+    return None
+
+
 @dataclasses.dataclass
 class SolverParams:
     """Parameters shared by every solver."""
@@ -149,9 +161,14 @@ class SolverParams:
     def validate(self) -> None:
         """Raise :class:`ParameterError` for impossible values (extended by subclasses)."""
         # A method whose max_iter may be 0 (chosen from the problem) declares minimum 0.
-        lowest = type(self).__dataclass_fields__["max_iter"].metadata.get("minimum", 1)
+        lowest = declared(type(self), "max_iter", "minimum")
         if self.max_iter < lowest:
             raise ParameterError(f"max_iter must be >= {lowest}, got {self.max_iter}")
+        for field in dataclasses.fields(self):
+            choices = declared(type(self), field.name, "choices")
+            value = getattr(self, field.name)
+            if choices is not None and value not in choices:
+                raise ParameterError(f"{field.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
         # The range torch.manual_seed accepts.
         if not -(2**63) <= self.seed < 2**64:
             raise ParameterError(f"seed must be an integer in [-2**63, 2**64), got {self.seed}")
@@ -331,15 +348,9 @@ class Solver:
         """
         described = []
         for field in dataclasses.fields(cls.Params):
-            # A redeclared parameter inherits what it does not say again from its base classes.
-            declarations = [
-                base.__dataclass_fields__[field.name].metadata
-                for base in cls.Params.__mro__
-                if field.name in getattr(base, "__dataclass_fields__", {})
-            ]
             entry = {"name": field.name, "default": field.default, "help": field.metadata.get("help", "")}
             for key in PARAM_METADATA:
-                entry[key] = next((found[key] for found in declarations if key in found), None)
+                entry[key] = declared(cls.Params, field.name, key)
             entry["label"] = entry["label"] or field.name.replace("_", " ")
             entry["basic"] = bool(entry["basic"])
             entry["applies"] = entry["applies"] is not False

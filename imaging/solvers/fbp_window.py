@@ -92,8 +92,6 @@ class FBPWindowParams(SolverParams):
         super().validate()
         if self.window < 0:
             raise ParameterError(f"window must be >= 0 (0 = automatic), got {self.window}")
-        if self.filter not in FILTERS:
-            raise ParameterError(f"filter must be one of {', '.join(FILTERS)}, got {self.filter!r}")
 
 
 def window_starts(n_frames: int, window_frames: int) -> np.ndarray:

@@ -351,12 +351,6 @@ class RedPSMParams(PSMParams):
             raise ParameterError(f"denoise_batch must be >= 0 (0: automatic), got {self.denoise_batch}")
         if self.patch_size < 0:
             raise ParameterError(f"patch_size must be >= 0 (0: automatic), got {self.patch_size}")
-        if self.denoiser_precision not in DENOISER_PRECISIONS:
-            raise ParameterError(
-                f"denoiser_precision must be one of {', '.join(DENOISER_PRECISIONS)}, got {self.denoiser_precision!r}"
-            )
-        if self.nonnegative not in NONNEGATIVE_CHOICES:
-            raise ParameterError(f"nonnegative must be one of {', '.join(NONNEGATIVE_CHOICES)}, got {self.nonnegative!r}")
         if self.min_iter < 0:
             raise ParameterError(f"min_iter must be >= 0, got {self.min_iter}")
         if self.coarse_size != 0 and self.coarse_size < MIN_COARSE_SIZE:
@@ -365,12 +359,12 @@ class RedPSMParams(PSMParams):
             raise ParameterError(f"refine_iterations must be >= 1, got {self.refine_iterations}")
         if not math.isfinite(self.phase_smoothing) or self.phase_smoothing <= 0:
             raise ParameterError(f"phase_smoothing must be a positive number of pixels, got {self.phase_smoothing}")
-        if self.output not in OUTPUTS:
-            raise ParameterError(f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
-        if self.complex_denoising not in COMPLEX_DENOISING:
-            raise ParameterError(
-                f"complex_denoising must be one of {', '.join(COMPLEX_DENOISING)}, got {self.complex_denoising!r}"
-            )
+
+
+def keeps_denoiser_output(params: RedPSMParams) -> bool:
+    """Whether a run keeps its last denoiser output as a (P, N, N) stack: a strided schedule
+    reuses it, ``output="denoised"`` returns it."""
+    return params.denoise_stride > 1 or params.output == "denoised"
 
 
 def smooth_phase(frames: torch.Tensor, width: float) -> torch.Tensor:
@@ -418,7 +412,7 @@ class RedPSMSolver(PSMFamilySolver):
     @classmethod
     def state_bytes(cls, size, params: RedPSMParams) -> int:
         """The larger of the Lambda step's peak and the f step's (state, blocks, denoiser)."""
-        kept_denoised = size.stack_bytes if params.denoise_stride > 1 or params.output == "denoised" else 0
+        kept_denoised = size.stack_bytes if keeps_denoiser_output(params) else 0
         patch, batch = denoise_layout(_denoiser_for_estimate(params), size.slice_shape, params.patch_size, params.denoise_batch)
         image_pixels = size.pixels if patch is None else min(patch, size.slice_shape[0]) * min(patch, size.slice_shape[1])
         frame_bytes = (8 if size.modality == "mri" else 4) * size.pixels
@@ -538,9 +532,7 @@ class RedPSMSolver(PSMFamilySolver):
 
     @property
     def _keeps_denoised(self) -> bool:
-        """Whether the last denoiser output is kept as a stack: a strided schedule reuses it,
-        ``output="denoised"`` returns it."""
-        return self.params.denoise_stride > 1 or self.params.output == "denoised"
+        return keeps_denoiser_output(self.params)
 
     def _denoise(self, frames: torch.Tensor) -> torch.Tensor:
         """The denoiser on (B, N, N) frames; complex frames as ``complex_denoising`` says.

@@ -151,8 +151,6 @@ class PSMParams(SolverParams):
         super().validate()
         if self.order < 0:
             raise ParameterError(f"order K must be >= 0, got {self.order}")
-        if self.interpolation not in INTERPOLATIONS:
-            raise ParameterError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}")
         if self.interpolation != "direct":
             if self.knots < 2 and self.knots != 0:
                 raise ParameterError(f"{self.interpolation} interpolation needs knots >= 2 (or 0: automatic), got {self.knots}")
@@ -165,8 +163,6 @@ class PSMParams(SolverParams):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ParameterError(f"{name} must be a finite number >= 0, got {value}")
-        if self.init != "auto" and self.init not in INITIALISATIONS:
-            raise ParameterError(f"init must be 'auto' or one of {', '.join(INITIALISATIONS)}, got {self.init!r}")
         if self.init_knots < 2:
             raise ParameterError(f"init_knots must be >= 2, got {self.init_knots}")
         if self.sweeps < 1:
