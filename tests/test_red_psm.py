@@ -286,6 +286,24 @@ def test_output_is_the_last_denoiser_output_or_f(walnut):
     assert kept - RedPSMSolver.estimate_size_bytes(size, RedPSMSolver.make_params(output="f")) == size.stack_bytes
 
 
+def test_strided_run_returns_each_frames_latest_denoiser_output(walnut):
+    from imaging.solvers.base import image_array
+
+    solver = _solver(walnut, nonnegative="on", lam=0.5, denoiser_precision="float32", denoise_stride=2)
+    starts = []
+    for _ in range(3):
+        starts.append(solver.f.clone())
+        solver.step()
+        solver.iteration += 1
+    # Iteration 0 denoises every frame, iteration 1 the odd frames, iteration 2 the even ones:
+    # the even frames hold the output on the iterate of the last step, the odd ones the step before.
+    latest = torch.empty_like(solver.f)
+    latest[0::2] = LinearSmoother()(starts[2][0::2, None])[:, 0]
+    latest[1::2] = LinearSmoother()(starts[1][1::2, None])[:, 0]
+    expected = solver._mask(latest).clamp_min(0.0) * solver.scale
+    np.testing.assert_allclose(solver.estimate(), image_array(expected), rtol=1e-5, atol=1e-6)
+
+
 def test_output_f_is_pinned_where_earlier_numbers_are_reproduced():
     from imaging.run.training_pairs import RED_PSM_RUN, RED_PSM_V3_RUN
 

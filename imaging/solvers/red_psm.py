@@ -86,6 +86,8 @@ views still climb at 45 (section 9).
 ``denoise_stride = s > 1`` is a cheaper schedule: in iteration ``i`` only the frames
 ``p`` with ``p % s == i % s`` are denoised, the others reuse their last denoiser output
 (the f step decouples over frames, so this is a block-coordinate update of the f block).
+With ``output="denoised"`` such a run returns that kept stack: each frame's latest denoiser
+output, computed in one of the last ``s`` iterations.
 The ``"fast"`` preset is the default cut at 20 iterations (it used ``s = 2`` for 18
 iterations until the denoiser ran in bfloat16, which made the denoiser passes no longer
 most of an iteration's time).
