@@ -77,7 +77,7 @@ def run_child(data_path: str, method: str, preset: str | None, device: str, out_
     # block of frames at a time.
     measurements = imaging.load_measurements(data_path, ground_truth=False)
     ground_truth = open_ground_truth(data_path, (measurements.n_frames, *measurements.image_shape))
-    threads_used = set()  # the run's thread budget (default: the cores idle when it starts)
+    threads_used = set()  # the budgets the run had (default: the cores other processes leave, re-checked)
     start = time.perf_counter()
     result = imaging.reconstruct(measurements, method, preset=preset, device=device, ground_truth=ground_truth,
                                  callback=lambda info: threads_used.add(torch.get_num_threads()),

@@ -18,9 +18,11 @@ def one_default_thread(request, monkeypatch):
     """A run's default thread budget follows the cores idle when it starts, which other
     processes change between two runs of one test: runs compared bit for bit then differ
     (a fresh-clone CI run failed so while another job ran). Tests get one thread unless
-    they ask for more; test_threads.py checks the real rule."""
+    they ask for more (at the start and when the budget is re-checked between iterations);
+    test_threads.py checks the real rule."""
     if request.module.__name__.rsplit(".", 1)[-1] == "test_threads":
         return
     from imaging.run import threads
 
     monkeypatch.setattr(threads, "idle_cores", lambda window=0.05: 1.0)
+    monkeypatch.setattr(threads, "cores_used_by_others", lambda before, after: threads.usable_cores() - 1.0)

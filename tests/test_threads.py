@@ -41,6 +41,63 @@ def test_idle_cores_is_within_the_usable_cores():
     assert 0.0 <= run_threads.idle_cores(window=0.02) <= run_threads.usable_cores()
 
 
+def test_cores_used_by_others_are_the_busy_cores_less_this_process(monkeypatch):
+    monkeypatch.setattr(run_threads.os, "cpu_count", lambda: 4)
+    before = run_threads.CpuSample(wall=10.0, machine=(1000, 4000), own_cpu=5.0)
+    # 2 s on 4 CPUs: 800 jiffies, 200 of them idle -> 3 busy cores; this process used 1.5 cores.
+    after = run_threads.CpuSample(wall=12.0, machine=(1200, 4800), own_cpu=8.0)
+    assert run_threads.cores_used_by_others(before, after) == pytest.approx(1.5)
+    # Never below zero (counters of the process and the machine are read at slightly different times).
+    busy_self = run_threads.CpuSample(wall=12.0, machine=(1200, 4800), own_cpu=13.0)
+    assert run_threads.cores_used_by_others(before, busy_self) == 0.0
+    assert run_threads.cores_used_by_others(before._replace(machine=None), after) is None
+
+
+def test_default_budget_follows_the_other_processes_between_iterations(monkeypatch):
+    monkeypatch.setattr(run_threads, "usable_cores", lambda: 4)
+    monkeypatch.setattr(run_threads, "idle_cores", lambda: 4.0)
+    monkeypatch.setattr(run_threads, "RECHECK_SECONDS", 0.0)
+    loads = iter([0.1, 1.2, 2.9, 3.8, 0.4])
+    monkeypatch.setattr(run_threads, "cores_used_by_others", lambda before, after: next(loads))
+    budget = run_threads.ThreadBudget()
+    with run_threads.thread_budget(budget.threads):
+        seen = []
+        for _ in range(5):
+            seen.append((budget.update(), torch.get_num_threads()))
+    assert seen == [(4, 4), (3, 3), (1, 1), (1, 1), (4, 4)]
+    # A requested number stays, whatever the load.
+    monkeypatch.setattr(run_threads, "cores_used_by_others", lambda before, after: 3.8)
+    fixed = run_threads.ThreadBudget(2)
+    assert [fixed.update() for _ in range(3)] == [2, 2, 2]
+
+
+def test_the_budget_is_rechecked_at_most_once_per_interval(monkeypatch):
+    monkeypatch.setattr(run_threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(run_threads, "idle_cores", lambda: 2.0)
+    checks = []
+    monkeypatch.setattr(run_threads, "cores_used_by_others", lambda before, after: checks.append(1) or 1.0)
+    budget = run_threads.ThreadBudget()
+    with run_threads.thread_budget(budget.threads):
+        budget.update()  # well within RECHECK_SECONDS of the start: no check
+        assert not checks and budget.threads == 2
+        budget._since = budget._since._replace(wall=budget._since.wall - run_threads.RECHECK_SECONDS)
+        assert budget.update() == 1 and checks == [1]
+
+
+def test_a_run_rechecks_its_default_budget_between_iterations(tiny, monkeypatch):
+    if run_threads.usable_cores() < 2:
+        pytest.skip("needs two usable cores")
+    monkeypatch.setattr(run_threads, "idle_cores", lambda window=0.05: 1.0)
+    monkeypatch.setattr(run_threads, "RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr(run_threads, "cores_used_by_others", lambda before, after: 0.0)  # the others left
+    before = torch.get_num_threads()
+    seen = []
+    imaging.reconstruct(tiny, "psm", callback=lambda info: seen.append(torch.get_num_threads()), max_iter=2,
+                        knots=6, order=5)
+    assert seen == [run_threads.usable_cores()] * 2
+    assert torch.get_num_threads() == before
+
+
 def test_a_run_keeps_to_its_budget_and_restores_torch_threads(tiny):
     before = torch.get_num_threads()
     seen = []

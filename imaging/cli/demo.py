@@ -29,7 +29,7 @@ def add_parser(sub):
     p.add_argument("--max-iter", type=int, default=None, help="cap RED-PSM's outer iterations")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--seed", type=int, default=0, help="seed of phantom and noise (default 0)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: the cores idle when each run starts)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the cores other processes leave idle, re-checked between iterations)")
     p.add_argument(
         "--protocol",
         choices=("fine-grid", "inverse-crime"),

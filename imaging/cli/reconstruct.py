@@ -32,7 +32,7 @@ def add_parser(sub):
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--max-iter", type=int, help="maximum number of outer iterations")
     p.add_argument("--seed", type=int, help="seed of the run (default: the method's)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: the cores idle when the run starts)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the cores other processes leave idle, re-checked between iterations)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override one parameter")
     p.add_argument(
         "--coil-maps",

@@ -30,7 +30,7 @@ from ..operators.coils import ESTIMATORS as COIL_ESTIMATORS
 from ..results import ReconstructionResult, magnitude_image
 from ..solvers.base import ParameterError, Solver
 from ..solvers.registry import get_solver
-from .threads import choose_threads, thread_budget
+from .threads import ThreadBudget, thread_budget
 from .volumes import assemble_volume, slice_checkpoint
 
 
@@ -381,7 +381,8 @@ def iterate(
         ``len(slices)`` slices. Default: all.
     threads : int, optional
         CPU threads of the run (PyTorch and the tomography pool together; see
-        :mod:`imaging.run.threads`). Default: the cores idle when the run starts.
+        :mod:`imaging.run.threads`). Default: the cores idle when the run starts,
+        then the cores other processes leave, re-checked between iterations.
     coil_estimator : {"auto", "espirit", "lowres"}
         Multi-coil MRI without ``coil_maps``: how each slice's maps are estimated from
         its data (:meth:`Measurements.estimate_coil_maps`, counted in the run's time).
@@ -403,7 +404,7 @@ def iterate(
     solver_params = solver_cls.make_params(preset, **params)
     _check_settings(checkpoint_every, metrics_every)
     device = str(resolve_device(device))
-    budget = choose_threads(threads)
+    budget = ThreadBudget(threads)
     if coil_estimator not in COIL_ESTIMATORS:
         raise ParameterError(f"unknown coil_estimator {coil_estimator!r}; choose one of: {', '.join(COIL_ESTIMATORS)}")
     if ground_truth is None:
@@ -413,18 +414,18 @@ def iterate(
             f"ground_truth must have shape {(measurements.n_frames, *measurements.image_shape)} (the measurements' "
             f"frames and image shape), got {tuple(ground_truth.shape)}"
         )
-    with thread_budget(budget):
+    with thread_budget(budget.threads):
         return (yield from _iterate(measurements, method, solver_cls, solver_params, checkpoint, slices, device=device,
                                     checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every,
-                                    coil_estimator=coil_estimator, reference=ground_truth))
+                                    coil_estimator=coil_estimator, reference=ground_truth, budget=budget))
 
 
 def _iterate(measurements, method, solver_cls, solver_params, checkpoint, slices, *, device, checkpoint_every, resume,
-             metrics_every, coil_estimator, reference):
+             metrics_every, coil_estimator, reference, budget):
     """:func:`iterate` once its arguments are checked: one slice, or the chosen slices of a volume."""
     settings = dict(
         device=device, checkpoint_every=checkpoint_every, resume=resume, metrics_every=metrics_every,
-        coil_estimator=coil_estimator,
+        coil_estimator=coil_estimator, budget=budget,
     )
     if not measurements.is_volume:
         if slices is not None and list(slices) != [0]:
@@ -466,6 +467,7 @@ def _iterate_slice(
     metrics_every: int,
     coil_estimator: str,
     reference: np.ndarray | StoredFrames | None,
+    budget: ThreadBudget,
 ) -> Generator[IterationInfo, Any, ReconstructionResult]:
     """The loop of :func:`iterate` on one 2D slice, scored against ``reference`` (P, N, N)."""
     params_dict = dataclasses.asdict(solver_params)
@@ -503,6 +505,7 @@ def _iterate_slice(
         with _restored_state(resumed_from):
             entry = {k: float(v) for k, v in solver.step().items()}
         solver.iteration += 1
+        budget.update()
         entry = {"iteration": solver.iteration, **entry, "elapsed_seconds": elapsed()}
         finished = solver.converged() or solver.iteration >= solver.max_iter
         save = checkpoint_path is not None and (solver.iteration % checkpoint_every == 0 or finished)
