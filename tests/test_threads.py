@@ -54,6 +54,7 @@ def test_cores_used_by_others_are_the_busy_cores_less_this_process(monkeypatch):
 
 
 def test_default_budget_follows_the_other_processes_between_iterations(monkeypatch):
+    monkeypatch.setattr(run_threads.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(run_threads, "usable_cores", lambda: 4)
     monkeypatch.setattr(run_threads, "idle_cores", lambda: 4.0)
     monkeypatch.setattr(run_threads, "RECHECK_SECONDS", 0.0)
@@ -65,6 +66,13 @@ def test_default_budget_follows_the_other_processes_between_iterations(monkeypat
         for _ in range(5):
             seen.append((budget.update(), torch.get_num_threads()))
     assert seen == [(4, 4), (3, 3), (1, 1), (1, 1), (4, 4)]
+    # A process bound to 2 of 8 CPUs keeps its 2 threads while the others' work fits the other 6.
+    monkeypatch.setattr(run_threads.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(run_threads, "usable_cores", lambda: 2)
+    loads = iter([5.0, 6.8])
+    bound = run_threads.ThreadBudget()
+    with run_threads.thread_budget(bound.threads):
+        assert [bound.update(), bound.update()] == [2, 1]
     # A requested number stays, whatever the load.
     monkeypatch.setattr(run_threads, "cores_used_by_others", lambda before, after: 3.8)
     fixed = run_threads.ThreadBudget(2)
@@ -72,6 +80,7 @@ def test_default_budget_follows_the_other_processes_between_iterations(monkeypat
 
 
 def test_the_budget_is_rechecked_at_most_once_per_interval(monkeypatch):
+    monkeypatch.setattr(run_threads.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(run_threads, "usable_cores", lambda: 2)
     monkeypatch.setattr(run_threads, "idle_cores", lambda: 2.0)
     checks = []

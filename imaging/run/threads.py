@@ -156,8 +156,10 @@ class ThreadBudget:
         others = cores_used_by_others(self._since, now)
         self._since = now
         if others is not None:
+            # As at the start: the machine's cores the others leave, at most the usable ones
+            # (a process bound to some CPUs is not slowed by work on the others).
             cores = usable_cores()
-            threads = max(1, min(cores, round(cores - others)))
+            threads = max(1, min(cores, round((os.cpu_count() or cores) - others)))
             if threads != self.threads:
                 self.threads = threads
                 torch.set_num_threads(threads)
