@@ -521,6 +521,27 @@ def test_summary_is_strict_json_with_ordinary_permissions(client, tmp_path):
     assert format_summary(written).splitlines()[2].split()[3] == "-"
 
 
+def test_a_task_runs_on_its_share_of_the_cores(scans, tmp_path, monkeypatch):
+    import imaging.run.runner as runner
+    from imaging.run.batch.tasks import TaskSpec, run_task
+
+    budgets = []
+    original = runner.reconstruct
+
+    def recording(*args, **kwargs):
+        budgets.append(kwargs.get("threads"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "reconstruct", recording)
+    spec = TaskSpec(
+        name="a", input_path=str(scans / "scan0.npz"), output_path=str(tmp_path / "a.npz"),
+        checkpoint_path=str(tmp_path / "a.ckpt"), method=METHOD, preset=None, params={}, device="cpu",
+        checkpoint_every=5, score=False, torch_threads=2,
+    )
+    assert run_task(spec)["status"] == "ok"
+    assert budgets == [2]
+
+
 def test_memory_model_comes_from_the_solver_and_counts_a_volume_task_whole(tmp_path):
     from imaging import load_measurements
     from imaging.run.batch.memory import task_bytes

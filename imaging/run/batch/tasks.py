@@ -103,6 +103,9 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
             resume=True,
             slices=slices,
             ground_truth=ground_truth,
+            # The task's share of the cores, fixed: the runner's default would take the cores
+            # idle when the task starts, which the other tasks starting with it leave idle too.
+            threads=spec.torch_threads,
             **spec.params,
         )
         if slices is not None:
