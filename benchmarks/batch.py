@@ -158,8 +158,8 @@ def main(argv=None) -> int:
         f" ({args.slices} slices of a dynamic {args.phantom}, N={args.size}, P={args.frames}, one view per frame,"
         " bit-reversal, noise 5e-3).",
         f"Machine: {platform.processor() or platform.machine()}, {cores} cores available, "
-        f"load average {load_before[0]:.1f} before / {load_after[0]:.1f} after (the machine is shared: "
-        "other jobs ran at the same time, so absolute times are noisy).",
+        f"load average {load_before[0]:.1f} before / {load_after[0]:.1f} after (the load after is "
+        "the benchmark's own; this VM's speed varies by up to 1.75x between identical runs).",
         f"Volume PSNR of the result: {psnr or 'n/a'}.",
         "",
         "| run | wall time (reconstruction) | vs loop | torch threads per task |",
