@@ -31,6 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 BUSY_LOOP = "while True: pass"
 
 
+def _stop(busy: subprocess.Popen | None) -> None:
+    if busy is not None:
+        busy.kill()
+        busy.wait()
+
+
 def run_under_load(measurements, threads: int | None, iterations: int, load_window: tuple[int, int] | None) -> dict:
     """One red-psm run; a busy process runs from the end of iteration ``load_window[0]``
     to the end of ``load_window[1]`` (None: no load). Per iteration: seconds and threads."""
@@ -49,14 +55,11 @@ def run_under_load(measurements, threads: int | None, iterations: int, load_wind
             if load_window is not None and info.iteration == load_window[0]:
                 busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
             if busy is not None and info.iteration == load_window[1]:
-                busy.kill()
-                busy.wait()
+                _stop(busy)
                 busy = None
             previous = time.perf_counter()
     finally:
-        if busy is not None:
-            busy.kill()
-            busy.wait()
+        _stop(busy)
     return {"seconds": np.array(seconds), "threads": np.array(threads_seen)}
 
 

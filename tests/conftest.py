@@ -26,4 +26,4 @@ def one_default_thread(request, monkeypatch):
 
     monkeypatch.setattr(threads, "idle_cores", lambda window=0.05: 1.0)
     # Others keep all of the machine's CPUs but one busy: the re-checked budget stays 1.
-    monkeypatch.setattr(threads, "cores_used_by_others", lambda before, after: (threads.os.cpu_count() or 1) - 1.0)
+    monkeypatch.setattr(threads, "cores_used_by_others", lambda before, after: threads.machine_cpus() - 1.0)

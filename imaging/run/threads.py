@@ -41,6 +41,11 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def machine_cpus() -> int:
+    """The number of CPUs of the machine, the ones ``/proc/stat`` sums over."""
+    return os.cpu_count() or usable_cores()
+
+
 def _cpu_times() -> tuple[int, int] | None:
     """(idle, total) jiffies summed over all CPUs, or None where /proc/stat is missing."""
     try:
@@ -68,7 +73,7 @@ def idle_cores(window: float = 0.05) -> float:
         return float(cores)
     fraction_idle = (after[0] - before[0]) / total
     # /proc/stat counts every CPU of the machine; scale to the ones we may use.
-    return min(float(cores), fraction_idle * (os.cpu_count() or cores))
+    return min(float(cores), fraction_idle * machine_cpus())
 
 
 def choose_threads(requested: int | None = None) -> int:
@@ -119,7 +124,7 @@ def cores_used_by_others(before: CpuSample, after: CpuSample) -> float | None:
         return None
     busy_fraction = 1.0 - (after.machine[0] - before.machine[0]) / total
     own_cores = (after.own_cpu - before.own_cpu) / wall
-    return max(0.0, busy_fraction * (os.cpu_count() or usable_cores()) - own_cores)
+    return max(0.0, busy_fraction * machine_cpus() - own_cores)
 
 
 class ThreadBudget:
@@ -150,16 +155,17 @@ class ThreadBudget:
         """
         if not self.follows_load:
             return self.threads
-        now = cpu_sample()
-        if now.wall - self._since.wall < RECHECK_SECONDS:
+        # The clock first: /proc/stat is read only when a check is due, not every iteration.
+        if time.monotonic() - self._since.wall < RECHECK_SECONDS:
             return self.threads
+        now = cpu_sample()
         others = cores_used_by_others(self._since, now)
         self._since = now
         if others is not None:
             # As at the start: the machine's cores the others leave, at most the usable ones
             # (a process bound to some CPUs is not slowed by work on the others).
             cores = usable_cores()
-            threads = max(1, min(cores, round((os.cpu_count() or cores) - others)))
+            threads = max(1, min(cores, round(machine_cpus() - others)))
             if threads != self.threads:
                 self.threads = threads
                 torch.set_num_threads(threads)
