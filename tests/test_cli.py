@@ -183,6 +183,23 @@ def test_train_denoiser_writes_weights_that_load(tmp_path):
     assert provenance["data"]["pairs"]["n_objects"] == 2 and provenance["architecture"]["bias"] is False
 
 
+def test_ensemble_denoiser_combines_shipped_denoisers(tmp_path, capsys):
+    from imaging.denoisers import load_denoiser
+
+    out = tmp_path / "pair.pt"
+    assert main(["ensemble-denoiser", "dncnn-v3", "dncnn-v2", "-o", str(out)]) == 0
+    assert "2 members" in capsys.readouterr().out
+    assert load_denoiser(str(out)).architecture["members"] == 2
+    assert [m["member"] for m in json.loads(out.with_suffix(".json").read_text())["members"]] == ["dncnn-v3", "dncnn-v2"]
+
+
+@pytest.mark.parametrize("members", [["dncnn-v3"], ["dncnn-v3", "dncnn-v1"], ["dncnn-v3", "nowhere.pt"]])
+def test_ensemble_denoiser_rejects_bad_members(tmp_path, capsys, members):
+    assert main(["ensemble-denoiser", *members, "-o", str(tmp_path / "e.pt")]) == EXIT_BAD_INPUT
+    _assert_one_line_error(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_train_denoiser_rejects_bad_output_name(tmp_path, capsys):
     assert main(["train-denoiser", "-o", str(tmp_path / "w.bin")]) == EXIT_BAD_INPUT
     assert ".pt" in _assert_one_line_error(capsys)

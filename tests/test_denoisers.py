@@ -13,10 +13,12 @@ from torch import nn
 from imaging.denoisers import (
     DnCNN,
     denoise_frames,
+    ensemble,
     generate_static_objects,
     load_denoiser,
     load_image_files,
     save_denoiser,
+    save_ensemble,
     train_denoiser,
 )
 from imaging.denoisers.inference import native_bfloat16, patch_starts
@@ -96,6 +98,42 @@ def test_dncnn_rejects_bad_architecture(kwargs):
         DnCNN(**kwargs)
 
 
+def test_ensemble_returns_the_mean_of_its_members_in_one_network():
+    torch.manual_seed(5)
+    members = [DnCNN(4, 6, bias=False, dilations=[1, 2, 2, 1]).eval() for _ in range(3)]
+    combined = ensemble(members)
+    assert combined.architecture == {**members[0].architecture, "members": 3}
+    assert sum(p.numel() for p in combined.parameters()) == 3 * sum(p.numel() for p in members[0].parameters())
+    assert combined.receptive_field == members[0].receptive_field
+    x = torch.rand(2, 1, 21, 18)
+    with torch.no_grad():
+        torch.testing.assert_close(combined(x), sum(m(x) for m in members) / 3, rtol=1e-5, atol=1e-6)
+        # The mean of bias-free members is still scale-equivariant.
+        torch.testing.assert_close(combined(2.5 * x), 2.5 * combined(x), rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_of_one_network_is_that_network():
+    member = _random_dncnn(3, 5, seed=8)
+    single = ensemble([member])
+    assert single.architecture == member.architecture
+    x = torch.rand(1, 1, 15, 15)
+    with torch.no_grad():
+        torch.testing.assert_close(single(x), member(x))
+
+
+@pytest.mark.parametrize("members", [[], [DnCNN(3, 4), DnCNN(3, 5)], [DnCNN(3, 4), DnCNN(3, 4, bias=False)],
+                                     [DnCNN(3, 4, members=2)], [DnCNN(3, 4), nn.Identity()]])
+def test_ensemble_refuses_members_it_cannot_average(members):
+    with pytest.raises(ValueError, match="ensemble"):
+        ensemble(members)
+
+
+@pytest.mark.parametrize("members", [0, 9, True, 1.5])
+def test_dncnn_rejects_bad_member_counts(members):
+    with pytest.raises(ValueError, match="members"):
+        DnCNN(3, 4, members=members)
+
+
 def test_dncnn_rejects_wrong_input_shape():
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         DnCNN(3, 4)(torch.rand(2, 16, 16))
@@ -124,6 +162,34 @@ def test_save_and_load_round_trip(tmp_path):
     x = torch.rand(2, 1, 12, 12)
     torch.testing.assert_close(loaded(x), model(x))
     assert not list(tmp_path.glob(".*tmp")), "atomic save left a temporary file"
+
+
+def test_saved_ensemble_records_its_members_and_loads_verified(tmp_path, recwarn):
+    paths = []
+    for seed in (1, 2):
+        paths.append(tmp_path / f"member{seed}.pt")
+        train_denoiser(paths[-1], n_images=4, size=32, depth=3, width=4, epochs=1, batch_size=2, patch_size=16,
+                       seed=seed, progress=False)
+    out = tmp_path / "pair.pt"
+    provenance = save_ensemble(paths, out)
+    assert provenance["architecture"]["members"] == 2 and provenance["sha256"] == file_sha256(out)
+    assert [m["sha256"] for m in provenance["members"]] == [file_sha256(p) for p in paths]
+    assert [m["provenance"]["seed"] for m in provenance["members"]] == [1, 2]
+    loaded = load_denoiser(out)
+    assert not [w for w in recwarn if "not verified" in str(w.message)]
+    x = torch.rand(2, 1, 20, 20)
+    with torch.no_grad():
+        expected = sum(load_denoiser(p)(x) for p in paths) / 2
+        torch.testing.assert_close(loaded(x), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("members, message", [(["dncnn-v3"], "at least 2"), (["dncnn-v3", "dncnn-v1"], "architecture"),
+                                              (["dncnn-v3", "missing.pt"], "not found")])
+def test_save_ensemble_refuses_bad_members_and_writes_nothing(tmp_path, members, message):
+    out = tmp_path / "ensemble.pt"
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        save_ensemble(members, out)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_same_weights_give_the_same_file_under_any_name(tmp_path):

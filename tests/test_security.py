@@ -452,6 +452,9 @@ def _weights_payload(depth=3, width=4):
     [
         (lambda p: p["architecture"].update(width=4000), "do not fit the recorded architecture"),
         (lambda p: p["architecture"].update(depth=10**9), "do not fit the recorded architecture"),
+        (lambda p: p["architecture"].update(members=2), "do not fit the recorded architecture"),
+        (lambda p: p["architecture"].update(members=10**6), "members must be an integer from 1"),
+        (lambda p: p["architecture"].update(members=True), "invalid architecture record"),
         (lambda p: p["state_dict"]["net.0.weight"].fill_(float("nan")), "NaN or infinite"),
         (lambda p: p["state_dict"].update({"net.0.weight": p["state_dict"]["net.0.weight"].double()}), "do not fit"),
     ],

@@ -13,11 +13,11 @@ import argparse
 import sys
 import warnings
 
-from . import batch, demo, evaluate, import_, methods, reconstruct, simulate, train_denoiser
+from . import batch, demo, ensemble_denoiser, evaluate, import_, methods, reconstruct, simulate, train_denoiser
 from ._common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, CommandError, one_line_warnings, user_errors
 
 #: The sub-commands in the order ``imaging --help`` lists them.
-COMMANDS = (simulate, import_, reconstruct, evaluate, methods, train_denoiser, demo, batch)
+COMMANDS = (simulate, import_, reconstruct, evaluate, methods, train_denoiser, ensemble_denoiser, demo, batch)
 
 
 def build_parser() -> argparse.ArgumentParser:

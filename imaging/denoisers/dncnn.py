@@ -14,6 +14,12 @@ Two options change what the network can represent at no extra cost per pixel:
 - ``dilations``: the dilation of each 3x3 convolution; larger dilations widen the
   receptive field (``1 + 2 * sum(dilations)`` pixels) with the same weights and
   operations, so the network sees the longer streaks of undersampled tomography.
+
+``members`` makes one module of an ensemble: ``members`` independently trained networks
+of the same shape side by side as grouped convolutions, whose outputs are averaged. A
+mean of networks trained with different seeds has a smaller variance than each of them
+(the tuning runs in ``benchmarks/results/tune_red_psm.md``); its cost is ``members``
+times one network's, computed in one call.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from torch import nn
 #: Largest dilation of a layer: its zero padding grows with it, so a weights file must
 #: not be able to ask for an arbitrary one.
 MAX_DILATION = 16
+#: Most networks in one ensemble module (each one adds a network's cost to every call).
+MAX_MEMBERS = 8
 
 
 class DnCNN(nn.Module):
@@ -47,6 +55,10 @@ class DnCNN(nn.Module):
         Whether the convolutions have additive biases (False: bias-free, scale-equivariant).
     dilations : sequence of int, optional
         Dilation of each of the ``depth`` convolutions (default all 1).
+    members : int
+        Number of networks of this shape evaluated side by side (grouped convolutions,
+        ``members * width`` hidden channels) whose outputs are averaged; 1 (default) is a
+        single DnCNN. :func:`ensemble` builds one from trained networks.
 
     Notes
     -----
@@ -55,7 +67,8 @@ class DnCNN(nn.Module):
     object maximum about 1); a bias-free one works at any scale.
     """
 
-    def __init__(self, depth: int = 6, width: int = 32, residual: bool = True, bias: bool = True, dilations=None):
+    def __init__(self, depth: int = 6, width: int = 32, residual: bool = True, bias: bool = True, dilations=None,
+                 members: int = 1):
         super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2:
             raise ValueError(f"DnCNN depth must be an integer >= 2, got {depth!r}")
@@ -65,6 +78,8 @@ class DnCNN(nn.Module):
             raise ValueError(f"DnCNN residual must be True or False, got {residual!r}")
         if not isinstance(bias, bool):
             raise ValueError(f"DnCNN bias must be True or False, got {bias!r}")
+        if isinstance(members, bool) or not isinstance(members, int) or not 1 <= members <= MAX_MEMBERS:
+            raise ValueError(f"DnCNN members must be an integer from 1 to {MAX_MEMBERS}, got {members!r}")
         dilations = [1] * depth if dilations is None else list(dilations)
         if len(dilations) != depth or not all(
             isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_DILATION for d in dilations
@@ -77,32 +92,39 @@ class DnCNN(nn.Module):
         self.residual = residual
         self.bias = bias
         self.dilations = dilations
-        channels = [1] + [width] * (depth - 1) + [1]
+        self.members = members
+        # Member m owns channels [m * width, (m + 1) * width) of every hidden layer and output
+        # channel m; grouped convolutions keep the members apart (the first layer reads the one
+        # input channel, so it needs no groups).
+        channels = [1] + [members * width] * (depth - 1) + [members]
         layers: list[nn.Module] = []
         for index, dilation in enumerate(dilations):
-            layers.append(nn.Conv2d(channels[index], channels[index + 1], 3, padding=dilation, dilation=dilation, bias=bias))
+            layers.append(nn.Conv2d(channels[index], channels[index + 1], 3, padding=dilation, dilation=dilation,
+                                    bias=bias, groups=1 if index == 0 else members))
             if index < depth - 1:
                 layers.append(nn.ReLU(inplace=True))
         self.net = nn.Sequential(*layers)
 
     @staticmethod
-    def parameter_count(depth: int, width: int, bias: bool = True) -> int:
+    def parameter_count(depth: int, width: int, bias: bool = True, members: int = 1) -> int:
         """Number of weights (and biases) of a DnCNN of this depth and width (nothing is built)."""
         weights = 9 * width + (depth - 2) * 9 * width * width + 9 * width
-        return weights + (width * (depth - 1) + 1 if bias else 0)
+        return members * (weights + (width * (depth - 1) + 1 if bias else 0))
 
     @property
     def architecture(self) -> dict:
         """The constructor arguments, as stored next to the weights in a weights file.
 
-        The default options (biases, no dilation) are left out, so a classic DnCNN has
-        the record of earlier versions.
+        The default options (biases, no dilation, one member) are left out, so a classic
+        DnCNN has the record of earlier versions.
         """
         record = {"depth": self.depth, "width": self.width, "residual": self.residual}
         if not self.bias:
             record["bias"] = False
         if any(d != 1 for d in self.dilations):
             record["dilations"] = list(self.dilations)
+        if self.members != 1:
+            record["members"] = self.members
         return record
 
     @property
@@ -126,10 +148,49 @@ class DnCNN(nn.Module):
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"DnCNN expects a tensor of shape (B, 1, H, W), got {tuple(x.shape)}")
         out = self.net(x)
+        if self.members != 1:
+            out = out.mean(dim=1, keepdim=True)
         return x - out if self.residual else out
 
     def extra_repr(self) -> str:
         options = "" if self.bias else ", bias=False"
         if any(d != 1 for d in self.dilations):
             options += f", dilations={self.dilations}"
+        if self.members != 1:
+            options += f", members={self.members}"
         return f"depth={self.depth}, width={self.width}, residual={self.residual}{options}"
+
+
+def ensemble(networks) -> DnCNN:
+    """One DnCNN that returns the mean of the outputs of several trained DnCNNs.
+
+    Parameters
+    ----------
+    networks : sequence of DnCNN
+        At least one single-member network; all of the same depth, width, residual,
+        bias and dilations.
+
+    Returns
+    -------
+    DnCNN
+        A network with ``members = len(networks)`` on the CPU, in eval mode, whose
+        output for ``x`` of shape ``(B, 1, H, W)`` equals ``mean(net(x) for net in
+        networks)`` up to rounding. The networks are not modified.
+    """
+    networks = list(networks)
+    if not networks or not all(isinstance(net, DnCNN) for net in networks):
+        raise ValueError("ensemble needs one or more DnCNN networks")
+    if any(net.members != 1 for net in networks):
+        raise ValueError("ensemble takes single networks; an ensemble is not a member")
+    shapes = {(net.depth, net.width, net.residual, net.bias, tuple(net.dilations)) for net in networks}
+    if len(shapes) != 1:
+        raise ValueError(f"ensemble members must share one architecture, got {[net.architecture for net in networks]}")
+    first = networks[0]
+    combined = DnCNN(first.depth, first.width, first.residual, bias=first.bias, dilations=first.dilations,
+                     members=len(networks))
+    # Stacking each layer's weights (and biases) along the output channels gives the grouped
+    # layout: member m's filters become group m.
+    state = {name: torch.cat([net.state_dict()[name].detach().cpu() for net in networks])
+             for name in first.state_dict()}
+    combined.load_state_dict(state)
+    return combined.eval()

@@ -46,7 +46,7 @@ from .._version import __version__
 from ..operators.base import resolve_device
 from .dncnn import DnCNN
 from .training_data import FAMILIES, ImagePairs, generate_static_objects, load_image_files
-from .weights import save_denoiser, write_provenance
+from .weights import save_denoiser, weights_record, write_provenance
 
 #: Noise levels at which the validation PSNR is reported (those inside ``noise_range``,
 #: plus its end points).
@@ -504,11 +504,7 @@ def train_denoiser(
         torch.set_num_threads(previous_threads)
 
     provenance = {
-        "weights_file": output.name,
-        "sha256": sha256,
-        "architecture": model.architecture,
-        "n_parameters": sum(p.numel() for p in model.parameters()),
-        "receptive_field": model.receptive_field,
+        **weights_record(model, output, sha256),
         "command": command if command is not None else "imaging.denoisers.train_denoiser(" + ", ".join(
             f"{k}={v!r}" for k, v in arguments.items()) + ")",
         "arguments": arguments,

@@ -4,7 +4,8 @@ A weights file is a ``torch.save`` of a plain dictionary::
 
     {"format": "imaging-dncnn", "version": 1,
      "architecture": {"depth": int, "width": int, "residual": bool,
-                      "bias": bool, "dilations": [int, ...]},   # the last two optional
+                      "bias": bool, "dilations": [int, ...],    # optional
+                      "members": int},                         # optional: an ensemble
      "state_dict": {name: tensor, ...}}
 
 It is read with ``torch.load(..., weights_only=True)``, which only rebuilds tensors and
@@ -22,6 +23,7 @@ origin is not verified.
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import io
 import json
@@ -32,10 +34,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._version import __version__
 from ..io.atomic import write_atomic, write_text_atomic
 from ..io.safe import FileFormatError, first_line, load_torch_file
 from ..operators.base import resolve_device
-from .dncnn import DnCNN
+from .dncnn import DnCNN, ensemble
 
 WEIGHTS_FORMAT = "imaging-dncnn"
 WEIGHTS_VERSION = 1
@@ -128,6 +131,18 @@ def save_denoiser(model: DnCNN, path: str | os.PathLike) -> str:
     return file_sha256(path)
 
 
+def weights_record(model: DnCNN, weights_path: str | os.PathLike, sha256: str) -> dict:
+    """The first entries of a provenance record: the weights file's name and SHA-256, the
+    network's architecture, parameter count and receptive field."""
+    return {
+        "weights_file": Path(weights_path).name,
+        "sha256": sha256,
+        "architecture": model.architecture,
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "receptive_field": model.receptive_field,
+    }
+
+
 def write_provenance(weights_path: str | os.PathLike, provenance: dict) -> Path:
     """Write ``provenance`` atomically as JSON beside ``weights_path`` and return its path."""
     target = provenance_path(weights_path)
@@ -218,8 +233,10 @@ def _read_payload(path: Path) -> dict:
     arch = payload.get("architecture")
     if (
         not isinstance(arch, dict)
-        or not {"depth", "width", "residual"} <= set(arch) <= {"depth", "width", "residual", "bias", "dilations"}
-        or not all(isinstance(arch[k], int) and not isinstance(arch[k], bool) for k in ("depth", "width"))
+        or not {"depth", "width", "residual"} <= set(arch) <= {"depth", "width", "residual", "bias", "dilations",
+                                                              "members"}
+        or not all(isinstance(arch.get(k, 1), int) and not isinstance(arch.get(k, 1), bool)
+                   for k in ("depth", "width", "members"))
         or not all(isinstance(arch.get(k, True), bool) for k in ("residual", "bias"))
         or not isinstance(arch.get("dilations", []), list)
         or not isinstance(payload.get("state_dict"), dict)
@@ -227,7 +244,7 @@ def _read_payload(path: Path) -> dict:
         raise ValueError(
             f"{path} has an invalid architecture record: expected "
             "{'depth': int, 'width': int, 'residual': bool} (optionally 'bias': bool, "
-            "'dilations': [int, ...]) and a state_dict"
+            "'dilations': [int, ...], 'members': int) and a state_dict"
         )
     _check_state_fits(path, arch, payload["state_dict"])
     return payload
@@ -306,3 +323,71 @@ def load_denoiser(name_or_path: str | os.PathLike = "default", device: str | tor
     if unverified:
         warnings.warn(unverified, UnverifiedWeightsWarning, stacklevel=2)
     return model
+
+
+def _member_provenance(name_or_path, path: Path) -> dict:
+    """What an ensemble records of one member: its name or file, SHA-256 and training record."""
+    record = {"member": str(name_or_path), "sha256": file_sha256(path)}
+    prov_file = provenance_path(path)
+    if prov_file.is_file() and prov_file.stat().st_size <= _MAX_PROVENANCE_BYTES:
+        try:
+            training = json.loads(prov_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            training = None  # already refused by load_denoiser, which checked its sha256
+        if isinstance(training, dict):
+            record["provenance"] = training
+    return record
+
+
+def save_ensemble(members, output: str | os.PathLike, command: str | None = None) -> dict:
+    """Combine trained denoisers into one ensemble weights file with provenance.
+
+    Parameters
+    ----------
+    members : sequence of str or os.PathLike
+        Two or more shipped names or weights files of single DnCNNs with one
+        architecture (e.g. ``imaging train-denoiser`` runs that differ only in ``--seed``).
+        Each is loaded (and its SHA-256 checked) as by :func:`load_denoiser`.
+    output : str or os.PathLike
+        The ensemble's weights file (``.pt``); its provenance JSON goes beside it. Both
+        are written atomically, and nothing is written if a member cannot be used.
+    command : str or None
+        The command line, recorded in the provenance (None: this function call).
+
+    Returns
+    -------
+    dict
+        The provenance record: the ensemble's SHA-256 and architecture, and for each
+        member its name, SHA-256 and training provenance.
+    """
+    names = list(members)
+    if len(names) < 2:
+        raise ValueError(f"an ensemble needs at least 2 member denoisers, got {len(names)}")
+    output = Path(output)
+    if output.suffix.lower() not in (".pt", ".pth"):
+        raise ValueError(f"output must be a .pt (or .pth) weights file, got {str(output)!r}")
+    paths = [resolve_weights_path(name) for name in names]
+    if output.resolve() in {path.resolve() for path in paths}:
+        raise ValueError(f"output {output} is one of the members; write the ensemble to a new file")
+    with warnings.catch_warnings():
+        # Members without a provenance SHA-256 are allowed, and their record says so.
+        warnings.simplefilter("ignore", UnverifiedWeightsWarning)
+        networks = [load_denoiser(path) for path in paths]
+    try:
+        model = ensemble(networks)
+    except ValueError as err:
+        raise ValueError(f"cannot combine {', '.join(map(str, names))}: {err}") from None
+    records = [_member_provenance(name, path) for name, path in zip(names, paths)]
+    sha256 = save_denoiser(model, output)
+    provenance = {
+        **weights_record(model, output, sha256),
+        "command": command if command is not None else f"imaging.denoisers.save_ensemble({[str(n) for n in names]!r}, "
+        f"{str(output)!r})",
+        "combination": "mean of the members' outputs (one network with grouped convolutions)",
+        "members": records,
+        "torch_version": torch.__version__,
+        "imaging_version": __version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_provenance(output, provenance)
+    return provenance
