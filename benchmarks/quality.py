@@ -22,6 +22,7 @@ Usage::
     python benchmarks/quality.py                      # full benchmark, writes benchmarks/results/quality.md
     python benchmarks/quality.py --protocol inverse-crime --output benchmarks/results/quality-inverse-crime.md
     python benchmarks/quality.py --frames 64 --phantoms walnut --no-mri   # a quick subset
+    python benchmarks/quality.py --methods red-psm red-psm+denoiser=dncnn-v3   # a parameter set by hand
 """
 
 from __future__ import annotations
@@ -46,8 +47,24 @@ TD_DIP_PUBLISHED_STEPS = 10_000
 
 
 #: The solver attributes that hold what a run chose where its parameter said 0 or "auto"
-#: (the iteration cap, the PSM order and knots, the denoiser's arithmetic).
-RESOLVED_ATTRIBUTES = ("max_iter", "order", "knots", "denoiser_precision")
+#: (the iteration cap, the PSM order and knots, the denoiser and its arithmetic).
+RESOLVED_ATTRIBUTES = ("max_iter", "order", "knots", "denoiser_name", "denoiser_precision")
+
+
+def parse_method_spec(spec: str) -> tuple[str, str, dict]:
+    """``METHOD[:PRESET][+NAME=VALUE...]`` as (method, preset, parameters); values are YAML,
+    as for ``imaging reconstruct --set`` (e.g. ``red-psm+denoiser=dncnn-v3``)."""
+    import yaml
+
+    head, *settings = spec.split("+")
+    method, _, preset = head.partition(":")
+    params = {}
+    for setting in settings:
+        name, equals, value = setting.partition("=")
+        if not equals or not name:
+            raise SystemExit(f"method {spec!r}: expected NAME=VALUE after '+', got {setting!r}")
+        params[name] = yaml.safe_load(value)
+    return method, preset, params
 
 
 def describe_budget(method: str, params: dict, iterations: int) -> str:
@@ -65,7 +82,7 @@ def describe_budget(method: str, params: dict, iterations: int) -> str:
         rule = f"rule tol {params['tol']:g}" if params["tol"] > 0 else "no stopping rule"
         return (f"{iterations} of at most {params['max_iter']} ADMM iterations ({rule}){stride}; "
                 f"K={params['order']}, d={params['knots']}, lam={params['lam']:g}, beta={params['beta']:g}, "
-                f"denoiser {params['denoiser']} ({params['denoiser_precision']})")
+                f"denoiser {params.get('denoiser_name', params['denoiser'])} ({params['denoiser_precision']})")
     if method == "psm":
         return f"{iterations} of at most {params['max_iter']} alternating sweeps; K={params['order']}, d={params['knots']}"
     return f"{iterations} of at most {params.get('max_iter', '?')} iterations"
@@ -82,11 +99,10 @@ def run_single(data_path: str, method_spec: str, out_json: str, device: str = "c
     from imaging.results import magnitude_image
 
     torch.set_num_threads(os.cpu_count() or 1)
-    method, _, preset = method_spec.partition(":")
+    method, preset, params = parse_method_spec(method_spec)
     measurements = imaging.load_measurements(data_path)
     truth = measurements.ground_truth
     measurements.ground_truth = None  # the run never sees it
-    params = {}
     if method == "fbp-window":
         window = int(preset)
         preset = ""

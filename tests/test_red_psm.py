@@ -355,11 +355,26 @@ def test_red_psm_runs_with_a_denoiser_module_built_in_memory(tiny):
     assert module.training and all(p.requires_grad for p in module.parameters())
 
 
+def test_automatic_denoiser_is_the_ensemble_up_to_64_frames():
+    from imaging.solvers.red_psm import AUTO_ENSEMBLE_MAX_FRAMES, automatic_denoiser, resolve_denoiser_name
+
+    assert automatic_denoiser(64) == automatic_denoiser(AUTO_ENSEMBLE_MAX_FRAMES) == "dncnn-e3"
+    assert automatic_denoiser(AUTO_ENSEMBLE_MAX_FRAMES + 1) == automatic_denoiser(256) == "dncnn-v3"
+    assert resolve_denoiser_name("dncnn-v2", 64) == "dncnn-v2" and resolve_denoiser_name("auto", 300) == "dncnn-v3"
+
+
+def test_the_solver_records_the_denoiser_it_resolved(tiny):
+    solver = RedPSMSolver(tiny, RedPSMSolver.Params(**TINY))
+    assert solver.denoiser_name == "dncnn-e3" and solver.denoiser.members == 3
+    solver = RedPSMSolver(tiny, RedPSMSolver.Params(**TINY, denoiser="dncnn-v2"))
+    assert solver.denoiser_name == "dncnn-v2" and solver.denoiser.members == 1
+
+
 def test_the_module_passed_is_the_denoiser_used(tiny):
     from imaging.denoisers import load_denoiser
 
-    shipped = reconstruct(tiny, "red-psm", **TINY).reconstruction
-    same_weights = reconstruct(tiny, "red-psm", denoiser=load_denoiser("default"), **TINY).reconstruction
+    shipped = reconstruct(tiny, "red-psm", **TINY).reconstruction  # denoiser "auto": dncnn-e3 for 8 frames
+    same_weights = reconstruct(tiny, "red-psm", denoiser=load_denoiser("dncnn-e3"), **TINY).reconstruction
     identity = reconstruct(tiny, "red-psm", denoiser=nn.Identity(), **TINY).reconstruction
     assert np.array_equal(same_weights, shipped)
     assert np.linalg.norm(identity - shipped) > 1e-2 * np.linalg.norm(shipped)

@@ -48,6 +48,7 @@ WEIGHTS_VERSION = 1
 SHIPPED_DENOISERS = {
     "default": "dncnn_v3.pt",
     "dncnn-v3": "dncnn_v3.pt",
+    "dncnn-e3": "dncnn_e3.pt",
     "dncnn-v2": "dncnn_v2.pt",
     "dncnn-v1": "dncnn_v1.pt",
 }
@@ -58,6 +59,7 @@ _V3_SHA256 = "177a72251d9f396837b6edf926a8eb45b0fad82c416b93dc2a9470045dcbde47"
 SHIPPED_SHA256 = {
     "default": _V3_SHA256,
     "dncnn-v3": _V3_SHA256,
+    "dncnn-e3": "7d83a8d2d95636e471f3ca437c5f2b3ea49463e75243e7b95a416d7bef9364de",
     "dncnn-v2": "751955ed00635b5822a1e290347c4fc6313e176535e6a85839f85eb7e4856c8a",
     "dncnn-v1": "96c8acc95adcbe405dd3836024b599f01e74796d28b0805147989f87dcd40a76",
 }
@@ -283,8 +285,9 @@ def load_denoiser(name_or_path: str | os.PathLike = "default", device: str | tor
     ----------
     name_or_path : str or os.PathLike
         ``"default"`` for the shipped weights ``imaging/data/denoiser/dncnn_v3.pt`` (also
-        ``"dncnn-v3"``; ``"dncnn-v2"`` and ``"dncnn-v1"`` are the earlier defaults, v1
-        with biases), or the
+        ``"dncnn-v3"``; ``"dncnn-e3"`` is the ensemble of v3 and two networks trained
+        like it with seeds 1 and 2; ``"dncnn-v2"`` and ``"dncnn-v1"`` are the earlier
+        defaults, v1 with biases), or the
         path of a weights file written by :func:`save_denoiser` /
         :func:`~imaging.denoisers.train_denoiser`.
     device : str or torch.device

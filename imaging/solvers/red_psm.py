@@ -83,6 +83,13 @@ the work of 45 iterations of 256 frames, between 45 and 100 iterations (100 / 90
 P = 64 / 128 / 256), because an iteration's cost grows with P and the CT runs with fewer
 views still climb at 45 (section 9).
 
+The denoiser, ``denoiser = "auto"`` (:func:`automatic_denoiser`): the ensemble ``dncnn-e3``
+(``dncnn-v3`` and two networks trained by the same command with seeds 1 and 2, one module
+that averages their outputs) on up to 64 frames, ``dncnn-v3`` above. On the tuning cases
+(seed 1) the ensemble ended +0.17 to +0.39 dB above ``dncnn-v3`` (section 13 of
+``tune_red_psm.md``); an iteration with it costs 2.1-2.7 times as much, which only the
+runs on few frames can afford within the time of the default P = 256 run.
+
 ``denoise_stride = s > 1`` is a cheaper schedule: in iteration ``i`` only the frames
 ``p`` with ``p % s == i % s`` are denoised, the others reuse their last denoiser output
 (the f step decouples over frames, so this is a block-coordinate update of the f block).
@@ -219,6 +226,32 @@ def automatic_max_iter(n_frames: int) -> int:
     return max(ITERATION_BUDGET_ITERATIONS, min(MAX_AUTO_ITERATIONS, round(budget / max(1, n_frames))))
 
 
+#: ``denoiser = "auto"``: the ensemble ``dncnn-e3`` up to this many frames, ``dncnn-v3`` above
+#: (:func:`automatic_denoiser`).
+AUTO_ENSEMBLE_MAX_FRAMES = 64
+
+
+def automatic_denoiser(n_frames: int) -> str:
+    """The shipped denoiser red-psm's ``denoiser = "auto"`` runs on P = ``n_frames`` frames.
+
+    The ensemble ``dncnn-e3`` (``dncnn-v3`` and two networks trained like it with seeds 1
+    and 2, outputs averaged) gave +0.17 to +0.39 dB over ``dncnn-v3`` on the tuning cases at
+    P = 64, 128 and 256 (benchmarks/results/tune_red_psm.md, section 13), but an iteration
+    with it costs 2.1 times as much at P = 64 and 2.7 times at P = 128 (its three networks
+    are most of the work). It is used where a default run with it stays within the time of
+    the default P = 256 run (about 45 s on two cores): up to 64 frames (the seed-0 walnut and
+    material at P = 64: 36 and 41 s on a machine where ``dncnn-v3`` took 18 and 28 s). At
+    P = 128 it took 68 and 130 s there, and at P = 256, 23 iterations of it (the same time
+    as 45 of ``dncnn-v3``) end 0.23 dB below ``dncnn-v3`` on the tuning walnut.
+    """
+    return "dncnn-e3" if n_frames <= AUTO_ENSEMBLE_MAX_FRAMES else "dncnn-v3"
+
+
+def resolve_denoiser_name(name: str, n_frames: int) -> str:
+    """``name`` with ``"auto"`` replaced by :func:`automatic_denoiser` for ``n_frames``."""
+    return automatic_denoiser(n_frames) if name == "auto" else name
+
+
 @dataclasses.dataclass
 class RedPSMParams(PSMParams):
     """Parameters of RED-PSM (the PSM ones plus the RED and ADMM weights)."""
@@ -265,9 +298,11 @@ class RedPSMParams(PSMParams):
     red_iterations: int = param(1, "RED fixed-point iterations per f step (one denoiser pass each)", minimum=1)
     denoise_stride: int = param(1, "denoise every s-th frame per iteration, rotating (1: all frames)", minimum=1)
     denoiser: str = param(
-        "default",
-        "denoiser: a shipped name or a path to a weights file (Python API: also a torch.nn.Module)",
-        suggestions=tuple(SHIPPED_DENOISERS),
+        "auto",
+        f"denoiser: a shipped name or a path to a weights file (Python API: also a torch.nn.Module); auto: the "
+        f"ensemble dncnn-e3 up to {AUTO_ENSEMBLE_MAX_FRAMES} frames (twice the cost per iteration), dncnn-v3 (the "
+        "default) above",
+        suggestions=("auto", *SHIPPED_DENOISERS),
     )
     patch_size: int = param(
         0,
@@ -379,14 +414,15 @@ def smooth_phase(frames: torch.Tensor, width: float) -> torch.Tensor:
     return torch.where(magnitude > 0, smoothed / magnitude.clamp_min(1e-30), torch.ones_like(smoothed))
 
 
-def _denoiser_for_estimate(params: RedPSMParams) -> nn.Module | None:
-    """The denoiser of ``params`` for the memory model (None where it cannot be loaded)."""
+def _denoiser_for_estimate(params: RedPSMParams, n_frames: int) -> nn.Module | None:
+    """The denoiser of ``params`` on ``n_frames`` frames for the memory model (None where it
+    cannot be loaded)."""
     if params.denoiser_module is not None:
         return params.denoiser_module
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the solver warns about the weights when it loads them
-            return load_denoiser(params.denoiser)
+            return load_denoiser(resolve_denoiser_name(params.denoiser, n_frames))
     except (FileNotFoundError, ValueError):
         return None
 
@@ -415,7 +451,8 @@ class RedPSMSolver(PSMFamilySolver):
     def state_bytes(cls, size, params: RedPSMParams) -> int:
         """The larger of the Lambda step's peak and the f step's (state, blocks, denoiser)."""
         kept_denoised = size.stack_bytes if keeps_denoiser_output(params) else 0
-        patch, batch = denoise_layout(_denoiser_for_estimate(params), size.slice_shape, params.patch_size, params.denoise_batch)
+        denoiser = _denoiser_for_estimate(params, size.n_frames)
+        patch, batch = denoise_layout(denoiser, size.slice_shape, params.patch_size, params.denoise_batch)
         image_pixels = size.pixels if patch is None else min(patch, size.slice_shape[0]) * min(patch, size.slice_shape[1])
         frame_bytes = (8 if size.modality == "mri" else 4) * size.pixels
         block = min(size.n_frames, f_step_block_frames(params.denoise_stride, batch, frame_bytes))
@@ -423,7 +460,7 @@ class RedPSMSolver(PSMFamilySolver):
         f_step = (
             (3 * size.stack_bytes + kept_denoised)
             + 6 * block * frame_bytes
-            + working_bytes_per_pixel(_denoiser_for_estimate(params)) * batch * image_pixels
+            + working_bytes_per_pixel(denoiser) * batch * image_pixels
         )
         return max(super().state_bytes(size, params) + kept_denoised, int(f_step))
     presets = {
@@ -475,6 +512,8 @@ class RedPSMSolver(PSMFamilySolver):
 
     def __init__(self, measurements, params: RedPSMParams, device="cpu"):
         super().__init__(measurements, params, device)
+        #: The denoiser's name, ``params.denoiser`` with "auto" resolved for the frames P.
+        self.denoiser_name = resolve_denoiser_name(params.denoiser, measurements.n_frames)
         denoiser = self._denoiser_on_device(params)
         # Channels-last convolutions in batches of 8 frames of 128^2 ran the shipped DnCNN 2.9 times
         # faster on the 2-core CPU (1.3 s instead of 3.7 s for 256 frames of 128^2; same
@@ -520,9 +559,9 @@ class RedPSMSolver(PSMFamilySolver):
                 f"denoiser {params.denoiser!r} records an in-memory module; pass the torch.nn.Module itself"
             )
         try:
-            return load_denoiser(params.denoiser, device=device)
+            return load_denoiser(self.denoiser_name, device=device)
         except (FileNotFoundError, ValueError) as exc:
-            raise ParameterError(f"cannot load denoiser {params.denoiser!r}: {exc}") from None
+            raise ParameterError(f"cannot load denoiser {self.denoiser_name!r}: {exc}") from None
 
     def _after_initialise(self, frames: torch.Tensor) -> None:
         self.f = self.factors.frames().contiguous()

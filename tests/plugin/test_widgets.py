@@ -179,7 +179,7 @@ def test_parameter_inputs_are_typed_bounded_and_grouped(make_napari_viewer_proxy
     # Choices are drop-downs (the denoiser one editable: a path is allowed too).
     for name in ("interpolation", "init"):
         assert isinstance(fields[name].native, QComboBox) and not fields[name].native.isEditable()
-    assert fields["denoiser"].native.isEditable() and fields["denoiser"].value == "default"
+    assert fields["denoiser"].native.isEditable() and fields["denoiser"].value == "auto"
     with pytest.raises(ValueError, match="not a choice"):
         fields["interpolation"].value = "quadratic"
     # Integers are bounded spin boxes: no negative iterations or orders (red-psm's 0: automatic).
