@@ -441,6 +441,8 @@ def test_denoise_layout_bounds_the_working_memory():
     model = DnCNN(depth=3, width=16)
     per_pixel = working_bytes_per_pixel(model)
     assert per_pixel == 8 * 16 + 40
+    # An ensemble runs its members one after another: one member's activations at a time.
+    assert working_bytes_per_pixel(DnCNN(depth=3, width=16, members=3)) == per_pixel
     # Small frames: whole frames, at most 8 per call.
     assert denoise_layout(model, (64, 64)) == (None, 8)
     # The batch shrinks with the frame: two frames' activations fit.

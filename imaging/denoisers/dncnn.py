@@ -130,6 +130,12 @@ class DnCNN(nn.Module):
         return record
 
     @property
+    def activation_width(self) -> int:
+        """Channels of the widest activation alive during :meth:`forward`: one member's
+        width, since the members run one after another (the memory model reads this)."""
+        return self.width
+
+    @property
     def receptive_field(self) -> int:
         """Side length in pixels of the square input region that one output pixel sees."""
         return 1 + 2 * sum(self.dilations)

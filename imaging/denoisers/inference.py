@@ -88,12 +88,17 @@ def working_bytes_per_pixel(model: nn.Module | None) -> int:
 
     Measured with channels-last convolutions on the CPU (DnCNN of width 16, 32, 64: 139,
     258, 515 bytes per pixel): two float32 activations of the widest layer are alive at
-    a time, plus input and output; modelled as ``8 * width + 40``. A module without
+    a time, plus input and output; modelled as ``8 * width + 40``. The width is the
+    model's ``activation_width`` where it states one (a DnCNN ensemble runs its members one
+    after another, so one member's width), else its widest ``Conv2d``; a module without
     ``Conv2d`` layers (or ``None``, an unknown one) counts as width 64.
     """
-    modules = [] if model is None else model.modules()
-    widths = [layer.out_channels for layer in modules if isinstance(layer, nn.Conv2d)]
-    return 8 * (max(widths) if widths else 64) + 40
+    width = getattr(model, "activation_width", None)
+    if width is None:
+        modules = [] if model is None else model.modules()
+        widths = [layer.out_channels for layer in modules if isinstance(layer, nn.Conv2d)]
+        width = max(widths) if widths else 64
+    return 8 * width + 40
 
 
 def exact_patch_overlap(model: nn.Module) -> int:
