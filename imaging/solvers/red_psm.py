@@ -242,7 +242,9 @@ def automatic_denoiser(n_frames: int) -> str:
     the default P = 256 run (about 45 s on two cores): up to 64 frames (the seed-0 walnut and
     material at P = 64: 36 and 41 s on a machine where ``dncnn-v3`` took 18 and 28 s). At
     P = 128 it took 68 and 130 s there, and at P = 256, 23 iterations of it (the same time
-    as 45 of ``dncnn-v3``) end 0.23 dB below ``dncnn-v3`` on the tuning walnut.
+    as 45 of ``dncnn-v3``) end 0.23 dB below ``dncnn-v3`` on the tuning walnut. (Those
+    times are of the grouped-convolution forward; the members now run one after another,
+    3.2 instead of 3.6 times ``dncnn-v3`` per frame: benchmarks/results/denoiser.md.)
     """
     return "dncnn-e3" if n_frames <= AUTO_ENSEMBLE_MAX_FRAMES else "dncnn-v3"
 
